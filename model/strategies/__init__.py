@@ -1,0 +1,100 @@
+"""The portfolio of query strategies, found by name in one registry.
+
+A strategy is a pure function ``(state, candidates) -> raw scores``: ``state`` is a
+``PoolState`` (with the trained task model's ``probs`` and ``model`` set when the strategy needs
+them), ``candidates`` an [M] int64 tensor of pool indices to score (usually the unlabeled items;
+during AutoAL's cross-fitting a held-out fold), and the result an [M] float tensor, higher =
+more informative. Strategies never select; ``score`` rank-normalises every strategy's raw
+scores into [0, 1] (1 = most informative) so that strategies are comparable and mixable.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from model.errors import EmptyPoolError, UnknownNameError
+from model.pool import PoolState
+from model.ranking import check_finite, rank_normalise
+
+StrategyFn = Callable[[PoolState, torch.Tensor], torch.Tensor]
+
+# The portfolio, in a fixed order: SearchNet's K outputs follow it.
+PORTFOLIO: tuple[str, ...] = (
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "bald",
+    "mean_std",
+    "kmeans",
+    "coreset",
+    "badge",
+)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    fn: StrategyFn
+    needs_model: bool
+    description: str
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(name: str, *, needs_model: bool, description: str) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator adding a strategy function to the registry under ``name``."""
+
+    def wrap(fn: StrategyFn) -> StrategyFn:
+        if name in _REGISTRY:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        _REGISTRY[name] = Strategy(name, fn, needs_model, description)
+        return fn
+
+    return wrap
+
+
+def _load_all() -> None:
+    # Importing the modules runs their @register decorators; done lazily so that importing
+    # this package has no side effects beyond defining the registry.
+    # Each module is added here as it lands.
+    from model.strategies import random_sampling, uncertainty  # noqa: F401
+
+
+def strategy_names() -> list[str]:
+    """Every registered strategy name, in portfolio order."""
+    _load_all()
+    return [n for n in PORTFOLIO if n in _REGISTRY] + sorted(set(_REGISTRY) - set(PORTFOLIO))
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name``; UnknownNameError lists the valid names otherwise."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("strategy", name, list(_REGISTRY)) from None
+
+
+def score(state: PoolState, name: str, candidates: torch.Tensor) -> torch.Tensor:
+    """Rank-normalised scores [M] in [0, 1] of strategy ``name`` for ``candidates`` [M]."""
+    if candidates.numel() == 0:
+        raise EmptyPoolError(f"strategy {name!r}: no candidates to score")
+    strategy = get_strategy(name)
+    if strategy.needs_model and state.probs is None:
+        raise EmptyPoolError(f"strategy {name!r} needs a trained task model; the pool has none")
+    raw = strategy.fn(state, candidates)
+    if raw.shape != candidates.shape:
+        raise ValueError(
+            f"strategy {name!r}: expected scores of shape {tuple(candidates.shape)}, "
+            f"got {tuple(raw.shape)}"
+        )
+    check_finite(raw, f"strategy {name!r}")
+    return rank_normalise(raw.float(), seed=state.seed)
+
+
+def score_matrix(state: PoolState, names: list[str], candidates: torch.Tensor) -> torch.Tensor:
+    """[M, K] rank-normalised scores, one column per strategy in ``names``."""
+    return torch.stack([score(state, n, candidates) for n in names], dim=1)

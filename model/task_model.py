@@ -1,0 +1,168 @@
+"""The task model: a small classification head trained on frozen embeddings.
+
+Protocol of the reference measurements (AUTOAL.md): a linear softmax head with dropout 0.2 on
+standardised features, full-batch Adam. The head always ends in ``Dropout -> Linear``, so the
+penultimate representation (``embed``) is what MC dropout and BADGE need, computed once.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from model.errors import EmptyPoolError
+from model.seeding import generator, seeded
+
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class TaskModelConfig:
+    """Hyper-parameters of the task head. ``hidden=0`` means a linear head."""
+
+    hidden: int = 0
+    dropout: float = 0.2
+    steps: int = 500
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+
+
+class TaskHead(nn.Module):
+    """[N, d] features -> [N, C] logits: (Linear -> ReLU ->)? Dropout -> Linear."""
+
+    def __init__(self, dim: int, num_classes: int, config: TaskModelConfig) -> None:
+        super().__init__()
+        self.body: nn.Module = (
+            nn.Sequential(nn.Linear(dim, config.hidden), nn.ReLU())
+            if config.hidden > 0
+            else nn.Identity()
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(config.hidden if config.hidden > 0 else dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(self.body(x)))
+
+
+def standardise(embeddings: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Zero mean, unit variance per dimension over the whole pool ([N, d] -> [N, d])."""
+    mean = embeddings.mean(dim=0, keepdim=True)
+    std = embeddings.std(dim=0, keepdim=True).clamp_min(eps)
+    return (embeddings - mean) / std
+
+
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Per-sample loss [N]: cross-entropy (single-label) or summed binary CE (multi-label)."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
+    return F.cross_entropy(logits, targets.argmax(dim=1), reduction="none")
+
+
+def to_probs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+
+
+class TaskModel:
+    """A trained head plus what is needed to use it: the label kind and its config."""
+
+    def __init__(self, head: TaskHead, multilabel: bool, config: TaskModelConfig) -> None:
+        self.head = head.eval()
+        self.multilabel = multilabel
+        self.config = config
+
+    @classmethod
+    def fit(
+        cls,
+        features: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        multilabel: bool = False,
+        config: TaskModelConfig | None = None,
+        seed: int = 0,
+        sample_weight: torch.Tensor | None = None,
+    ) -> "TaskModel":
+        """Train a fresh head on [L, d] features and [L, C] targets, full batch."""
+        config = config or TaskModelConfig()
+        if features.shape[0] == 0:
+            raise EmptyPoolError("cannot train the task model on 0 labeled items")
+        device = features.device
+        with seeded(seed, device):
+            head = TaskHead(features.shape[1], targets.shape[1], config).to(device)
+            optimiser = torch.optim.Adam(
+                head.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
+            weight = sample_weight if sample_weight is not None else None
+            head.train()
+            for _ in range(config.steps):
+                optimiser.zero_grad(set_to_none=True)
+                loss = task_loss(head(features), targets, multilabel)
+                loss = (loss * weight).sum() / weight.sum() if weight is not None else loss.mean()
+                loss.backward()
+                optimiser.step()
+        return cls(head, multilabel, config)
+
+    @torch.no_grad()
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, d] -> [N, h]: the input of the last dropout and linear layer."""
+        return torch.cat([self.head.body(c) for c in features.split(CHUNK)]) if len(
+            features
+        ) else features
+
+    @torch.no_grad()
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, d] -> [N, C] deterministic logits (dropout off)."""
+        return torch.cat([self.head(c) for c in features.split(CHUNK)])
+
+    @torch.no_grad()
+    def predict_proba(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, d] -> [N, C] probabilities (softmax rows, or per-class sigmoids)."""
+        return to_probs(self.logits(features), self.multilabel)
+
+    @torch.no_grad()
+    def per_sample_loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[N] loss of the deterministic model on labeled items."""
+        return task_loss(self.logits(features), targets, self.multilabel)
+
+    @torch.no_grad()
+    def mc_probabilities(
+        self, features: torch.Tensor, passes: int = 20, seed: int = 0
+    ) -> torch.Tensor:
+        """[N, T, C] probabilities under T MC-dropout passes of the last layer.
+
+        The T dropout masks are shared across the pool ("consistent MC dropout"), so all T
+        passes fold into one matmul against a [h, T*C] weight: no per-item mask draws.
+        """
+        hidden = self.embed(features)  # [N, h]
+        keep = 1.0 - self.config.dropout
+        masks = torch.bernoulli(
+            torch.full((passes, hidden.shape[1]), keep, device=hidden.device),
+            generator=generator(seed, hidden.device),
+        ) / max(keep, 1e-6)  # [T, h]
+        weight = self.head.out.weight  # [C, h]
+        num_classes = weight.shape[0]
+        folded = (masks.t().unsqueeze(-1) * weight.t().unsqueeze(1)).reshape(
+            hidden.shape[1], passes * num_classes
+        )  # [h, T*C]
+        out = []
+        for chunk in hidden.split(CHUNK):
+            logits = (chunk @ folded).view(-1, passes, num_classes) + self.head.out.bias
+            out.append(to_probs(logits, self.multilabel))
+        return torch.cat(out)
+
+    def state_dict(self) -> dict:
+        return {
+            "head": {k: v.detach().cpu() for k, v in self.head.state_dict().items()},
+            "multilabel": self.multilabel,
+            "config": asdict(self.config),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: torch.device | str = "cpu") -> "TaskModel":
+        config = TaskModelConfig(**state["config"])
+        weight = state["head"]["out.weight"]
+        num_classes = weight.shape[0]
+        dim = state["head"]["body.0.weight"].shape[1] if config.hidden > 0 else weight.shape[1]
+        head = TaskHead(dim, num_classes, config)
+        head.load_state_dict(state["head"])
+        return cls(head.to(device), bool(state["multilabel"]), config)
