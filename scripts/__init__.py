@@ -1,0 +1,1 @@
+"""Developer scripts: a local Label Studio harness (tests, demo) and the demo itself."""
