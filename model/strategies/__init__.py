@@ -60,7 +60,13 @@ def _load_all() -> None:
     # Importing the modules runs their @register decorators; done lazily so that importing
     # this package has no side effects beyond defining the registry.
     # Each module is added here as it lands.
-    from model.strategies import diversity, random_sampling, uncertainty  # noqa: F401
+    from model.strategies import (  # noqa: F401
+        badge,
+        bayesian,
+        diversity,
+        random_sampling,
+        uncertainty,
+    )
 
 
 def strategy_names() -> list[str]:
