@@ -8,6 +8,7 @@ import torch
 
 from model.pool import PoolState, as_distributions
 from model.strategies import register
+from model.strategies.common import require_candidates
 
 
 def uncertainty_scores(probs: torch.Tensor, method: str, multilabel: bool = False) -> torch.Tensor:
@@ -29,14 +30,17 @@ def uncertainty_scores(probs: torch.Tensor, method: str, multilabel: bool = Fals
 
 @register("least_confidence", needs_model=True, description="1 - probability of the top class")
 def least_confidence(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
+    require_candidates(candidates, "least_confidence")
     return uncertainty_scores(state.require_probs()[candidates], "least_confidence", state.multilabel)
 
 
 @register("margin", needs_model=True, description="small gap between the two top classes")
 def margin(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
+    require_candidates(candidates, "margin")
     return uncertainty_scores(state.require_probs()[candidates], "margin", state.multilabel)
 
 
 @register("entropy", needs_model=True, description="entropy of the predictive distribution")
 def entropy(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
+    require_candidates(candidates, "entropy")
     return uncertainty_scores(state.require_probs()[candidates], "entropy", state.multilabel)
