@@ -135,10 +135,13 @@ class TaskModel:
         """
         hidden = self.embed(features)  # [N, h]
         keep = 1.0 - self.config.dropout
-        masks = torch.bernoulli(
-            torch.full((passes, hidden.shape[1]), keep, device=hidden.device),
-            generator=generator(seed, hidden.device),
-        ) / max(keep, 1e-6)  # [T, h]
+        # Drawn on the CPU and moved: CUDA and CPU runs then share the very same masks.
+        masks = (
+            torch.bernoulli(
+                torch.full((passes, hidden.shape[1]), keep), generator=generator(seed)
+            ).to(hidden.device)
+            / max(keep, 1e-6)
+        )  # [T, h]
         weight = self.head.out.weight  # [C, h]
         num_classes = weight.shape[0]
         folded = (masks.t().unsqueeze(-1) * weight.t().unsqueeze(1)).reshape(

@@ -97,16 +97,16 @@ def weighted_draw(weights: torch.Tensor, rng: torch.Generator) -> int | None:
     if not total > 0.0:
         return None
     target = float(torch.rand(1, generator=rng, dtype=torch.float64)) * total
-    index = int(torch.searchsorted(cumulative, torch.tensor([target], dtype=torch.float64,
-                                                            device=weights.device)))
-    index = min(index, weights.numel() - 1)
-    # searchsorted may land on a zero-weight item only by rounding at a boundary; step to the
-    # next item that can actually be drawn.
+    target_tensor = torch.tensor([target], dtype=torch.float64, device=weights.device)
+    index = min(int(torch.searchsorted(cumulative, target_tensor)), weights.numel() - 1)
     if float(weights[index]) <= 0.0:
-        positive = torch.nonzero(weights[index:] > 0).flatten()
-        index = index + int(positive[0]) if positive.numel() else int(
-            torch.nonzero(weights > 0).flatten()[-1]
-        )
+        # Only float rounding at a boundary lands on a zero-weight item: step to the nearest
+        # item that can actually be drawn (the next one, else the last positive one).
+        after = torch.nonzero(weights[index:] > 0).flatten()
+        if after.numel():
+            index += int(after[0])
+        else:
+            index = int(torch.nonzero(weights > 0).flatten()[-1])
     return index
 
 
