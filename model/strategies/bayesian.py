@@ -47,7 +47,7 @@ def mean_std_from_mc(mc_probs: torch.Tensor, multilabel: bool = False) -> torch.
     """[M, T, C] MC probabilities -> [M] mean over classes (and labels) of the standard
     deviation of each class probability across the T passes."""
     dist = mc_distributions(mc_probs, multilabel)  # [M, T, G, K]
-    return dist.std(dim=1, unbiased=False).mean(dim=-1).mean(dim=-1)
+    return dist.std(dim=1, correction=0).mean(dim=-1).mean(dim=-1)
 
 
 def _mc_reduce(state: PoolState, candidates: torch.Tensor, name: str, reduce) -> torch.Tensor:

@@ -370,3 +370,28 @@ def test_picks_on_top_reproduces_the_pick_order():
     rest = torch.tensor([5.0, 1.0, 3.0, 2.0, 4.0])
     scores = picks_on_top(rest, [3, 1])
     assert torch.argsort(scores, descending=True).tolist() == [3, 1, 0, 4, 2]
+
+
+# --- CUDA ------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ALL)
+def test_cuda_matches_cpu(name, trained_pool):
+    cuda = torch.device("cuda")
+    state = replace(
+        trained_pool,
+        features=trained_pool.features.to(cuda),
+        targets=trained_pool.targets.to(cuda),
+        labeled=trained_pool.labeled.to(cuda),
+        labeled_round=trained_pool.labeled_round.to(cuda),
+        probs=trained_pool.probs.to(cuda),
+        model=TaskModel.from_state_dict(trained_pool.model.state_dict(), device=cuda),
+    )
+    candidates = trained_pool.unlabeled_indices()
+    on_cpu = get_strategy(name).fn(trained_pool, candidates)
+    on_cuda = get_strategy(name).fn(state, candidates.to(cuda))
+    assert on_cuda.device.type == "cuda"
+    # Same seeded choices on both devices; only float rounding may differ.
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
