@@ -1,0 +1,71 @@
+"""Entry point: ``python _wsgi.py --port 9090 --model-dir ./models`` or ``gunicorn _wsgi:app``.
+
+Under gunicorn the settings come from the environment. ``app`` is built on first access
+(PEP 562), so importing this module starts nothing.
+"""
+
+import argparse
+import logging
+import sys
+
+from autoal_backend.settings import Settings, SettingsError
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def build_app(settings: Settings):
+    from autoal_backend.app import create_app
+    from autoal_backend.service import validate_encoders
+
+    _configure_logging(settings.log_level)
+    validate_encoders(settings)
+    logging.getLogger("autoal_backend").info("starting with %r", settings)
+    return create_app(settings)
+
+
+_app = None
+
+
+def __getattr__(name: str):
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = build_app(Settings.from_env())
+        return _app
+    raise AttributeError(name)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="AutoAL Label Studio ML backend")
+    parser.add_argument("--port", type=int, default=9090)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--model-dir", default=None, help="where per-project state lives")
+    parser.add_argument("--basic-auth-user", default=None)
+    parser.add_argument("--basic-auth-pass", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            log_level=args.log_level.upper() if args.log_level else None,
+            model_dir=args.model_dir,
+            basic_auth_user=args.basic_auth_user,
+            basic_auth_pass=args.basic_auth_pass,
+        )
+        app = build_app(settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The Flask app: Label Studio's ML-backend protocol plus /metrics and the round history."""
+
+import hmac
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from autoal_backend.service import Backend, RequestError
+from autoal_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Label Studio's webhooks carry no auth; health checks must answer without it.
+OPEN_ROUTES = {"/webhook", "/health"}
+MODEL_CLASS = "AutoALBackend"
+
+
+def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
+    """The app for ``settings``. Cheap: no model, encoder or thread is started here; the
+    worker thread starts with the first round, encoders load in it."""
+    app = Flask("autoal_backend")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    backend = backend or Backend(settings)
+    app.extensions["autoal"] = backend
+
+    def body() -> dict:
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            raise RequestError("request body must be a JSON object")
+        return payload
+
+    @app.before_request
+    def check_auth():
+        if not settings.basic_auth or request.path in OPEN_ROUTES:
+            return None
+        auth = request.authorization
+        ok = (
+            auth is not None
+            and auth.type == "basic"
+            and hmac.compare_digest(str(auth.username or ""), settings.basic_auth_user)
+            and hmac.compare_digest(str(auth.password or ""), settings.basic_auth_pass)
+        )
+        if ok:
+            return None
+        response = jsonify(error="basic auth required: wrong or missing credentials")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="autoal-backend"'
+        return response
+
+    @app.errorhandler(RequestError)
+    def request_error(exc: RequestError):
+        return jsonify(error=str(exc)), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=f"{exc.name}: {exc.description}"), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Logged with its traceback here; the client only learns that it failed.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        backend.metrics.error("request")
+        return jsonify(error=f"internal error ({type(exc).__name__}); see the backend log"), 500
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return jsonify(status="UP", model_class=MODEL_CLASS, strategy=settings.strategy)
+
+    @app.post("/setup")
+    def setup():
+        return jsonify(backend.setup(body()))
+
+    @app.post("/predict")
+    def predict():
+        return jsonify(backend.predict(body()))
+
+    @app.post("/webhook")
+    def webhook():
+        return jsonify(backend.webhook(body())), 201
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(backend.metrics_text(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/versions")
+    def versions():
+        project = request.args.get("project")
+        from autoal_backend.service import parse_project_id
+
+        return jsonify(backend.versions(parse_project_id(project) if project else None))
+
+    @app.get("/projects/<project_id>/history")
+    def history(project_id: str):
+        from autoal_backend.service import parse_project_id
+
+        return jsonify(backend.history(parse_project_id(project_id, "project id")))
+
+    return app

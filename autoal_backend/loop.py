@@ -1,0 +1,405 @@
+"""One backend round for one project: Label Studio state in, a new annotation order out.
+
+sync (export tasks + annotations) -> embed new tasks (encoder + on-disk cache) -> PoolState
+-> ``model.active_round.run_round`` -> predictions for the top of the ranking -> import them
+under a new model_version, point the project at it, delete the previous version -> persist.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import torch
+
+from autoal_backend.label_config import LabelSpec
+from autoal_backend.ls_client import LabelStudioClient
+from autoal_backend.settings import Settings
+from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_version
+from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
+from model.active_round import RoundConfig, run_round
+from model.encoders.cache import EmbeddingCache
+from model.pool import PoolState
+from model.ranking import rank_normalise
+from model.selection import make_selector
+from model.task_model import standardise
+
+log = logging.getLogger(__name__)
+
+ENCODE_BATCH = 64
+FETCH_THREADS = 8
+HISTORY_TOP = 20
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+
+EncoderFactory = Callable[[str, torch.device], object]
+
+
+class RoundError(RuntimeError):
+    """A round that cannot run (no project, nothing to rank); the message says why."""
+
+
+@dataclass
+class TaskView:
+    """A task as the pool sees it.
+
+    Attributes:
+        choices: the choice values of the latest non-cancelled annotation; None when the task
+            has no usable annotation (unlabeled).
+        excluded: why the task is left out of the pool (skipped by annotators, an annotation
+            without a choice), or "".
+    """
+
+    id: int
+    task: dict
+    choices: list[str] | None
+    excluded: str = ""
+
+
+def latest_annotation(task: dict) -> dict | None:
+    """The newest non-cancelled annotation of ``task`` (by update time, then id)."""
+    kept = [
+        a
+        for a in task.get("annotations") or []
+        if isinstance(a, dict) and not a.get("was_cancelled")
+    ]
+    if not kept:
+        return None
+    return max(kept, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), int(a.get("id") or 0)))
+
+
+def annotation_choices(annotation: dict, spec: LabelSpec) -> list[str] | None:
+    """The choices an annotation gives for our ``<Choices>`` tag; None when it gives none."""
+    for region in annotation.get("result") or []:
+        if not isinstance(region, dict) or region.get("from_name") != spec.from_name:
+            continue
+        value = region.get("value") or {}
+        choices = value.get("choices")
+        if isinstance(choices, list):
+            return [str(c) for c in choices]
+    return None
+
+
+def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
+    """Each exported task with its label (or why it is left out)."""
+    views = []
+    for task in tasks:
+        if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+            continue
+        annotations = task.get("annotations") or []
+        latest = latest_annotation(task)
+        if latest is None:
+            skipped = any(isinstance(a, dict) and a.get("was_cancelled") for a in annotations)
+            views.append(TaskView(task["id"], task, None, "skipped by annotators" if skipped else ""))
+            continue
+        choices = annotation_choices(latest, spec)
+        if choices is None and spec.multilabel:
+            choices = []  # a multi-choice annotation with nothing ticked: "none of these"
+        if choices is None:
+            views.append(TaskView(task["id"], task, None, "annotated without a choice"))
+            continue
+        index = spec.class_index()
+        unknown = [c for c in choices if c not in index]
+        if unknown:
+            views.append(TaskView(task["id"], task, None, f"unknown choice(s) {unknown}"))
+            continue
+        if not spec.multilabel and len(choices) != 1:
+            views.append(TaskView(task["id"], task, None, f"{len(choices)} choices in a single-choice task"))
+            continue
+        views.append(TaskView(task["id"], task, choices))
+    return views
+
+
+@dataclass
+class RoundReport:
+    """What the runner returns and writes into the history."""
+
+    entry: dict
+    ranking: Ranking
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+class RoundRunner:
+    """Runs rounds; owns the encoders (built once per name) and their caches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ProjectStore,
+        device: torch.device,
+        client_for: Callable[[int], LabelStudioClient],
+        encoder_factory: EncoderFactory,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.device = device
+        self.client_for = client_for
+        self.encoder_factory = encoder_factory
+        self._encoders: dict[str, object] = {}
+
+    def encoder_for(self, spec: LabelSpec):
+        from model.encoders import DEFAULT_ENCODERS
+
+        configured = self.settings.image_encoder if spec.modality == "image" else self.settings.text_encoder
+        name = configured or DEFAULT_ENCODERS[spec.modality]
+        if name not in self._encoders:
+            self._encoders[name] = self.encoder_factory(name, self.device)
+        return self._encoders[name]
+
+    # --- stages -------------------------------------------------------------------------
+    def embed(
+        self, project_id: int, views: list[TaskView], spec: LabelSpec, client: LabelStudioClient
+    ) -> tuple[list[TaskView], torch.Tensor, dict[int, str]]:
+        """Embeddings [N, dim] of the readable tasks, the tasks kept (same order) and
+        {task id: reason} of those skipped. Only tasks missing from the cache are read."""
+        encoder = self.encoder_for(spec)
+        cache = EmbeddingCache(self.store.embeddings_dir(project_id), encoder.name, encoder.dim)
+        skipped: dict[int, str] = {}
+        readable: list[TaskView] = []
+        keys: list[str] = []
+        for view in views:
+            try:
+                keys.append(content_key(raw_value(view.task, spec), spec))
+                readable.append(view)
+            except TaskDataError as exc:
+                skipped[view.id] = str(exc)
+        embeddings, missing = cache.lookup(keys)
+        failed: set[int] = set()
+
+        def load(position: int):
+            try:
+                return load_item(
+                    readable[position].task,
+                    spec,
+                    label_studio_url=client.url,
+                    headers_for=client.headers_for,
+                    session=client.session,
+                )
+            except TaskDataError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            for start in range(0, len(missing), ENCODE_BATCH):
+                batch = missing[start : start + ENCODE_BATCH]
+                items = list(pool.map(load, batch))
+                good = [(p, it) for p, it in zip(batch, items, strict=True) if not isinstance(it, TaskDataError)]
+                for p, it in zip(batch, items, strict=True):
+                    if isinstance(it, TaskDataError):
+                        skipped[readable[p].id] = str(it)
+                        failed.add(p)
+                if not good:
+                    continue
+                vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]
+                cache.store([keys[p] for p, _ in good], vectors)
+                embeddings[[p for p, _ in good]] = vectors
+        kept = [i for i in range(len(readable)) if i not in failed]
+        for task_id, reason in skipped.items():
+            log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
+        return [readable[i] for i in kept], embeddings[kept], skipped
+
+    def build_pool(
+        self, record: ProjectRecord, views: list[TaskView], embeddings: torch.Tensor, round_number: int, spec: LabelSpec
+    ) -> PoolState:
+        """The pool of every kept task: standardised features, targets from annotations, the
+        round each label first appeared in (remembered across rounds in the record)."""
+        index = spec.class_index()
+        n, c = len(views), len(spec.labels)
+        targets = torch.zeros(n, c)
+        labeled = torch.zeros(n, dtype=torch.bool)
+        labeled_round = torch.full((n,), -1, dtype=torch.long)
+        seen_labeled: dict[int, int] = {}
+        for row, view in enumerate(views):
+            if view.choices is None:
+                continue
+            for choice in view.choices:
+                targets[row, index[choice]] = 1.0
+            labeled[row] = True
+            first = record.labeled_round.get(view.id, round_number)
+            labeled_round[row] = first
+            seen_labeled[view.id] = first
+        # Forget tasks whose annotations were deleted: a new label later is a new round's.
+        record.labeled_round = seen_labeled
+        budget = max(1, min(self.settings.push_window, int((~labeled).sum())))
+        return PoolState(
+            features=standardise(embeddings.to(self.device)),
+            targets=targets.to(self.device),
+            labeled=labeled.to(self.device),
+            labeled_round=labeled_round.to(self.device),
+            multilabel=spec.multilabel,
+            budget=budget,
+            seed=self.settings.seed + round_number,
+            ids=torch.tensor([v.id for v in views], dtype=torch.long, device=self.device),
+        )
+
+    # --- the round ----------------------------------------------------------------------
+    def run(self, project_id: int) -> RoundReport:
+        started = time.perf_counter()
+        seconds: dict[str, float] = {}
+        record = self.store.load_record(project_id)
+        if record is None:
+            raise RoundError(f"project {project_id} is unknown: no /setup or label config seen")
+        spec = record.spec
+        client = self.client_for(project_id)
+        # Burn the round number first: a failed push leaves predictions under this version,
+        # which a later round then deletes as stale.
+        round_number = record.round + 1
+        version = round_version(project_id, round_number)
+        previous = record.model_version
+        record.round = round_number
+        self.store.save_record(record)
+
+        t = time.perf_counter()
+        tasks = client.export_tasks(project_id)
+        views = view_tasks(tasks, spec)
+        excluded = {v.id: v.excluded for v in views if v.excluded}
+        views = [v for v in views if not v.excluded]
+        seconds["sync"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        views, embeddings, skipped = self.embed(project_id, views, spec, client)
+        seconds["embed"] = time.perf_counter() - t
+        if not views:
+            raise RoundError(f"project {project_id}: no readable task to rank ({len(skipped)} skipped)")
+
+        state = self.build_pool(record, views, embeddings, round_number, spec)
+        if int((~state.labeled).sum()) == 0:
+            raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
+        selector = make_selector(self.settings.strategy, device=self.device)
+        saved = self.store.load_selector(project_id)
+        if saved:
+            selector.load_state_dict(saved)
+        result = run_round(
+            state,
+            selector,
+            RoundConfig(min_labels=self.settings.min_labels, validation_folds=3),
+        )
+        seconds.update(result.seconds)
+
+        ranking, predictions, top = self.rank(state, result, spec, version)
+        t = time.perf_counter()
+        stale = [v for v in [previous, *record.stale_versions] if v != version]
+        record.stale_versions = stale
+        self.store.save_record(record)
+        client.import_predictions(project_id, predictions)
+        fields: dict[str, object] = {"model_version": version}
+        if self.settings.set_sampling:
+            fields["sampling"] = UNCERTAINTY_SAMPLING
+        client.update_project(project_id, **fields)
+        record.model_version = version
+        record.stale_versions = self.delete_stale(client, project_id, stale)
+        seconds["push"] = time.perf_counter() - t
+
+        self.store.save_model(project_id, result.model.state_dict() if result.model else None)
+        self.store.save_selector(project_id, selector.state_dict())
+        self.store.save_ranking(project_id, ranking)
+        self.store.save_record(record)
+        seconds["total"] = time.perf_counter() - started
+        entry = self.history_entry(
+            record, spec, state, result, top, seconds, skipped, excluded, len(predictions)
+        )
+        self.store.append_history(project_id, entry)
+        log.info(
+            "project %s round %s: %s labeled, %s pushed as %s in %.2f s",
+            project_id, round_number, entry["labeled"], len(predictions), version, seconds["total"],
+        )
+        return RoundReport(entry, ranking, skipped)
+
+    def rank(self, state: PoolState, result, spec: LabelSpec, version: str):
+        """Scores for every candidate (lower = sooner), predictions for the top window only,
+        and the top tasks with their main strategy for the history."""
+        selection = result.selection
+        ids = state.item_ids()[selection.candidates].cpu().tolist()  # [M]
+        priority = selection.priority.detach().float()
+        # 1 - rank-normalised priority: the first task scores 0, the last 1; ranks, not raw
+        # priorities, so the scores are spread evenly whatever the selector's scale.
+        scores = (1.0 - rank_normalise(priority, seed=state.seed)).cpu().tolist()
+        why = selection.top_strategy()
+        if result.probs is not None:
+            probs = result.probs[selection.candidates].cpu()  # [M, C]
+            if spec.multilabel:
+                picked = [[spec.labels[j] for j in torch.nonzero(row > 0.5).flatten().tolist()] for row in probs]
+            else:
+                picked = [[spec.labels[int(j)]] for j in probs.argmax(dim=1).tolist()]
+        else:
+            picked = [[] for _ in ids]
+        ranking = Ranking(
+            version,
+            scores=dict(zip(ids, scores, strict=True)),
+            choices=dict(zip(ids, picked, strict=True)),
+            why=dict(zip(ids, why, strict=True)),
+        )
+        order = sorted(range(len(ids)), key=lambda i: (scores[i], i))
+        window = order[: self.settings.push_window]
+        predictions = [
+            {
+                "task": ids[i],
+                "result": spec.result(picked[i]),
+                "score": scores[i],
+                "model_version": version,
+            }
+            for i in window
+        ]
+        top = [
+            {
+                "task": ids[i],
+                "score": round(scores[i], 6),
+                "priority": round(float(priority[i]), 6),
+                "strategy": why[i],
+                "predicted": picked[i],
+            }
+            for i in window[:HISTORY_TOP]
+        ]
+        return ranking, predictions, top
+
+    def delete_stale(self, client: LabelStudioClient, project_id: int, versions: list[str]) -> list[str]:
+        """Delete our own older versions' predictions; returns those that could not be
+        deleted (retried next round)."""
+        left = []
+        own = f"autoal-{project_id}-r"
+        for version in versions:
+            if not version.startswith(own):
+                continue  # never touch predictions another model wrote
+            try:
+                client.delete_model_version(project_id, version)
+            except Exception as exc:
+                log.warning("project %s: could not delete predictions of %s: %s", project_id, version, exc)
+                left.append(version)
+        return left
+
+    def history_entry(self, record, spec, state, result, top, seconds, skipped, excluded, pushed) -> dict:
+        selection = result.selection
+        labeled = state.labeled.cpu()
+        counts = state.targets[state.labeled].sum(dim=0).cpu().tolist() if bool(labeled.any()) else [0] * len(spec.labels)
+        return {
+            "round": record.round,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model_version": record.model_version,
+            "strategy": self.settings.strategy,
+            "selection": "kmeans (cold start)" if result.cold_start else self.settings.strategy,
+            "cold_start": bool(result.cold_start),
+            "labeled": int(labeled.sum()),
+            "unlabeled": int((~labeled).sum()),
+            "skipped": len(skipped),
+            "excluded": len(excluded),
+            "pushed": pushed,
+            "label_distribution": {label: int(n) for label, n in zip(spec.labels, counts, strict=True)},
+            "validation_accuracy": result.validation_accuracy,
+            "mean_weights": selection.mean_weights(),
+            "top": top,
+            "seconds": {k: round(v, 4) for k, v in seconds.items()},
+            "info": _jsonable(selection.info),
+        }
+
+
+def _jsonable(value):
+    """Selection.info made JSON-safe (tensors to lists, unknown objects to strings)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)

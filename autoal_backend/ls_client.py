@@ -1,0 +1,149 @@
+"""The few Label Studio REST calls the loop makes, over plain ``requests``.
+
+Auth: a legacy token is sent as ``Authorization: Token ...``; a Personal Access Token (a JWT
+refresh token) is exchanged at ``POST /api/token/refresh`` for an access token sent as
+``Bearer``, refreshed again when Label Studio answers 401. The key never reaches a log.
+"""
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import requests
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = 60
+IMPORT_BATCH = 1000
+
+
+class LabelStudioError(RuntimeError):
+    """A Label Studio call failed; the message has the call and status, never the key."""
+
+
+def is_jwt(key: str) -> bool:
+    """Personal Access Tokens are JWTs: three base64url parts, the header starting 'eyJ'."""
+    return key.startswith("eyJ") and key.count(".") == 2
+
+
+class LabelStudioClient:
+    """Label Studio at ``url`` with ``api_key`` (legacy token or PAT)."""
+
+    def __init__(self, url: str, api_key: str, session: requests.Session | None = None) -> None:
+        if not url:
+            raise LabelStudioError("LABEL_STUDIO_URL is not set: cannot reach Label Studio")
+        if not api_key:
+            raise LabelStudioError("LABEL_STUDIO_API_KEY is not set: cannot reach Label Studio")
+        self.url = url.rstrip("/")
+        self._api_key = api_key
+        self._access: str | None = None
+        self._lock = threading.Lock()
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"LabelStudioClient({self.url!r})"
+
+    # --- auth ---------------------------------------------------------------------------
+    def _refresh_access(self) -> str:
+        response = self.session.post(
+            f"{self.url}/api/token/refresh", json={"refresh": self._api_key}, timeout=TIMEOUT_S
+        )
+        if response.status_code != 200:
+            raise LabelStudioError(
+                f"POST /api/token/refresh: HTTP {response.status_code}; is LABEL_STUDIO_API_KEY "
+                "a valid Personal Access Token of this Label Studio?"
+            )
+        access = response.json().get("access")
+        if not isinstance(access, str):
+            raise LabelStudioError("POST /api/token/refresh: no 'access' token in the reply")
+        return access
+
+    def auth_headers(self, refresh: bool = False) -> dict[str, str]:
+        if not is_jwt(self._api_key):
+            return {"Authorization": f"Token {self._api_key}"}
+        with self._lock:
+            if self._access is None or refresh:
+                self._access = self._refresh_access()
+            return {"Authorization": f"Bearer {self._access}"}
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        """Auth headers for a file URL: only for Label Studio's own files, never for a
+        third-party host."""
+        return self.auth_headers() if url.startswith(self.url + "/") else {}
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """``method`` on ``path``; one retry with a fresh access token on 401 (PATs expire)."""
+        kwargs.setdefault("timeout", TIMEOUT_S)
+        response = self.session.request(
+            method, self.url + path, headers=self.auth_headers(), **kwargs
+        )
+        if response.status_code == 401 and is_jwt(self._api_key):
+            response = self.session.request(
+                method, self.url + path, headers=self.auth_headers(refresh=True), **kwargs
+            )
+        if response.status_code >= 400:
+            body = response.text[:300].replace("\n", " ")
+            raise LabelStudioError(f"{method} {path}: HTTP {response.status_code}: {body}")
+        return response
+
+    # --- calls --------------------------------------------------------------------------
+    def get_project(self, project_id: int) -> dict:
+        return self.request("GET", f"/api/projects/{project_id}/").json()
+
+    def export_tasks(self, project_id: int) -> list[dict]:
+        """Every task of the project with its annotations, in ONE call.
+
+        The JSON export serialises tasks with their annotations server-side in bulk, which is
+        much cheaper than paging /api/tasks (one request per page, predictions included).
+        """
+        response = self.request(
+            "GET",
+            f"/api/projects/{project_id}/export",
+            params={"exportType": "JSON", "download_all_tasks": "true"},
+            timeout=max(TIMEOUT_S, 300),
+        )
+        tasks = response.json()
+        if not isinstance(tasks, list):
+            raise LabelStudioError(
+                f"GET /api/projects/{project_id}/export: expected a list of tasks, got "
+                f"{type(tasks).__name__}"
+            )
+        return tasks
+
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
+        """Bulk-create ``predictions`` ([{task, result, score, model_version}]); returns how
+        many Label Studio created."""
+        created = 0
+        for start in range(0, len(predictions), IMPORT_BATCH):
+            batch = predictions[start : start + IMPORT_BATCH]
+            reply = self.request(
+                "POST", f"/api/projects/{project_id}/import/predictions", json=batch
+            ).json()
+            created += int(reply.get("created", len(batch))) if isinstance(reply, dict) else len(batch)
+        return created
+
+    def update_project(self, project_id: int, **fields: object) -> dict:
+        return self.request("PATCH", f"/api/projects/{project_id}/", json=fields).json()
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """{model_version: number of predictions} stored in the project."""
+        reply = self.request("GET", f"/api/projects/{project_id}/model-versions/").json()
+        return reply if isinstance(reply, dict) else {}
+
+    def delete_model_version(self, project_id: int, model_version: str) -> int:
+        """Delete every prediction of ``model_version`` in one call (the project's
+        model-versions endpoint: one DELETE, server-side bulk delete); returns the count."""
+        reply = self.request(
+            "DELETE",
+            f"/api/projects/{project_id}/model-versions/",
+            json={"model_version": model_version},
+        ).json()
+        # The reply is the count, as a number or wrapped in an object depending on version.
+        if isinstance(reply, int):
+            return reply
+        if isinstance(reply, dict):
+            return sum(v for v in reply.values() if isinstance(v, int))
+        return 0
+
+    def delete_versions(self, project_id: int, versions: Iterable[str]) -> int:
+        return sum(self.delete_model_version(project_id, v) for v in versions)

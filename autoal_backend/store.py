@@ -1,0 +1,209 @@
+"""Per-project state on disk under MODEL_DIR/<project_id>/, written atomically.
+
+Layout: ``project.json`` (label config, round counter, current model version, the round each
+task was first seen labeled), ``model.pt`` (``TaskModel.state_dict``), ``selector.pt``
+(the selector's state), ``ranking.json`` (the latest round's score and predicted choices per
+unlabeled task, served by /predict), ``history.jsonl`` (one line per round) and
+``embeddings/`` (the encoder cache). A restart reads these back and carries on.
+"""
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from autoal_backend.label_config import LabelSpec, parse_label_config
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file and rename: readers (and a crash) see the
+    old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, value: object) -> None:
+    atomic_write_bytes(path, json.dumps(value, separators=(",", ":")).encode())
+
+
+def atomic_torch_save(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(value, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def initial_version(project_id: int) -> str:
+    return f"autoal-{project_id}-r0"
+
+
+def round_version(project_id: int, round_number: int) -> str:
+    return f"autoal-{project_id}-r{round_number}"
+
+
+@dataclass
+class Ranking:
+    """The latest round's answer for /predict.
+
+    Attributes:
+        model_version: the version the predictions were written under.
+        scores: {task id: score}; lower = label sooner (1 - rank-normalised priority).
+        choices: {task id: predicted choice values}; empty in a cold-start round.
+        why: {task id: the strategy that contributed most to the task's priority}.
+    """
+
+    model_version: str
+    scores: dict[int, float] = field(default_factory=dict)
+    choices: dict[int, list[str]] = field(default_factory=dict)
+    why: dict[int, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "model_version": self.model_version,
+            "scores": {str(k): v for k, v in self.scores.items()},
+            "choices": {str(k): v for k, v in self.choices.items()},
+            "why": {str(k): v for k, v in self.why.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Ranking":
+        return cls(
+            model_version=str(data["model_version"]),
+            scores={int(k): float(v) for k, v in data.get("scores", {}).items()},
+            choices={int(k): list(v) for k, v in data.get("choices", {}).items()},
+            why={int(k): str(v) for k, v in data.get("why", {}).items()},
+        )
+
+
+@dataclass
+class ProjectRecord:
+    """What is kept about one project between rounds (``project.json``)."""
+
+    project_id: int
+    label_config: str
+    round: int = 0
+    model_version: str = ""
+    labeled_round: dict[int, int] = field(default_factory=dict)
+    stale_versions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.model_version:
+            self.model_version = initial_version(self.project_id)
+
+    @property
+    def spec(self) -> LabelSpec:
+        return parse_label_config(self.label_config)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["labeled_round"] = {str(k): v for k, v in self.labeled_round.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProjectRecord":
+        return cls(
+            project_id=int(data["project_id"]),
+            label_config=str(data["label_config"]),
+            round=int(data.get("round", 0)),
+            model_version=str(data.get("model_version", "")),
+            labeled_round={int(k): int(v) for k, v in data.get("labeled_round", {}).items()},
+            stale_versions=[str(v) for v in data.get("stale_versions", [])],
+        )
+
+
+class ProjectStore:
+    """Files of every project under ``root``; each project in its own directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+
+    def directory(self, project_id: int) -> Path:
+        return self.root / str(int(project_id))
+
+    def embeddings_dir(self, project_id: int) -> Path:
+        return self.directory(project_id) / "embeddings"
+
+    def project_ids(self) -> list[int]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            int(p.name)
+            for p in self.root.iterdir()
+            if p.name.isdigit() and (p / "project.json").is_file()
+        )
+
+    # --- project record -----------------------------------------------------------------
+    def load_record(self, project_id: int) -> ProjectRecord | None:
+        path = self.directory(project_id) / "project.json"
+        if not path.is_file():
+            return None
+        return ProjectRecord.from_json(json.loads(path.read_text()))
+
+    def save_record(self, record: ProjectRecord) -> None:
+        with self._lock:
+            atomic_write_json(self.directory(record.project_id) / "project.json", record.to_json())
+
+    # --- model and selector -------------------------------------------------------------
+    def save_model(self, project_id: int, state: dict | None) -> None:
+        path = self.directory(project_id) / "model.pt"
+        if state is None:
+            if path.exists():
+                path.unlink()
+            return
+        atomic_torch_save(path, state)
+
+    def load_model(self, project_id: int) -> dict | None:
+        path = self.directory(project_id) / "model.pt"
+        return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+    def save_selector(self, project_id: int, state: dict) -> None:
+        atomic_torch_save(self.directory(project_id) / "selector.pt", state)
+
+    def load_selector(self, project_id: int) -> dict | None:
+        path = self.directory(project_id) / "selector.pt"
+        # Selector states may hold plain Python containers next to tensors.
+        return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+    # --- ranking and history ------------------------------------------------------------
+    def save_ranking(self, project_id: int, ranking: Ranking) -> None:
+        atomic_write_json(self.directory(project_id) / "ranking.json", ranking.to_json())
+
+    def load_ranking(self, project_id: int) -> Ranking | None:
+        path = self.directory(project_id) / "ranking.json"
+        return Ranking.from_json(json.loads(path.read_text())) if path.is_file() else None
+
+    def append_history(self, project_id: int, entry: dict) -> None:
+        """Add one round to ``history.jsonl``; the file is rewritten atomically so that a
+        crash never leaves a half-written line."""
+        path = self.directory(project_id) / "history.jsonl"
+        with self._lock:
+            old = path.read_bytes() if path.is_file() else b""
+            line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+            atomic_write_bytes(path, old + line)
+
+    def load_history(self, project_id: int) -> list[dict]:
+        path = self.directory(project_id) / "history.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,226 @@
+"""In-process fakes for the backend's unit tests: a tiny Label Studio (the few REST calls the
+backend makes, served by Flask and reached through a requests adapter, so the real client code
+runs) and a deterministic encoder."""
+
+import io
+import json
+import threading
+
+import numpy as np
+import requests
+import torch
+from flask import Flask, abort, jsonify, request
+from PIL import Image
+
+LS_URL = "http://fake-ls.test"
+TOKEN = "legacy-token-123"
+TEXT_CONFIG = (
+    '<View><Text name="text" value="$text"/>'
+    '<Choices name="sentiment" toName="text" choice="single">'
+    '<Choice value="pos"/><Choice value="neg"/></Choices></View>'
+)
+IMAGE_CONFIG = (
+    '<View><Image name="img" value="$image"/>'
+    '<Choices name="colour" toName="img" choice="multiple">'
+    '<Choice value="red"/><Choice value="green"/><Choice value="blue"/></Choices></View>'
+)
+
+
+class FakeEncoder:
+    """Text: counts of 'a', 'b', 'c', 'd' and the length (5-d). Images: mean RGB (3-d).
+    Deterministic, so tests know which tasks are alike."""
+
+    def __init__(self, name: str = "fake-text", modality: str = "text") -> None:
+        self.name = name
+        self.modality = modality
+        self.dim = 5 if modality == "text" else 3
+        self.calls: list[int] = []
+
+    def encode(self, items: list) -> torch.Tensor:
+        self.calls.append(len(items))
+        if self.modality == "text":
+            rows = [[s.count(ch) for ch in "abcd"] + [len(s)] for s in items]
+        else:
+            rows = [torch.from_numpy(np.asarray(im, dtype=np.float32)).mean(dim=(0, 1)).tolist() for im in items]
+        return torch.tensor(rows, dtype=torch.float32)
+
+
+def png_bytes(colour: tuple[int, int, int], size: int = 4) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class FakeLabelStudio:
+    """Projects with tasks and annotations in memory; records every call it serves."""
+
+    def __init__(self, token: str = TOKEN, jwt_refresh: str | None = None) -> None:
+        self.token = token
+        self.jwt_refresh = jwt_refresh
+        self.access_tokens: list[str] = []
+        self.projects: dict[int, dict] = {}
+        self.tasks: dict[int, list[dict]] = {}
+        self.predictions: list[dict] = []
+        self.files: dict[str, bytes] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_import = False
+        self._lock = threading.Lock()
+        self.app = self._make_app()
+
+    # --- set-up helpers -------------------------------------------------------------------
+    def add_project(self, project_id: int, label_config: str) -> None:
+        self.projects[project_id] = {
+            "id": project_id,
+            "label_config": label_config,
+            "model_version": "",
+            "sampling": "Sequential sampling",
+        }
+        self.tasks[project_id] = []
+
+    def add_task(self, project_id: int, task_id: int, data: dict, choices: list[str] | None = None,
+                 from_name: str = "sentiment", to_name: str = "text") -> dict:
+        task = {"id": task_id, "data": data, "annotations": [], "predictions": []}
+        self.tasks[project_id].append(task)
+        if choices is not None:
+            self.annotate(project_id, task_id, choices, from_name, to_name)
+        return task
+
+    def annotate(self, project_id: int, task_id: int, choices: list[str], from_name: str = "sentiment",
+                 to_name: str = "text", cancelled: bool = False) -> None:
+        task = next(t for t in self.tasks[project_id] if t["id"] == task_id)
+        number = sum(len(t["annotations"]) for ts in self.tasks.values() for t in ts) + 1
+        task["annotations"].append(
+            {
+                "id": number,
+                "was_cancelled": cancelled,
+                "updated_at": f"2026-01-01T00:00:{number:02d}Z",
+                "result": [
+                    {"from_name": from_name, "to_name": to_name, "type": "choices",
+                     "value": {"choices": choices}}
+                ],
+            }
+        )
+
+    def versions(self, project_id: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in self.predictions:
+            if p["project"] == project_id:
+                counts[p["model_version"]] = counts.get(p["model_version"], 0) + 1
+        return counts
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.mount(LS_URL, FlaskAdapter(self.app))
+        return session
+
+    # --- the REST API ---------------------------------------------------------------------
+    def _make_app(self) -> Flask:
+        app = Flask("fake-label-studio")
+
+        @app.before_request
+        def record_and_auth():
+            self.calls.append((request.method, request.path))
+            if request.path == "/api/token/refresh":
+                return None
+            header = request.headers.get("Authorization", "")
+            if header == f"Token {self.token}":
+                return None
+            if header.startswith("Bearer ") and header[7:] in self.access_tokens:
+                return None
+            return jsonify(detail="Authentication credentials were not provided."), 401
+
+        @app.post("/api/token/refresh")
+        def refresh():
+            if request.get_json().get("refresh") != self.jwt_refresh:
+                return jsonify(detail="Token is invalid"), 401
+            access = f"access-{len(self.access_tokens)}"
+            self.access_tokens.append(access)
+            return jsonify(access=access)
+
+        def project_or_404(pid: int) -> dict:
+            if pid not in self.projects:
+                abort(404)
+            return self.projects[pid]
+
+        @app.get("/api/projects/<int:pid>/")
+        def get_project(pid: int):
+            return jsonify(project_or_404(pid))
+
+        @app.patch("/api/projects/<int:pid>/")
+        def patch_project(pid: int):
+            project = project_or_404(pid)
+            fields = request.get_json()
+            version = fields.get("model_version")
+            if version and version not in self.versions(pid):
+                return jsonify(
+                    validation_errors={"model_version": [
+                        "Model version doesn't exist either as live model or as static predictions."
+                    ]}
+                ), 400
+            project.update(fields)
+            return jsonify(project)
+
+        @app.get("/api/projects/<int:pid>/export")
+        def export(pid: int):
+            project_or_404(pid)
+            assert request.args.get("download_all_tasks") == "true"
+            return app.response_class(json.dumps(self.tasks[pid]), mimetype="application/json")
+
+        @app.post("/api/projects/<int:pid>/import/predictions")
+        def import_predictions(pid: int):
+            project_or_404(pid)
+            if self.fail_import:
+                return jsonify(detail="boom"), 500
+            items = request.get_json()
+            task_ids = {t["id"] for t in self.tasks[pid]}
+            for item in items:
+                assert item["task"] in task_ids, item
+                assert isinstance(item["result"], list)
+                self.predictions.append({**item, "project": pid})
+            return jsonify(created=len(items))
+
+        @app.delete("/api/projects/<int:pid>/model-versions/")
+        def delete_version(pid: int):
+            project_or_404(pid)
+            version = request.get_json().get("model_version")
+            before = len(self.predictions)
+            self.predictions = [
+                p for p in self.predictions if not (p["project"] == pid and p["model_version"] == version)
+            ]
+            return jsonify(before - len(self.predictions))
+
+        @app.get("/data/upload/<path:name>")
+        def upload(name: str):
+            if name not in self.files:
+                abort(404)
+            return app.response_class(self.files[name], mimetype="image/png")
+
+        return app
+
+
+class FlaskAdapter(requests.adapters.BaseAdapter):
+    """A requests transport that hands requests to a Flask app's test client."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self.client = app.test_client()
+
+    def send(self, prepared, **kwargs):
+        url = requests.utils.urlparse(prepared.url)
+        reply = self.client.open(
+            url.path,
+            method=prepared.method,
+            query_string=url.query,
+            headers=dict(prepared.headers),
+            data=prepared.body,
+        )
+        response = requests.Response()
+        response.status_code = reply.status_code
+        response._content = reply.get_data()
+        response.headers = requests.structures.CaseInsensitiveDict(reply.headers)
+        response.url = prepared.url
+        response.request = prepared
+        return response
+
+    def close(self) -> None:
+        pass

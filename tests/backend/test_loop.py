@@ -1,0 +1,146 @@
+"""A whole round against the fake Label Studio: sync, embed, train, rank, push, persist."""
+
+import torch
+
+from autoal_backend.store import round_version
+from tests.backend.conftest import make_backend, make_settings, text_project
+from tests.backend.fakes import FakeEncoder
+
+
+def run(backend, project_id):
+    backend._run_round(project_id)
+
+
+def test_round_pushes_top_window_sets_version_and_sampling(tmp_path, ls):
+    text_project(ls, 7, labeled=12, unlabeled=30)
+    backend = make_backend(make_settings(tmp_path), ls)
+    run(backend, 7)  # registers the project from Label Studio's label config
+
+    version = round_version(7, 1)
+    assert ls.versions(7) == {version: 10}  # the window, not the pool
+    assert ls.projects[7]["model_version"] == version
+    assert ls.projects[7]["sampling"] == "Uncertainty sampling"
+    pushed = sorted(ls.predictions, key=lambda p: p["score"])
+    assert pushed[0]["score"] == 0.0  # the first task to label scores lowest
+    labeled_ids = {700 + i for i in range(12)}
+    assert not labeled_ids & {p["task"] for p in pushed}
+    # Predicted choices follow the a/b signal the fake encoder exposes.
+    for p in pushed:
+        task = next(t for t in ls.tasks[7] if t["id"] == p["task"])
+        expected = "pos" if "a" in task["data"]["text"] else "neg"
+        assert p["result"] == [
+            {"from_name": "sentiment", "to_name": "text", "type": "choices",
+             "value": {"choices": [expected]}}
+        ]
+    entry = backend.store.load_history(7)[-1]
+    assert entry["round"] == 1 and entry["model_version"] == version
+    assert entry["labeled"] == 12 and entry["unlabeled"] == 30
+    assert entry["label_distribution"] == {"pos": 6, "neg": 6}
+    assert entry["mean_weights"] == {"entropy": 1.0}
+    assert [t["task"] for t in entry["top"]] == [p["task"] for p in pushed]
+    assert all(t["strategy"] == "entropy" for t in entry["top"])
+    assert entry["validation_accuracy"] is not None and entry["validation_accuracy"] > 0.9
+    assert set(entry["seconds"]) >= {"sync", "embed", "train", "select", "push", "total"}
+
+
+def test_second_round_deletes_previous_version_and_embeds_only_new_tasks(tmp_path, ls):
+    text_project(ls, 7)
+    encoder = FakeEncoder()
+    backend = make_backend(make_settings(tmp_path), ls, encoder)
+    run(backend, 7)
+    first_calls = sum(encoder.calls)
+    ls.add_task(7, 799, {"text": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
+    ls.annotate(7, 712, ["pos"])
+    run(backend, 7)
+    assert sum(encoder.calls) - first_calls == 1  # only the new task was embedded
+    assert ls.versions(7) == {round_version(7, 2): 10}  # round 1's predictions deleted
+    assert ls.projects[7]["model_version"] == round_version(7, 2)
+    history = backend.store.load_history(7)
+    assert [h["round"] for h in history] == [1, 2]
+    assert history[1]["labeled"] == 13
+
+
+def test_cold_start_pushes_empty_results_with_diversity_scores(tmp_path, ls):
+    text_project(ls, 7, labeled=2, unlabeled=30)
+    backend = make_backend(make_settings(tmp_path), ls)
+    run(backend, 7)
+    assert len(ls.predictions) == 10
+    assert all(p["result"] == [] for p in ls.predictions)
+    assert sorted(p["score"] for p in ls.predictions)[0] == 0.0
+    entry = backend.store.load_history(7)[-1]
+    assert entry["cold_start"] is True and entry["selection"] == "kmeans (cold start)"
+
+
+def test_restart_resumes_version_history_and_labeled_rounds(tmp_path, ls):
+    text_project(ls, 7)
+    settings = make_settings(tmp_path)
+    run(make_backend(settings, ls), 7)
+    ls.annotate(7, 713, ["neg"])
+    restarted = make_backend(settings, ls)  # a new process on the same MODEL_DIR
+    assert restarted.setup({"project": "7.123", "schema": ls.projects[7]["label_config"]}) == {
+        "model_version": round_version(7, 1)
+    }
+    run(restarted, 7)
+    record = restarted.store.load_record(7)
+    assert record.round == 2 and record.model_version == round_version(7, 2)
+    assert record.labeled_round[700] == 1 and record.labeled_round[713] == 2
+    assert restarted.store.load_model(7) is not None
+    assert len(restarted.store.load_history(7)) == 2
+    assert ls.versions(7) == {round_version(7, 2): 10}
+
+
+def test_unreadable_task_is_skipped_then_retried(tmp_path, ls):
+    from tests.backend.fakes import IMAGE_CONFIG, png_bytes
+
+    ls.add_project(3, IMAGE_CONFIG)
+    colours = {"red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250)}
+    for i in range(12):
+        name = list(colours)[i % 3]
+        ls.files[f"{i}.png"] = png_bytes(colours[name])
+        ls.add_task(3, 300 + i, {"image": f"/data/upload/{i}.png"}, [name] if i < 6 else None,
+                    from_name="colour", to_name="img")
+    ls.add_task(3, 399, {"image": "/data/upload/missing.png"})
+    encoder = FakeEncoder("fake-image", "image")
+    backend = make_backend(make_settings(tmp_path, AUTOAL_MIN_LABELS=3), ls, encoder)
+    run(backend, 3)
+    entry = backend.store.load_history(3)[-1]
+    assert entry["skipped"] == 1 and entry["unlabeled"] == 6
+    assert 399 not in {p["task"] for p in ls.predictions}
+    # Multi-choice: the predicted colours are the task's own.
+    for p in ls.predictions:
+        index = p["task"] - 300
+        assert p["result"][0]["value"]["choices"] == [list(colours)[index % 3]]
+    ls.files["missing.png"] = png_bytes((250, 0, 0))
+    run(backend, 3)
+    assert backend.store.load_history(3)[-1]["skipped"] == 0
+    assert 399 in backend.ranking(3).scores
+
+
+def test_projects_are_isolated(tmp_path, ls):
+    text_project(ls, 7)
+    text_project(ls, 8)
+    backend = make_backend(make_settings(tmp_path), ls)
+    run(backend, 7)
+    run(backend, 8)
+    assert ls.versions(7) == {round_version(7, 1): 10}
+    assert ls.versions(8) == {round_version(8, 1): 10}
+    assert backend.store.directory(7) != backend.store.directory(8)
+    assert set(backend.ranking(7).scores).isdisjoint(backend.ranking(8).scores)
+
+
+def test_failed_push_keeps_old_version_and_cleans_up_later(tmp_path, ls):
+    text_project(ls, 7)
+    backend = make_backend(make_settings(tmp_path), ls)
+    run(backend, 7)
+    ls.fail_import = True
+    try:
+        run(backend, 7)
+    except Exception as exc:
+        assert "import/predictions" in str(exc)
+    else:
+        raise AssertionError("the push should have failed")
+    assert ls.projects[7]["model_version"] == round_version(7, 1)
+    ls.fail_import = False
+    run(backend, 7)
+    assert ls.versions(7) == {round_version(7, 3): 10}
+    assert torch.tensor([h["round"] for h in backend.store.load_history(7)]).tolist() == [1, 3]
