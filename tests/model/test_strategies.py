@@ -213,6 +213,36 @@ def test_registered_bald_reduces_the_task_models_own_passes(trained_pool):
     assert float(expected.max()) > 0.0
 
 
+def test_mc_scores_are_shared_by_bald_and_mean_std_but_never_stale(trained_pool):
+    state = replace(trained_pool, cache={})
+    candidates = state.unlabeled_indices()
+    calls = []
+
+    class CountingModel:
+        def __init__(self, model):
+            self.model = model
+
+        def mc_probabilities(self, features, passes=20, seed=0):
+            calls.append(features.shape[0])
+            return self.model.mc_probabilities(features, passes=passes, seed=seed)
+
+    state = replace(state, model=CountingModel(trained_pool.model))
+    bald = get_strategy("bald").fn(state, candidates)
+    get_strategy("mean_std").fn(state, candidates)
+    assert len(calls) == 1  # one set of passes serves both
+    # Another seed, other candidates or another model must not reuse those passes.
+    reseeded = get_strategy("bald").fn(replace(state, seed=state.seed + 1), candidates)
+    assert not torch.equal(reseeded, bald)
+    subset = get_strategy("bald").fn(state, candidates[:7])
+    torch.testing.assert_close(subset, bald[:7])
+    other = TaskModel.fit(
+        state.features[state.labeled], state.targets[state.labeled], config=TaskModelConfig(steps=3)
+    )
+    fresh = get_strategy("bald").fn(replace(state, model=other, cache={}), candidates)
+    assert torch.equal(get_strategy("bald").fn(replace(state, model=other), candidates), fresh)
+    assert len(calls) == 3
+
+
 def test_bald_is_zero_without_dropout(trained_pool):
     # No dropout, no disagreement between passes: nothing to learn about the weights.
     labeled = trained_pool.labeled_indices()
