@@ -1,0 +1,473 @@
+"""Simulated annotation: a ground-truth annotator drives the backend's own round code.
+
+    python -m benchmarks.simulate --dataset digits --strategies random,entropy,margin,uniform \\
+        --initial 20 --batch 20 --rounds 10 --seeds 5 --out results/digits
+
+Per strategy and seed: the same ``initial`` random labels; then ``rounds`` times, the pool state
+is built (``make_pool`` on standardised embeddings), ``model.active_round.run_round`` trains the
+task model and asks the selector (``make_selector(name)``, one object for the whole run) for
+priorities, the round's model is scored on the test set, and the annotator labels the top
+``batch`` of ``selection.order()``. A last model is trained on the final labels. There is no
+second implementation of a round here: what the benchmark measures is what the backend runs.
+
+Writes to ``--out``: ``rounds.csv`` (test accuracy per strategy, seed and round),
+``learning_curves.png`` (mean +- std per strategy), ``summary.md`` (AUBC and final accuracy,
+mean +- std), ``selections.jsonl`` (each round's mean strategy weights). The last line on stdout
+is a JSON object ``{"dataset", "aubc": {name: {"mean", "std"}}, "final_accuracy": {...}}``, with
+``"failed": {name: error}`` added only when a strategy crashed.
+"""
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.active_round import RoundConfig, run_round
+from model.device import resolve_device
+from model.pool import make_pool
+from model.selection import make_selector, selector_names
+from model.task_model import TaskModel
+
+CSV_FIELDS = [
+    "dataset",
+    "encoder",
+    "strategy",
+    "seed",
+    "round",
+    "labeled",
+    "accuracy",
+    "cold_start",
+    "train_s",
+    "select_s",
+    "round_s",
+]
+
+
+@dataclass
+class RunResult:
+    """One strategy on one seed: accuracy after each round's labels."""
+
+    strategy: str
+    seed: int
+    labeled: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    selections: list[dict] = field(default_factory=list)
+
+    @property
+    def aubc(self) -> float:
+        return aubc(self.labeled, self.accuracy)
+
+
+class StrategyFailed(Exception):
+    """A selector raised during a run; carries where, for the report."""
+
+    def __init__(self, strategy: str, seed: int, round_index: int, cause: BaseException) -> None:
+        super().__init__(
+            f"strategy {strategy!r} failed at seed {seed}, round {round_index}: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.strategy = strategy
+        self.detail = "".join(traceback.format_exception(cause))
+
+
+def aubc(labeled: list[int], accuracy: list[float]) -> float:
+    """Area under the budget curve: trapezoid of accuracy over labeled counts, divided by the
+    label range, so it is an accuracy in [0, 1]. One point gives its accuracy."""
+    if len(labeled) != len(accuracy) or not labeled:
+        raise ValueError(
+            f"expected matching non-empty curves, got {len(labeled)} and {len(accuracy)}"
+        )
+    if len(labeled) == 1 or labeled[-1] == labeled[0]:
+        return float(accuracy[-1])
+    x = np.asarray(labeled, dtype=np.float64)
+    y = np.asarray(accuracy, dtype=np.float64)
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    return area / float(x[-1] - x[0])
+
+
+def standardise_pair(
+    pool: torch.Tensor, test: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardise pool [N, d] and test [T, d] with the pool's statistics, as the backend
+    standardises its pool (``model.task_model.standardise``); the test set must not leak in."""
+    mean = pool.mean(dim=0, keepdim=True)
+    std = pool.std(dim=0, keepdim=True).clamp_min(eps)
+    return (pool - mean) / std, (test - mean) / std
+
+
+def initial_labels(num_items: int, initial: int, seed: int) -> np.ndarray:
+    """The seed's random initial labels [initial]: the same for every strategy."""
+    if not 0 < initial < num_items:
+        raise ValueError(f"--initial must be between 1 and {num_items - 1}, got {initial}")
+    return np.random.default_rng(seed).choice(num_items, initial, replace=False)
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    # Fresh randomness every round (random sampling, tie-breaks, the task model's init), still
+    # a pure function of (seed, round).
+    return seed * 100_003 + round_index
+
+
+def accuracy_of(model: TaskModel, features: torch.Tensor, labels: torch.Tensor) -> float:
+    predicted = model.predict_proba(features).argmax(dim=1)
+    return float((predicted == labels).float().mean())
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _json_safe(value.item())
+    return repr(value)
+
+
+def run_strategy(
+    name: str,
+    seed: int,
+    pool: torch.Tensor,
+    pool_labels: torch.Tensor,
+    test: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    *,
+    initial: int,
+    batch: int,
+    rounds: int,
+    config: RoundConfig,
+    device: torch.device,
+    on_round=None,
+) -> RunResult:
+    """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
+    and on ``device``; labels are int64 class indices on the same device."""
+    num_items = pool.shape[0]
+    result = RunResult(name, seed)
+    labels = torch.full((num_items,), -1, dtype=torch.int64, device=device)
+    labeled_round = torch.full((num_items,), -1, dtype=torch.int64, device=device)
+    first = torch.as_tensor(initial_labels(num_items, initial, seed), device=device)
+    labels[first] = pool_labels[first]
+    labeled_round[first] = 0
+    ids = torch.arange(num_items, device=device)
+    round_index = 0
+    try:
+        selector = make_selector(name, device=device)
+        for round_index in range(rounds):
+            start = time.perf_counter()
+            state = make_pool(
+                pool,
+                labels,
+                num_classes,
+                labeled_round=labeled_round,
+                budget=batch,
+                seed=round_seed(seed, round_index),
+            )
+            state.ids = ids
+            outcome = run_round(state, selector, config)
+            model = outcome.model
+            if (
+                model is None
+            ):  # cold start: the round trained nothing, the curve still needs a point
+                model = _fit(pool, labels, num_classes, config, state.seed)
+            accuracy = accuracy_of(model, test, test_labels)
+            order = outcome.selection.order(seed=state.seed)
+            picked = order[: min(batch, order.numel())]
+            _record(result, name, seed, round_index, labels, accuracy, outcome, start)
+            result.selections.append(
+                {
+                    "strategy": name,
+                    "seed": seed,
+                    "round": round_index,
+                    "labeled": int((labels >= 0).sum()),
+                    "mean_weights": outcome.selection.mean_weights(),
+                    "info": _json_safe(outcome.selection.info),
+                }
+            )
+            labels[picked] = pool_labels[picked]
+            labeled_round[picked] = round_index + 1
+            if on_round is not None:
+                on_round()
+            if bool((labels >= 0).all()):
+                break
+        round_index += 1
+        start = time.perf_counter()
+        model = _fit(pool, labels, num_classes, config, round_seed(seed, round_index))
+        final = {"train": time.perf_counter() - start}
+        accuracy = accuracy_of(model, test, test_labels)
+        _record(result, name, seed, round_index, labels, accuracy, None, start, final)
+    except Exception as error:  # reported per strategy, so one crash does not hide the others
+        raise StrategyFailed(name, seed, round_index, error) from error
+    return result
+
+
+def _fit(
+    pool: torch.Tensor, labels: torch.Tensor, num_classes: int, config: RoundConfig, seed: int
+) -> TaskModel:
+    """The task model run_round would train on these labels (same config, same seed)."""
+    labeled = torch.nonzero(labels >= 0).flatten()
+    targets = torch.nn.functional.one_hot(labels[labeled], num_classes).float()
+    return TaskModel.fit(pool[labeled], targets, config=config.task_model, seed=seed)
+
+
+def _record(result, name, seed, round_index, labels, accuracy, outcome, start, seconds=None):
+    """Append one point of the learning curve and its CSV row."""
+    count = int((labels >= 0).sum())
+    seconds = outcome.seconds if outcome is not None else (seconds or {})
+    result.labeled.append(count)
+    result.accuracy.append(accuracy)
+    result.rows.append(
+        {
+            "strategy": name,
+            "seed": seed,
+            "round": round_index,
+            "labeled": count,
+            "accuracy": round(accuracy, 6),
+            "cold_start": bool(outcome.cold_start) if outcome is not None else False,
+            "train_s": round(seconds.get("train", 0.0), 4),
+            "select_s": round(seconds.get("select", 0.0), 4),
+            "round_s": round(time.perf_counter() - start, 4),
+        }
+    )
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {"mean": round(float(array.mean()), 4), "std": round(std, 4)}
+
+
+def plot_curves(runs: dict[str, list[RunResult]], title: str, path: Path) -> None:
+    """Mean test accuracy per strategy over the labeled count, with a +-1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, results in runs.items():
+        length = min(len(r.accuracy) for r in results)
+        x = np.asarray(results[0].labeled[:length])
+        y = np.asarray([r.accuracy[:length] for r in results])  # [S, R+1]
+        mean, std = y.mean(axis=0), y.std(axis=0)
+        axes.plot(
+            x,
+            mean,
+            marker="o",
+            markersize=3,
+            label=f"{name} ({mean_std([r.aubc for r in results])['mean']:.3f})",
+        )
+        axes.fill_between(x, mean - std, mean + std, alpha=0.15)
+    axes.set_xlabel("labeled items")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(title="strategy (AUBC)", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dict) -> str:
+    lines = [
+        f"# Simulated active learning on {header['dataset']}",
+        "",
+        f"Encoder `{header['encoder']}`, pool {header['pool']}, test {header['test']}, "
+        f"{header['classes']} classes; {header['initial']} initial labels, batches of "
+        f"{header['batch']}, {header['rounds']} rounds, seeds {header['seeds']}, device "
+        f"{header['device']}. AUBC: trapezoid of test accuracy over the labeled counts divided "
+        "by the label range. Mean +- std over seeds.",
+        "",
+        "| strategy | AUBC | final accuracy | seconds / round |",
+        "|---|---|---|---|",
+    ]
+    order = sorted(report["aubc"], key=lambda n: -report["aubc"][n]["mean"])
+    for name in order:
+        a, f = report["aubc"][name], report["final_accuracy"][name]
+        per_round = np.mean([row["round_s"] for r in runs[name] for row in r.rows])
+        lines.append(
+            f"| {name} | {a['mean']:.4f} +- {a['std']:.4f} | {f['mean']:.4f} +- {f['std']:.4f} "
+            f"| {per_round:.2f} |"
+        )
+    for name, error in report.get("failed", {}).items():
+        lines.append(f"| {name} | failed | {error} | |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def parse_strategies(text: str) -> list[str]:
+    valid = selector_names()
+    if text.strip() == "all":
+        return valid
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise SystemExit(f"unknown strategies {unknown or text!r}; valid: all, {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.simulate",
+        description="Simulate annotation with ground truth and compare AL strategies.",
+    )
+    parser.add_argument(
+        "--dataset", required=True, help="digits, mnist, bbc, rotten, or a .npz path"
+    )
+    parser.add_argument("--strategies", default="all", help="comma-separated names, or 'all'")
+    parser.add_argument("--initial", type=int, default=20, help="random initial labels")
+    parser.add_argument("--batch", type=int, default=20, help="labels per round")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1")
+    parser.add_argument("--out", default=None, help="output directory (default results/<dataset>)")
+    parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for the rounds (default 1: the heads are small, and extra threads "
+        "only add synchronisation, up to 20x slower on a busy machine); 0 keeps torch's default",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    from benchmarks.datasets import load_dataset
+
+    strategies = parse_strategies(args.strategies)
+    if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
+        raise SystemExit("--batch, --rounds and --seeds must be at least 1")
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+    data = load_dataset(
+        args.dataset,
+        0,
+        encoder=args.encoder,
+        device=device,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+    )
+    load_s = time.perf_counter() - started
+    # Encoding (big matmuls) ran with every thread; the rounds' small heads do not gain from them.
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or Path("results") / f"simulate-{data.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    pool, test = standardise_pair(data.pool_embeddings.to(device), data.test_embeddings.to(device))
+    pool_labels, test_labels = data.pool_labels.to(device), data.test_labels.to(device)
+    config = RoundConfig()
+    print(
+        f"{data.name}: pool {tuple(pool.shape)}, test {tuple(test.shape)}, encoder {data.encoder}, "
+        f"device {device}, loaded in {load_s:.1f} s",
+        file=sys.stderr,
+    )
+
+    runs: dict[str, list[RunResult]] = {}
+    failed: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    total = len(strategies) * args.seeds * args.rounds
+    bar = tqdm(
+        total=total,
+        file=sys.stderr,
+        unit="round",
+        disable=args.no_progress,
+    )
+    # Strategies outside, seeds inside: a strategy that crashes fails on its first seed, is
+    # reported at once, and the others still run.
+    for name in strategies:
+        start = time.perf_counter()
+        for seed in range(args.seeds):
+            bar.set_postfix_str(f"{name} seed {seed}")
+            try:
+                result = run_strategy(
+                    name,
+                    seed,
+                    pool,
+                    pool_labels,
+                    test,
+                    test_labels,
+                    data.num_classes,
+                    initial=args.initial,
+                    batch=args.batch,
+                    rounds=args.rounds,
+                    config=config,
+                    device=device,
+                    on_round=lambda: bar.update(1),
+                )
+            except StrategyFailed as failure:
+                failed[name] = str(failure)
+                tqdm.write(f"FAILED: {failure}\n{failure.detail}", file=sys.stderr)
+                with open(out / "errors.log", "a") as log:
+                    log.write(f"{failure}\n{failure.detail}\n")
+                runs.pop(name, None)
+                # Skip the bar past this strategy's remaining rounds.
+                planned = (strategies.index(name) + 1) * args.seeds * args.rounds
+                bar.update(max(planned - bar.n, 0))
+                break
+            runs.setdefault(name, []).append(result)
+        seconds[name] = time.perf_counter() - start
+    bar.close()
+
+    with open(out / "rounds.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for results in runs.values():
+            for result in results:
+                for row in result.rows:
+                    writer.writerow({"dataset": data.name, "encoder": data.encoder, **row})
+    with open(out / "selections.jsonl", "w") as handle:
+        for results in runs.values():
+            for result in results:
+                for entry in result.selections:
+                    handle.write(json.dumps(entry) + "\n")
+
+    report: dict = {
+        "dataset": data.name,
+        "aubc": {n: mean_std([r.aubc for r in rs]) for n, rs in runs.items()},
+        "final_accuracy": {n: mean_std([r.accuracy[-1] for r in rs]) for n, rs in runs.items()},
+    }
+    if failed:
+        report["failed"] = failed
+    header = {
+        "dataset": data.name,
+        "encoder": data.encoder,
+        "pool": pool.shape[0],
+        "test": test.shape[0],
+        "classes": data.num_classes,
+        "initial": args.initial,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "seeds": f"0..{args.seeds - 1}",
+        "device": device,
+    }
+    summary = summary_markdown(report, runs, header)
+    timing = ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
+    summary += f"\nWall time: loading {load_s:.1f} s; per strategy (all seeds): {timing}.\n"
+    (out / "summary.md").write_text(summary)
+    if runs:
+        plot_curves(runs, f"{data.name} ({data.encoder})", out / "learning_curves.png")
+    print(summary)
+    print(json.dumps(report))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
