@@ -1,0 +1,157 @@
+"""The HTTP endpoints with Flask's test client: payloads asserted, bad input -> 4xx JSON."""
+
+import base64
+
+import pytest
+
+from autoal_backend.app import create_app
+from autoal_backend.store import initial_version, round_version
+from tests.backend.conftest import make_backend, make_settings, text_project
+from tests.backend.fakes import TEXT_CONFIG
+
+
+@pytest.fixture
+def setup(tmp_path, ls):
+    text_project(ls, 7)
+    settings = make_settings(tmp_path)
+    backend = make_backend(settings, ls)
+    app = create_app(settings, backend)
+    yield app.test_client(), backend, ls
+    backend.worker.stop()
+
+
+def test_health_and_root(setup):
+    client, _, _ = setup
+    for path in ("/", "/health"):
+        reply = client.get(path)
+        assert reply.status_code == 200
+        assert reply.get_json() == {"status": "UP", "model_class": "AutoALBackend", "strategy": "entropy"}
+
+
+def test_setup_returns_initial_version_then_round_version(setup):
+    client, backend, ls = setup
+    reply = client.post("/setup", json={"project": "7.1700000000", "schema": TEXT_CONFIG,
+                                        "hostname": "http://x", "access_token": "t"})
+    assert reply.status_code == 200
+    assert reply.get_json() == {"model_version": initial_version(7)}
+    # /setup of a new project queues its cold-start round.
+    assert backend.worker.wait_idle(60)
+    assert client.post("/setup", json={"project": "7.1700000000", "schema": TEXT_CONFIG}).get_json() == {
+        "model_version": round_version(7, 1)
+    }
+    assert ls.projects[7]["model_version"] == round_version(7, 1)
+
+
+def test_predict_serves_latest_ranking_in_task_order(setup):
+    client, backend, ls = setup
+    backend._run_round(7)
+    ranking = backend.ranking(7)
+    first = min(ranking.scores, key=ranking.scores.get)
+    unknown = 123456
+    reply = client.post("/predict", json={
+        "tasks": [{"id": unknown, "data": {"text": "x"}}, {"id": first, "data": {}}],
+        "project": "7.1700000000",
+        "label_config": TEXT_CONFIG,
+        "params": {"login": None, "password": None, "context": None},
+    })
+    assert reply.status_code == 200
+    results = reply.get_json()["results"]
+    assert results[0] == {"result": [], "score": 1.0, "model_version": round_version(7, 1)}
+    assert results[1]["score"] == 0.0 and results[1]["model_version"] == round_version(7, 1)
+    assert results[1]["result"][0]["from_name"] == "sentiment"
+    assert results[1]["result"][0]["value"]["choices"] in (["pos"], ["neg"])
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "words"),
+    [
+        ("/setup", None, 400, "JSON object"),
+        ("/setup", {"schema": TEXT_CONFIG}, 400, "'project'"),
+        ("/setup", {"project": "abc", "schema": TEXT_CONFIG}, 400, "'project'"),
+        ("/setup", {"project": "7.1"}, 400, "'schema'"),
+        ("/setup", {"project": "7.1", "schema": "<View><Image name='i' value='$i'/>"
+                    "<RectangleLabels name='r' toName='i'><Label value='a'/></RectangleLabels></View>"},
+         422, "RectangleLabels"),
+        ("/setup", {"project": "7.1", "schema": "<View"}, 422, "not valid XML"),
+        ("/predict", {"project": "7.1"}, 400, "'tasks'"),
+        ("/predict", {"tasks": [{"data": {}}], "project": "7.1"}, 400, "tasks[0]"),
+        ("/predict", {"tasks": "nope", "project": "7.1"}, 400, "'tasks'"),
+        ("/predict", {"tasks": [{"id": 1}], "project": "99.1"}, 404, "unknown project 99"),
+        ("/predict", {"tasks": [{"id": 1}], "project": "9.1", "label_config": 5}, 400, "label_config"),
+        ("/webhook", {"project": {"id": 7}}, 400, "'action'"),
+        ("/webhook", {"action": "ANNOTATION_CREATED"}, 400, "'project'"),
+        ("/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": "x"}}, 400, "project.id"),
+    ],
+)
+def test_bad_input_is_a_4xx_json_error_naming_the_problem(setup, path, payload, status, words):
+    client, _, _ = setup
+    if payload is None:
+        reply = client.post(path, data="not json", content_type="application/json")
+    else:
+        reply = client.post(path, json=payload)
+    assert reply.status_code == status
+    assert words in reply.get_json()["error"]
+    assert "Traceback" not in reply.get_data(as_text=True)
+
+
+def test_unknown_route_and_method_are_json(setup):
+    client, _, _ = setup
+    assert client.get("/nope").status_code == 404
+    assert "error" in client.get("/nope").get_json()
+    assert client.get("/predict").status_code == 405
+    assert client.get("/projects/99/history").status_code == 404
+
+
+def test_webhook_queues_coalesces_and_ignores(setup):
+    client, backend, ls = setup
+    backend.worker.submit = _recording(backend.worker.submit, calls := [])
+    reply = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7},
+                                          "annotation": {"id": 1}})
+    assert reply.status_code == 201
+    assert reply.get_json()["status"] in {"queued", "coalesced"}
+    assert client.post("/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 7}}).get_json() == {
+        "status": "ignored", "action": "SOMETHING_NEW"}
+    noted = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7}})
+    assert noted.get_json() == {"status": "noted", "action": "PROJECT_UPDATED", "project": 7}
+    assert calls == [(7, "ANNOTATION_CREATED")]  # PROJECT_UPDATED must not start a round
+    assert backend.worker.wait_idle(60)
+    assert ls.projects[7]["model_version"] == round_version(7, 1)
+
+
+def _recording(fn, calls):
+    def wrapped(project_id, reason):
+        calls.append((project_id, reason))
+        return fn(project_id, reason)
+
+    return wrapped
+
+
+def test_history_metrics_and_versions(setup):
+    client, backend, _ = setup
+    backend._run_round(7)
+    backend._run_round(7)
+    history = client.get("/projects/7/history").get_json()
+    assert history["project"] == 7 and history["labels"] == ["pos", "neg"]
+    assert [r["model_version"] for r in history["rounds"]] == [round_version(7, 1), round_version(7, 2)]
+    assert history["rounds"][-1]["top"][0]["strategy"] == "entropy"
+    assert client.get("/versions").get_json() == {"versions": [round_version(7, 1), round_version(7, 2)]}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'autoal_rounds_total{project="7"} 2' in text
+    assert "autoal_queue_depth 0" in text
+    assert "autoal_round_seconds_sum" in text
+
+
+def test_basic_auth_guards_all_but_webhook_and_health(tmp_path, ls):
+    settings = make_settings(tmp_path, BASIC_AUTH_USER="ann", BASIC_AUTH_PASS="s3cret")
+    backend = make_backend(settings, ls)
+    client = create_app(settings, backend).test_client()
+    good = {"Authorization": "Basic " + base64.b64encode(b"ann:s3cret").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"ann:wrong").decode()}
+    assert client.get("/health").status_code == 200
+    assert client.post("/webhook", json={"action": "X"}).status_code == 201
+    for path in ("/", "/metrics", "/versions"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=bad).status_code == 401
+        assert client.get(path, headers=good).status_code == 200
+    assert client.post("/setup", json={}).status_code == 401
+    assert "s3cret" not in client.get("/", headers=bad).get_data(as_text=True)

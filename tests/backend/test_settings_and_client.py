@@ -1,0 +1,89 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoal_backend.ls_client import LabelStudioClient, LabelStudioError, is_jwt
+from autoal_backend.settings import Settings, SettingsError
+from tests.backend.fakes import LS_URL, TEXT_CONFIG, FakeLabelStudio
+
+REPO = Path(__file__).resolve().parents[2]
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
+
+
+def test_settings_from_env_and_flags():
+    settings = Settings.from_env(
+        {"LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "k", "AUTOAL_PUSH_WINDOW": "50",
+         "AUTOAL_SET_SAMPLING": "false", "AUTOAL_STRATEGY": "margin", "MODEL_DIR": "/a"},
+        model_dir="/b",
+    )
+    assert settings.label_studio_url == "http://ls:8080" and settings.push_window == 50
+    assert settings.set_sampling is False and settings.strategy == "margin"
+    assert settings.model_dir == Path("/b")  # the flag wins
+    assert Settings.from_env({}).strategy == "autoal"
+
+
+def test_secrets_never_in_repr():
+    settings = Settings.from_env({"LABEL_STUDIO_API_KEY": "supersecret", "BASIC_AUTH_USER": "u",
+                                  "BASIC_AUTH_PASS": "hunter2"})
+    assert "supersecret" not in repr(settings) and "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"AUTOAL_STRATEGY": "best"}, "valid: autoal, uniform, albl"),
+        ({"AUTOAL_PUSH_WINDOW": "0"}, "AUTOAL_PUSH_WINDOW"),
+        ({"AUTOAL_SET_SAMPLING": "maybe"}, "AUTOAL_SET_SAMPLING"),
+        ({"DEVICE": "tpu"}, "DEVICE"),
+        ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH_PASS"),
+        ({"LABEL_STUDIO_URL": "ls:8080"}, "LABEL_STUDIO_URL"),
+    ],
+)
+def test_bad_settings_fail_naming_the_variable(env, words):
+    with pytest.raises(SettingsError, match=words):
+        Settings.from_env(env)
+
+
+def test_legacy_token_is_sent_as_token():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    assert client.get_project(1)["id"] == 1
+    assert ("POST", "/api/token/refresh") not in ls.calls
+
+
+def test_personal_access_token_is_refreshed_and_renewed_on_401():
+    ls = FakeLabelStudio(token="unused", jwt_refresh=JWT)
+    ls.add_project(1, TEXT_CONFIG)
+    assert is_jwt(JWT)
+    client = LabelStudioClient(LS_URL, JWT, session=ls.session())
+    assert client.get_project(1)["id"] == 1
+    ls.access_tokens.clear()  # the access token expired
+    assert client.get_project(1)["id"] == 1
+    assert ls.calls.count(("POST", "/api/token/refresh")) == 2
+
+
+def test_errors_name_the_call_but_not_the_key():
+    ls = FakeLabelStudio()
+    client = LabelStudioClient(LS_URL, "wrong-key-xyz", session=ls.session())
+    with pytest.raises(LabelStudioError) as error:
+        client.get_project(1)
+    assert "GET /api/projects/1/" in str(error.value) and "401" in str(error.value)
+    assert "wrong-key-xyz" not in str(error.value)
+
+
+def test_wsgi_import_starts_nothing_and_bad_strategy_fails_at_startup(tmp_path):
+    probe = (
+        "import threading, sys; import _wsgi; "
+        "assert threading.active_count() == 1, threading.enumerate(); "
+        "assert 'autoal_backend.app' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+    env = {"AUTOAL_STRATEGY": "nope", "PATH": "/usr/bin:/bin", "MODEL_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "_wsgi.py", "--port", "0"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "unknown strategy 'nope'" in out.stderr and "entropy" in out.stderr
