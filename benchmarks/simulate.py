@@ -347,7 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every strategy ran, 1 when one crashed."""
     args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        return run_benchmark(args)
+    finally:
+        torch.set_num_threads(threads)  # callers in the same process keep their setting
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from benchmarks.datasets import load_dataset

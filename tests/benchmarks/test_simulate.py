@@ -1,0 +1,151 @@
+"""The simulation harness end to end on a tiny synthetic data set with a known answer."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import simulate
+from benchmarks.simulate import aubc, main, run_strategy, standardise_pair
+from model.active_round import RoundConfig
+
+
+def blobs_npz(path, per_class=40, side=4, seed=0):
+    """Three classes of 4x4 images, each bright in its own column, plus noise: separable, so a
+    few labels already give high test accuracy."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label in range(3):
+        for _ in range(per_class):
+            image = rng.integers(0, 60, size=(side, side))
+            image[:, label] += 180
+            images.append(image)
+            labels.append(["a", "b", "c"][label])
+    np.savez(path, images=np.asarray(images, dtype=np.uint8), labels=np.asarray(labels))
+
+
+def test_aubc_is_the_normalised_trapezoid():
+    assert aubc([0, 10, 20], [0.5, 0.5, 1.0]) == pytest.approx(0.625)
+    assert aubc([20, 40], [0.8, 0.8]) == pytest.approx(0.8)
+    assert aubc([20], [0.7]) == pytest.approx(0.7)
+    with pytest.raises(ValueError):
+        aubc([1, 2], [0.5])
+
+
+def test_standardise_uses_pool_statistics_only():
+    pool = torch.tensor([[0.0, 10.0], [2.0, 10.0]])
+    test = torch.tensor([[1.0, 12.0]])
+    pool_z, test_z = standardise_pair(pool, test)
+    assert torch.allclose(pool_z.mean(dim=0), torch.zeros(2))
+    assert test_z[0, 0] == pytest.approx(0.0)  # the pool's mean, whatever the test set holds
+
+
+@pytest.fixture
+def one_thread():
+    # As the harness runs its rounds: tiny heads are many times faster on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_run_is_reproducible_and_labels_the_batch_each_round(one_thread):
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    features = torch.randn(60, 5, generator=generator) + 3 * torch.nn.functional.one_hot(labels, 5)
+    kwargs = dict(initial=10, batch=5, rounds=2, config=RoundConfig(), device=torch.device("cpu"))
+    first = run_strategy("random", 3, features, labels, features[:15], labels[:15], 3, **kwargs)
+    second = run_strategy("random", 3, features, labels, features[:15], labels[:15], 3, **kwargs)
+    assert first.labeled == [10, 15, 20]
+    assert first.accuracy == second.accuracy
+    assert [r["round"] for r in first.rows] == [0, 1, 2]
+
+
+def test_simulate_end_to_end(tmp_path, capsys):
+    blobs_npz(tmp_path / "blobs.npz")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "--dataset", str(tmp_path / "blobs.npz"),
+            "--strategies", "random,entropy",
+            "--initial", "10", "--batch", "5", "--rounds", "2", "--seeds", "2",
+            "--encoder", "pixels", "--device", "cpu",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader((out / "rounds.csv").read_text().splitlines()))
+    # 2 strategies x 2 seeds x (initial + 2 rounds) points.
+    assert len(rows) == 12
+    assert {(r["strategy"], r["seed"]) for r in rows} == {
+        (s, str(k)) for s in ("random", "entropy") for k in (0, 1)
+    }
+    assert [int(r["labeled"]) for r in rows if r["strategy"] == "entropy" and r["seed"] == "1"] == [
+        10,
+        15,
+        20,
+    ]
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    # The same initial labels per seed: both strategies start from the same model.
+    start = {(r["strategy"], r["seed"]): r["accuracy"] for r in rows if r["round"] == "0"}
+    assert start[("random", "0")] == start[("entropy", "0")]
+    assert start[("random", "1")] == start[("entropy", "1")]
+    png = out / "learning_curves.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| entropy |" in (out / "summary.md").read_text()
+    selections = [json.loads(x) for x in (out / "selections.jsonl").read_text().splitlines()]
+    assert len(selections) == 8  # 2 strategies x 2 seeds x 2 rounds
+
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(last)
+    assert set(report) == {"dataset", "aubc", "final_accuracy"}
+    assert report["dataset"] == "blobs"
+    for metric in ("aubc", "final_accuracy"):
+        assert set(report[metric]) == {"random", "entropy"}
+        for values in report[metric].values():
+            assert set(values) == {"mean", "std"}
+            assert 0.0 <= values["mean"] <= 1.0 and values["std"] >= 0.0
+    # Separable classes: 20 labels must classify nearly all of the test set.
+    assert report["final_accuracy"]["random"]["mean"] > 0.9
+
+
+def test_a_crashing_strategy_is_reported_and_the_others_still_run(tmp_path, capsys, monkeypatch):
+    blobs_npz(tmp_path / "blobs.npz", per_class=20)
+    real = simulate.make_selector
+
+    class Broken:
+        name = "margin"
+
+        def select(self, state, candidates):
+            raise RuntimeError("selector exploded")
+
+    monkeypatch.setattr(
+        simulate,
+        "make_selector",
+        lambda name, **kw: Broken() if name == "margin" else real(name, **kw),
+    )
+    code = main(
+        [
+            "--dataset", str(tmp_path / "blobs.npz"), "--strategies", "margin,random",
+            "--initial", "12", "--batch", "4", "--rounds", "1", "--seeds", "2",
+            "--encoder", "pixels", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert (
+        "strategy 'margin' failed at seed 0, round 0: RuntimeError: selector exploded"
+        in captured.err
+    )
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert set(report["aubc"]) == {"random"}
+    assert "selector exploded" in report["failed"]["margin"]
+    assert "selector exploded" in (tmp_path / "out" / "errors.log").read_text()
+
+
+def test_unknown_strategy_lists_the_valid_ones():
+    with pytest.raises(SystemExit, match="valid: all, autoal"):
+        simulate.parse_strategies("random,magic")
