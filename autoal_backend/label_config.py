@@ -41,18 +41,23 @@ class LabelSpec:
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
-    def result(self, choices: list[str]) -> list[dict]:
-        """A Label Studio result list selecting ``choices`` (empty list: no region)."""
+    def result(self, choices: list[str], why: str = "") -> list[dict]:
+        """A Label Studio result list selecting ``choices`` (empty list: no region).
+
+        ``why`` goes into the region's ``meta.text``: Label Studio keeps a result region's
+        extra fields (checked on 1.23.2) but drops unknown top-level prediction fields.
+        """
         if not choices:
             return []
-        return [
-            {
-                "from_name": self.from_name,
-                "to_name": self.to_name,
-                "type": "choices",
-                "value": {"choices": list(choices)},
-            }
-        ]
+        region: dict = {
+            "from_name": self.from_name,
+            "to_name": self.to_name,
+            "type": "choices",
+            "value": {"choices": list(choices)},
+        }
+        if why:
+            region["meta"] = {"text": [why]}
+        return [region]
 
 
 def parse_label_config(config: str) -> LabelSpec:

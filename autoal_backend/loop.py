@@ -334,11 +334,11 @@ class RoundRunner:
         predictions = [
             {
                 "task": ids[i],
-                "result": spec.result(picked[i]),
+                "result": spec.result(picked[i], why_text(position, len(ids), why[i], version)),
                 "score": scores[i],
                 "model_version": version,
             }
-            for i in window
+            for position, i in enumerate(window)
         ]
         top = [
             {
@@ -390,6 +390,12 @@ class RoundRunner:
             "seconds": {k: round(v, 4) for k, v in seconds.items()},
             "info": _jsonable(selection.info),
         }
+
+
+def why_text(position: int, total: int, strategy: str, version: str) -> str:
+    """The one-line reason stored with a prediction; the full picture (weights, top tasks)
+    is in GET /projects/<id>/history."""
+    return f"AutoAL {version}: #{position + 1} of {total} to label; main reason: {strategy}"
 
 
 def _jsonable(value):

@@ -206,7 +206,10 @@ class Backend:
             if ranking is not None and task_id in ranking.scores:
                 results.append(
                     {
-                        "result": spec.result(ranking.choices.get(task_id, [])),
+                        "result": spec.result(
+                            ranking.choices.get(task_id, []),
+                            f"AutoAL {ranking.model_version}: main reason: {ranking.why.get(task_id, '?')}",
+                        ),
                         "score": ranking.scores[task_id],
                         "model_version": ranking.model_version,
                     }

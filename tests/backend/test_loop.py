@@ -25,12 +25,13 @@ def test_round_pushes_top_window_sets_version_and_sampling(tmp_path, ls):
     labeled_ids = {700 + i for i in range(12)}
     assert not labeled_ids & {p["task"] for p in pushed}
     # Predicted choices follow the a/b signal the fake encoder exposes.
-    for p in pushed:
+    for position, p in enumerate(pushed):
         task = next(t for t in ls.tasks[7] if t["id"] == p["task"])
         expected = "pos" if "a" in task["data"]["text"] else "neg"
         assert p["result"] == [
             {"from_name": "sentiment", "to_name": "text", "type": "choices",
-             "value": {"choices": [expected]}}
+             "value": {"choices": [expected]},
+             "meta": {"text": [f"AutoAL {version}: #{position + 1} of 30 to label; main reason: entropy"]}}
         ]
     entry = backend.store.load_history(7)[-1]
     assert entry["round"] == 1 and entry["model_version"] == version
@@ -144,3 +145,19 @@ def test_failed_push_keeps_old_version_and_cleans_up_later(tmp_path, ls):
     run(backend, 7)
     assert ls.versions(7) == {round_version(7, 3): 10}
     assert torch.tensor([h["round"] for h in backend.store.load_history(7)]).tolist() == [1, 3]
+
+
+def test_autoal_selector_runs_and_its_state_survives_a_restart(tmp_path, ls):
+    text_project(ls, 7, labeled=16, unlabeled=30)
+    settings = make_settings(tmp_path, AUTOAL_STRATEGY="autoal")
+    run(make_backend(settings, ls), 7)
+    backend = make_backend(settings, ls)  # restart: the selector state is read back
+    saved = backend.store.load_selector(7)
+    assert saved  # AutoAL keeps its SearchNet between rounds
+    ls.annotate(7, 716, ["pos"])
+    run(backend, 7)
+    entry = backend.store.load_history(7)[-1]
+    assert entry["strategy"] == "autoal" and entry["cold_start"] is False
+    weights = entry["mean_weights"]
+    assert len(weights) > 1 and abs(sum(weights.values()) - 1.0) < 1e-4
+    assert all(t["strategy"] in weights for t in entry["top"])
