@@ -250,7 +250,7 @@ class RoundRunner:
         self.store.save_record(record)
 
         t = time.perf_counter()
-        tasks = client.export_tasks(project_id)
+        tasks = client.sync_tasks(project_id)
         views = view_tasks(tasks, spec)
         excluded = {v.id: v.excluded for v in views if v.excluded}
         views = [v for v in views if not v.excluded]

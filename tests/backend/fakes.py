@@ -163,8 +163,22 @@ class FakeLabelStudio:
         @app.get("/api/projects/<int:pid>/export")
         def export(pid: int):
             project_or_404(pid)
-            assert request.args.get("download_all_tasks") == "true"
-            return app.response_class(json.dumps(self.tasks[pid]), mimetype="application/json")
+            tasks = self.tasks[pid]
+            if request.args.get("download_all_tasks", "false") != "true":
+                tasks = [t for t in tasks if t["annotations"]]
+            return app.response_class(json.dumps(tasks), mimetype="application/json")
+
+        @app.get("/api/tasks/")
+        def list_tasks():
+            pid = int(request.args["project"])
+            project_or_404(pid)
+            page, size = int(request.args.get("page", 1)), int(request.args.get("page_size", 100))
+            chunk = self.tasks[pid][(page - 1) * size : page * size]
+            if page > 1 and not chunk:
+                abort(404)  # Label Studio answers 404 past the last page
+            include = request.args.get("include", "").split(",")
+            rows = [{k: v for k, v in t.items() if k in include} if include != [""] else t for t in chunk]
+            return jsonify(tasks=rows, total=len(self.tasks[pid]))
 
         @app.post("/api/projects/<int:pid>/import/predictions")
         def import_predictions(pid: int):

@@ -87,3 +87,16 @@ def test_wsgi_import_starts_nothing_and_bad_strategy_fails_at_startup(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "unknown strategy 'nope'" in out.stderr and "entropy" in out.stderr
+
+
+def test_sync_merges_paged_task_list_with_annotated_export():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(7):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"] if i in (2, 6) else None)
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    tasks = {t["id"]: t for t in client.sync_tasks(1, page_size=3)}
+    assert sorted(tasks) == list(range(10, 17))
+    assert [i for i, t in tasks.items() if t["annotations"]] == [12, 16]
+    assert tasks[13] == {"id": 13, "data": {"text": "t3"}, "annotations": []}
+    assert ls.calls.count(("GET", "/api/tasks/")) == 3  # pages of 3, 3, 1
