@@ -15,6 +15,7 @@ never mix.
 
 import hashlib
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class EmbeddingCache:
         self._index: dict[bytes, tuple[int, int]] = {}  # digest -> (shard number, row)
         self._shards: list[np.ndarray] = []  # memory-mapped [n, dim] arrays
         self._loaded: set[str] = set()  # stems already indexed
+        # The backend stores from its training thread while requests look up: one lock keeps
+        # the index and the shard list consistent (compaction swaps both).
+        self._lock = threading.RLock()
         self._scan()
 
     @staticmethod
@@ -60,9 +64,13 @@ class EmbeddingCache:
         """([len(keys), dim] float32 embeddings with zero rows where missing, indices of the
         missing keys in ``keys``)."""
         digests = [_digest(k) for k in keys]
+        with self._lock:
+            return self._lookup(digests)
+
+    def _lookup(self, digests: list[bytes]) -> tuple[torch.Tensor, list[int]]:
         if any(d not in self._index for d in digests):
             self._scan()  # another process may have stored them since
-        out = np.zeros((len(keys), self.dim), dtype=np.float32)
+        out = np.zeros((len(digests), self.dim), dtype=np.float32)
         missing: list[int] = []
         # Group the hits by shard so each memory map is read with one fancy-indexing call.
         by_shard: dict[int, tuple[list[int], list[int]]] = {}
@@ -89,9 +97,12 @@ class EmbeddingCache:
         values = embeddings.detach().float().cpu().numpy()
         if not np.isfinite(values).all():
             raise ValueError("refusing to cache non-finite embeddings")
+        with self._lock:
+            self._store([_digest(k) for k in keys], values)
+
+    def _store(self, digests: list[bytes], values: np.ndarray) -> None:
         seen: set[bytes] = set()
         fresh: list[int] = []
-        digests = [_digest(k) for k in keys]
         for position, digest in enumerate(digests):
             if digest in self._index or digest in seen:
                 continue
@@ -102,11 +113,15 @@ class EmbeddingCache:
         stem = self._write_shard(b"".join(digests[i] for i in fresh), values[fresh])
         self._add_shard(stem)
         if len(self._shards) > MAX_SHARDS:
-            self.compact()
+            self._compact()
 
     def compact(self) -> None:
         """Merge every shard into one. The merged shard is committed before the old ones are
         deleted, so a crash in between leaves duplicates (harmless), never a loss."""
+        with self._lock:
+            self._compact()
+
+    def _compact(self) -> None:
         self._scan()
         if len(self._loaded) <= 1:
             return
