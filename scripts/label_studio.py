@@ -301,7 +301,7 @@ def running_backend(
         raise FileNotFoundError(f"the backend entry point {wsgi} does not exist")
     command = [
         python or sys.executable, str(wsgi),
-        "--port", str(port), "--model-dir", str(model_path),
+        "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(model_path),
     ]  # fmt: skip
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "ab"))
