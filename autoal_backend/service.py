@@ -12,13 +12,14 @@ import requests
 import torch
 
 from autoal_backend.label_config import LabelSpec, UnsupportedConfigError, parse_label_config
-from autoal_backend.loop import EncoderFactory, RoundRunner
+from autoal_backend.loop import EncoderFactory, RoundError, RoundRunner
 from autoal_backend.ls_client import LabelStudioClient, LabelStudioError
 from autoal_backend.metrics import Metrics
 from autoal_backend.settings import Settings, SettingsError
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking
 from autoal_backend.worker import Worker
 from model.device import resolve_device
+from model.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Backend:
         self._setup_access: dict[int, tuple[str, str]] = {}
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self._rankings: dict[int, Ranking | None] = {}
+        self.changed: set[int] = set()  # projects whose label config changed since last round
         self.runner = RoundRunner(
             settings,
             self.store,
@@ -106,7 +108,9 @@ class Backend:
             self.client_for,
             encoder_factory or default_encoder_factory,
         )
-        self.worker = Worker(self._run_round, self._round_failed)
+        self.worker = Worker(
+            self._run_round, self._round_failed, (LabelStudioError, RoundError, ModelError)
+        )
 
     # --- Label Studio access --------------------------------------------------------------
     def client_for(self, project_id: int) -> LabelStudioClient:
@@ -132,18 +136,20 @@ class Backend:
     # --- projects -----------------------------------------------------------------------
     def register(self, project_id: int, label_config: str) -> ProjectRecord:
         """Remember ``project_id`` with its label config (UnsupportedConfigError if the
-        config is not one we can learn from). A changed config drops the selector state: its
-        classes no longer mean the same."""
-        parse_label_config(label_config)
+        config is not one we can learn from). A config whose labels or fields changed drops
+        the selector state (its classes no longer mean the same) and sets
+        ``self.changed[project_id]``."""
+        spec = parse_label_config(label_config)
         with self._lock:
             record = self.store.load_record(project_id)
             if record is None:
                 record = ProjectRecord(project_id, label_config)
                 self.store.save_record(record)
             elif record.label_config != label_config:
-                if parse_label_config(record.label_config) != parse_label_config(label_config):
+                if record.spec != spec:
                     selector = self.store.directory(project_id) / "selector.pt"
                     selector.unlink(missing_ok=True)
+                    self.changed.add(project_id)
                 record.label_config = label_config
                 self.store.save_record(record)
             return record
@@ -239,9 +245,13 @@ class Backend:
             except UnsupportedConfigError as exc:
                 raise RequestError(f"unsupported label config: {exc}", 422) from None
         if action in NOTE_ACTIONS:
-            # PROJECT_UPDATED also follows our own PATCH of model_version: a round here would
-            # loop forever. New tasks arrive as TASKS_CREATED.
-            return {"status": "noted", "action": action, "project": project_id}
+            # PROJECT_UPDATED also follows our own PATCH of model_version: a round for every
+            # one would loop forever. Only a changed label config (new classes) needs a round.
+            with self._lock:
+                changed = project_id in self.changed
+                self.changed.discard(project_id)
+            if not changed:
+                return {"status": "noted", "action": action, "project": project_id}
         queued = self.worker.submit(project_id, action)
         return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
 

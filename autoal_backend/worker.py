@@ -18,9 +18,17 @@ class Worker:
     (never at import time, and in the process that serves requests, which matters under
     gunicorn)."""
 
-    def __init__(self, run_round: Callable[[int], object], on_error: Callable[[int, BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_round: Callable[[int], object],
+        on_error: Callable[[int, BaseException], None] | None = None,
+        expected_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self._run_round = run_round
         self._on_error = on_error
+        # Failures with a clear message (Label Studio down, nothing to rank) are logged
+        # without a traceback; anything else is a bug and gets one.
+        self._expected = expected_errors
         self._cond = threading.Condition()
         self._pending: OrderedDict[int, str] = OrderedDict()
         self._running: int | None = None
@@ -69,7 +77,10 @@ class Worker:
                 log.info("round for project %s (%s)", project_id, reason)
                 self._run_round(project_id)
             except Exception as exc:  # a failed round must not kill the worker
-                log.exception("round for project %s failed: %s", project_id, exc)
+                if isinstance(exc, self._expected):
+                    log.error("round for project %s failed: %s", project_id, exc)
+                else:
+                    log.exception("round for project %s failed: %s", project_id, exc)
                 if self._on_error is not None:
                     self._on_error(project_id, exc)
             finally:

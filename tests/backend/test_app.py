@@ -155,3 +155,19 @@ def test_basic_auth_guards_all_but_webhook_and_health(tmp_path, ls):
         assert client.get(path, headers=good).status_code == 200
     assert client.post("/setup", json={}).status_code == 401
     assert "s3cret" not in client.get("/", headers=bad).get_data(as_text=True)
+
+
+def test_project_updated_starts_a_round_only_when_the_labels_change(setup):
+    client, backend, _ = setup
+    calls = []
+    backend.worker.submit = _recording(lambda pid, reason: True, calls)
+    client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG})
+    same = client.post("/webhook", json={"action": "PROJECT_UPDATED",
+                                         "project": {"id": 7, "label_config": TEXT_CONFIG}})
+    assert same.get_json()["status"] == "noted"
+    relabeled = TEXT_CONFIG.replace('<Choice value="neg"/>', '<Choice value="neg"/><Choice value="mixed"/>')
+    changed = client.post("/webhook", json={"action": "PROJECT_UPDATED",
+                                            "project": {"id": 7, "label_config": relabeled}})
+    assert changed.get_json()["status"] == "queued"
+    assert calls == [(7, "setup"), (7, "PROJECT_UPDATED")]
+    assert backend.store.load_record(7).spec.labels == ("pos", "neg", "mixed")
