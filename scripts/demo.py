@@ -140,7 +140,8 @@ def ensure_project(
     else:
         for backend in backends:
             if backend.url != backend_url:
-                client.ml.update(id=backend.id, url=backend_url)
+                # LS 1.23 validates an update by calling /setup, which needs the project too.
+                client.ml.update(id=backend.id, url=backend_url, project=project_id)
     client.projects.update(id=project_id, sampling=UNCERTAINTY_SAMPLING)
     return project_id, created
 

@@ -1,0 +1,43 @@
+"""Smoke test of ``make demo``: the script starts Label Studio and the backend, makes the demo
+project once and reuses it on a rerun (``--check`` exits as soon as the project is ready)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from scripts.label_studio import REPO_ROOT, free_port
+
+
+def run_demo(data_dir, port: int, backend_port: int) -> str:
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "scripts.demo", "--check",
+            "--data-dir", str(data_dir), "--port", str(port),
+            "--backend-port", str(backend_port), "--per-topic", "10",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed.stdout
+
+
+def test_demo_creates_its_project_once_and_reuses_it(tmp_path):
+    port, backend_port = free_port(), free_port()
+    first = run_demo(tmp_path, port, backend_port)
+    created = re.search(r"Project (\d+) created", first)
+    assert created, first
+    assert f"http://127.0.0.1:{port}/projects/{created.group(1)}/data" in first
+    creds = json.loads((tmp_path / "credentials.json").read_text())
+    assert creds["username"] == "demo@autoal.local"
+    assert f"{creds['username']} / {creds['password']}" in first
+
+    # A rerun with another backend port: same project, same login, backend URL updated.
+    second = run_demo(tmp_path, port, free_port())
+    assert re.search(rf"Project {created.group(1)} reused", second), second
+    assert json.loads((tmp_path / "credentials.json").read_text()) == creds
