@@ -80,6 +80,10 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     def webhook():
         return jsonify(backend.webhook(body())), 201
 
+    @app.post("/train")
+    def train():
+        return jsonify(backend.train(body())), 201
+
     @app.get("/metrics")
     def metrics():
         return Response(backend.metrics_text(), mimetype="text/plain; version=0.0.4")

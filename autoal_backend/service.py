@@ -255,6 +255,22 @@ class Backend:
         queued = self.worker.submit(project_id, action)
         return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
 
+    def train(self, payload: dict) -> dict:
+        """The older ``POST /train`` call (Label Studio without the START_TRAINING webhook
+        flag): ``{annotations, project: "<id>.<ts>", label_config}``. Label Studio stays the
+        source of truth, so the annotations sent are not used: the round syncs them."""
+        project_id = parse_project_id(payload.get("project"))
+        label_config = payload.get("label_config")
+        if isinstance(label_config, str) and label_config.strip():
+            try:
+                self.register(project_id, label_config)
+            except UnsupportedConfigError as exc:
+                raise RequestError(f"unsupported label config: {exc}", 422) from None
+        else:
+            self.record(project_id)
+        queued = self.worker.submit(project_id, "train")
+        return {"status": "queued" if queued else "coalesced", "project": project_id}
+
     def history(self, project_id: int) -> dict:
         record = self.record(project_id)
         return {

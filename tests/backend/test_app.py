@@ -171,3 +171,13 @@ def test_project_updated_starts_a_round_only_when_the_labels_change(setup):
     assert changed.get_json()["status"] == "queued"
     assert calls == [(7, "setup"), (7, "PROJECT_UPDATED")]
     assert backend.store.load_record(7).spec.labels == ("pos", "neg", "mixed")
+
+
+def test_legacy_train_call_queues_a_round(setup):
+    client, backend, _ = setup
+    calls = []
+    backend.worker.submit = _recording(lambda pid, reason: True, calls)
+    reply = client.post("/train", json={"annotations": [], "project": "7.17", "label_config": TEXT_CONFIG})
+    assert reply.status_code == 201 and reply.get_json() == {"status": "queued", "project": 7}
+    assert calls == [(7, "train")]
+    assert client.post("/train", json={"project": "99.1"}).status_code == 404
