@@ -26,11 +26,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from model.encoders import DEFAULT_ENCODERS, encoder_modality, get_encoder
+from model.encoders import DEFAULT_ENCODERS, encoder_identity, encoder_modality, get_encoder
 from model.encoders.cache import EmbeddingCache
 from model.errors import UnknownNameError
 
@@ -272,17 +273,19 @@ def item_keys(items: np.ndarray | list[str]) -> list[str]:
 
 def embed(
     items: np.ndarray | list[str],
-    encoder,
+    make_encoder: Callable[[], Any],
     cache: EmbeddingCache,
     progress: bool = True,
 ) -> torch.Tensor:
-    """[N, d] embeddings of ``items``, encoding only what ``cache`` lacks."""
+    """[N, d] embeddings of ``items``, encoding only what ``cache`` lacks. ``make_encoder`` is
+    called only when something is missing: a fully cached set never loads the weights."""
     keys = item_keys(items)
     embeddings, missing = cache.lookup(keys)
     if not missing:
         return embeddings
     from tqdm import tqdm
 
+    encoder = make_encoder()
     bar = tqdm(
         total=len(missing),
         desc=f"encoding with {encoder.name}",
@@ -347,10 +350,17 @@ def load_dataset(
         height, width = raw.pool_items.shape[1:3]
         if height == width:
             options["side"] = int(height)
-    model = get_encoder(encoder_name, device, **options)
-    cache = EmbeddingCache(cache_dir or default_cache_dir(), model.name, model.dim)
-    pool = embed(raw.pool_items, model, cache, progress)
-    test = embed(raw.test_items, model, cache, progress)
+    identity, dim = encoder_identity(encoder_name, **options)
+    cache = EmbeddingCache(cache_dir or default_cache_dir(), identity, dim)
+    built: list = []
+
+    def make_encoder():
+        if not built:
+            built.append(get_encoder(encoder_name, device, **options))
+        return built[0]
+
+    pool = embed(raw.pool_items, make_encoder, cache, progress)
+    test = embed(raw.test_items, make_encoder, cache, progress)
     return Dataset(
         name=name,
         pool_embeddings=pool,
@@ -358,5 +368,5 @@ def load_dataset(
         test_embeddings=test,
         test_labels=torch.as_tensor(raw.test_labels, dtype=torch.int64),
         class_names=list(raw.class_names),
-        encoder=model.name,
+        encoder=identity,
     )

@@ -10,7 +10,7 @@ Encoders are found by name; an unknown name is an error listing the valid ones. 
 lazy: importing this package loads no weights.
 """
 
-from collections.abc import Callable
+import importlib
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -40,44 +40,26 @@ class Encoder(Protocol):
         ...
 
 
-EncoderFactory = Callable[..., Encoder]
-
-
-def _mobilenet(device: torch.device, **options: Any) -> Encoder:
-    from model.encoders.image import MobileNetV2Encoder
-
-    return MobileNetV2Encoder(device=device, **options)
-
-
-def _efficientnet_lite0(device: torch.device, **options: Any) -> Encoder:
-    from model.encoders.image import EfficientNetLite0Encoder
-
-    return EfficientNetLite0Encoder(device=device, **options)
-
-
-def _minilm(device: torch.device, **options: Any) -> Encoder:
-    from model.encoders.text import MiniLMEncoder
-
-    return MiniLMEncoder(device=device, **options)
-
-
-def _pixels(device: torch.device, **options: Any) -> Encoder:
-    from model.encoders.pixels import PixelEncoder
-
-    return PixelEncoder(device=device, **options)
-
-
-_REGISTRY: dict[str, tuple[str, EncoderFactory]] = {
-    "mobilenet_v2": ("image", _mobilenet),
-    "efficientnet_lite0": ("image", _efficientnet_lite0),
-    "minilm": ("text", _minilm),
-    "pixels": ("image", _pixels),
+# name -> (modality, "module:Class"): classes are imported on first use, so importing this
+# package loads neither torchvision nor transformers.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "mobilenet_v2": ("image", "model.encoders.image:MobileNetV2Encoder"),
+    "efficientnet_lite0": ("image", "model.encoders.image:EfficientNetLite0Encoder"),
+    "minilm": ("text", "model.encoders.text:MiniLMEncoder"),
+    "pixels": ("image", "model.encoders.pixels:PixelEncoder"),
 }
 
 
 def encoder_names() -> list[str]:
     """Every registered encoder name."""
     return sorted(_REGISTRY)
+
+
+def _encoder_class(name: str) -> Any:
+    if name not in _REGISTRY:
+        raise UnknownNameError("encoder", name, encoder_names())
+    module, _, attribute = _REGISTRY[name][1].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def encoder_modality(name: str) -> str:
@@ -90,12 +72,18 @@ def encoder_modality(name: str) -> str:
 def get_encoder(name: str, device: torch.device | str = "cpu", **options: Any) -> Encoder:
     """Build the encoder called ``name`` on ``device``.
 
-    ``options`` are the encoder's own settings (``image_size`` for ``mobilenet_v2``, ``side``
-    for ``pixels``, ``max_length``/``model_path`` for ``minilm``, ``batch_size`` for all).
+    ``options`` are the encoder's own settings (``image_size`` for ``mobilenet_v2`` and
+    ``efficientnet_lite0``, ``side`` for ``pixels``, ``max_length``/``model_path`` for
+    ``minilm``, ``batch_size`` for all).
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError("encoder", name, encoder_names())
-    return _REGISTRY[name][1](torch.device(device), **options)
+    return _encoder_class(name)(device=torch.device(device), **options)
+
+
+def encoder_identity(name: str, **options: Any) -> tuple[str, int]:
+    """(``name`` with its options, dim) that ``get_encoder(name, **options)`` would have,
+    without loading any weights: enough to open its ``EmbeddingCache`` and skip building the
+    encoder when everything is cached."""
+    return _encoder_class(name).identity(**options)
 
 
 def option_suffix(defaults: dict[str, Any], values: dict[str, Any]) -> str:

@@ -105,7 +105,7 @@ class MobileNetV2Encoder:
         self.device = torch.device(device)
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
-        self.name = "mobilenet_v2" + option_suffix(self._defaults, {"image_size": self.image_size})
+        self.name, _ = self.identity(image_size=self.image_size)
         url = MobileNet_V2_Weights[weights].url
         ensure_offline_weights(url.rsplit("/", 1)[-1])
         network = mobilenet_v2(weights=weights)
@@ -115,6 +115,13 @@ class MobileNetV2Encoder:
             parameter.requires_grad_(False)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
+        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
+        return "mobilenet_v2" + option_suffix(
+            cls._defaults, {"image_size": int(image_size)}
+        ), cls.dim
 
     def encode(self, items: list) -> torch.Tensor:
         """PIL images [N] -> [N, 1280] float32 on the CPU."""
@@ -171,9 +178,7 @@ class EfficientNetLite0Encoder:
         self.device = torch.device(device)
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
-        self.name = "efficientnet_lite0" + option_suffix(
-            self._defaults, {"image_size": self.image_size}
-        )
+        self.name, _ = self.identity(image_size=self.image_size)
         # The library prints a line on load; stdout belongs to our callers (the harness's last
         # line is its JSON report).
         with contextlib.redirect_stdout(io.StringIO()):
@@ -183,6 +188,13 @@ class EfficientNetLite0Encoder:
         self.network = network.eval().to(self.device)
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
+
+    @classmethod
+    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
+        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
+        return "efficientnet_lite0" + option_suffix(
+            cls._defaults, {"image_size": int(image_size)}
+        ), cls.dim
 
     def encode(self, items: list) -> torch.Tensor:
         """PIL images [N] -> [N, 1280] float32 on the CPU."""

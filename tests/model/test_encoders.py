@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.encoders import DEFAULT_ENCODERS, encoder_names, get_encoder
+from model.encoders import DEFAULT_ENCODERS, encoder_identity, encoder_names, get_encoder
 from model.encoders import cache as cache_module
 from model.encoders.cache import EmbeddingCache
 from model.errors import UnknownNameError
@@ -116,6 +116,27 @@ def test_registry_names_and_unknown_name():
         UnknownNameError, match="valid: efficientnet_lite0, minilm, mobilenet_v2, pixels"
     ):
         get_encoder("resnet")
+
+
+def test_identity_names_options_without_loading_weights():
+    assert encoder_identity("pixels") == ("pixels", 784)
+    assert encoder_identity("pixels", side=8, batch_size=7) == ("pixels@side=8", 64)
+    assert encoder_identity("mobilenet_v2") == ("mobilenet_v2", 1280)
+    assert encoder_identity("mobilenet_v2", image_size=224) == ("mobilenet_v2@image_size=224", 1280)
+    with pytest.raises(UnknownNameError):
+        encoder_identity("clip")
+
+
+def test_another_text_model_gets_its_own_cache_name(tmp_path):
+    from model.encoders.text import HUB_NAME
+
+    assert encoder_identity("minilm", model_path=HUB_NAME) == ("minilm", 384)
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text(
+        '{"model_type": "bert", "hidden_size": 768, "num_attention_heads": 12}'
+    )
+    name, dim = encoder_identity("minilm", model_path=str(tmp_path / "my-model"))
+    assert name.startswith("minilm@model=my-model-") and dim == 768
 
 
 def test_pixels_known_values_and_both_input_paths_agree():
