@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import torch
@@ -19,7 +19,7 @@ from autoal_backend.ls_client import LabelStudioClient
 from autoal_backend.settings import Settings
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_version
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
-from model.active_round import RoundConfig, run_round
+from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache
 from model.pool import PoolState
 from model.ranking import rank_normalise
@@ -269,11 +269,10 @@ class RoundRunner:
         saved = self.store.load_selector(project_id)
         if saved:
             selector.load_state_dict(saved)
-        result = run_round(
-            state,
-            selector,
-            RoundConfig(min_labels=self.settings.min_labels, validation_folds=3),
-        )
+        config = RoundConfig(min_labels=self.settings.min_labels, validation_folds=3)
+        # The validation score only goes into the history: it is computed after the push, so
+        # the annotators' queue does not wait for its 3 extra fits (docs/performance.md).
+        result = run_round(state, selector, replace(config, validation_folds=0))
         seconds.update(result.seconds)
 
         ranking, predictions, top = self.rank(state, result, spec, version)
@@ -289,6 +288,12 @@ class RoundRunner:
         record.model_version = version
         record.stale_versions = self.delete_stale(client, project_id, stale)
         seconds["push"] = time.perf_counter() - t
+
+        if not result.cold_start:
+            t = time.perf_counter()
+            result.validation_accuracy = cross_validated_accuracy(state, config)
+            if result.validation_accuracy is not None:
+                seconds["validate"] = time.perf_counter() - t
 
         self.store.save_model(project_id, result.model.state_dict() if result.model else None)
         self.store.save_selector(project_id, selector.state_dict())

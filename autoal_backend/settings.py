@@ -105,6 +105,13 @@ class Settings:
             raise SettingsError(f"LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {self.log_level!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise SettingsError(f"DEVICE: expected auto, cpu or cuda[:N], got {self.device!r}")
+        if self.device.startswith("cuda"):
+            from model.device import resolve_device
+
+            try:
+                resolve_device(self.device)
+            except ValueError as exc:
+                raise SettingsError(f"DEVICE: {exc}") from None
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):

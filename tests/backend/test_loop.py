@@ -75,9 +75,12 @@ def test_cold_start_pushes_empty_results_with_diversity_scores(tmp_path, ls):
 def test_restart_resumes_version_history_and_labeled_rounds(tmp_path, ls):
     text_project(ls, 7)
     settings = make_settings(tmp_path)
-    run(make_backend(settings, ls), 7)
+    first = make_backend(settings, ls)
+    run(first, 7)
     ls.annotate(7, 713, ["neg"])
     restarted = make_backend(settings, ls)  # a new process on the same MODEL_DIR
+    asked = {"tasks": [{"id": i} for i in range(712, 742)], "project": "7.1"}
+    assert restarted.predict(asked) == first.predict(asked)  # the ranking is read back
     assert restarted.setup({"project": "7.123", "schema": ls.projects[7]["label_config"]}) == {
         "model_version": round_version(7, 1)
     }

@@ -37,6 +37,8 @@ def test_secrets_never_in_repr():
         ({"AUTOAL_PUSH_WINDOW": "0"}, "AUTOAL_PUSH_WINDOW"),
         ({"AUTOAL_SET_SAMPLING": "maybe"}, "AUTOAL_SET_SAMPLING"),
         ({"DEVICE": "tpu"}, "DEVICE"),
+        pytest.param({"DEVICE": "cuda"}, "CUDA is not available", marks=pytest.mark.skipif(
+            __import__("torch").cuda.is_available(), reason="CUDA is here")),
         ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH_PASS"),
         ({"LABEL_STUDIO_URL": "ls:8080"}, "LABEL_STUDIO_URL"),
     ],
