@@ -6,9 +6,15 @@ Under gunicorn the settings come from the environment. ``app`` is built on first
 
 import argparse
 import logging
+import os
 import sys
 
-from autoal_backend.settings import Settings, SettingsError
+# Before anything loads torch (OpenMP reads this once): idle OpenMP threads sleep instead of
+# spinning. With the default spin, a 12-label task-model fit took 18-24 s instead of 0.4 s
+# whenever anything else (Label Studio) used the CPU (docs/performance.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from autoal_backend.settings import Settings, SettingsError  # noqa: E402
 
 
 def _configure_logging(level: str) -> None:
