@@ -247,7 +247,7 @@ class RoundRunner:
         version = round_version(project_id, round_number)
         previous = record.model_version
         record.round = round_number
-        self.store.save_record(record)
+        self.save_record(record)
 
         t = time.perf_counter()
         tasks = client.sync_tasks(project_id)
@@ -279,7 +279,7 @@ class RoundRunner:
         t = time.perf_counter()
         stale = [v for v in [previous, *record.stale_versions] if v != version]
         record.stale_versions = stale
-        self.store.save_record(record)
+        self.save_record(record)
         client.import_predictions(project_id, predictions)
         fields: dict[str, object] = {"model_version": version}
         if self.settings.set_sampling:
@@ -298,7 +298,7 @@ class RoundRunner:
         self.store.save_model(project_id, result.model.state_dict() if result.model else None)
         self.store.save_selector(project_id, selector.state_dict())
         self.store.save_ranking(project_id, ranking)
-        self.store.save_record(record)
+        self.save_record(record)
         seconds["total"] = time.perf_counter() - started
         entry = self.history_entry(
             record, spec, state, result, top, seconds, skipped, excluded, len(predictions)
@@ -356,6 +356,14 @@ class RoundRunner:
             for i in window[:HISTORY_TOP]
         ]
         return ranking, predictions, top
+
+    def save_record(self, record: ProjectRecord) -> None:
+        """Save the round's record, keeping a label config that /setup or a webhook stored
+        while the round ran (the next round uses it)."""
+        current = self.store.load_record(record.project_id)
+        if current is not None and current.label_config != record.label_config:
+            record.label_config = current.label_config
+        self.store.save_record(record)
 
     def delete_stale(self, client: LabelStudioClient, project_id: int, versions: list[str]) -> list[str]:
         """Delete our own older versions' predictions; returns those that could not be
