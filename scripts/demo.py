@@ -14,6 +14,8 @@ import importlib.util
 import json
 import random
 import secrets
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +200,10 @@ Ctrl-C stops Label Studio and the backend."""
     )
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".demo")
@@ -209,7 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 0 once the project is ready (smoke test)"
     )
     args = parser.parse_args(argv)
+    # Progress must show at once even when stdout is a file or a pipe (CI logs, nohup).
+    sys.stdout.reconfigure(line_buffering=True)
+    # Both servers run in their own process groups: a plain `kill` of the demo must stop them
+    # too, so SIGTERM (and SIGINT, which background shells ignore) unwind like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        # Raised while a server was starting: their context managers have stopped them.
+        print("\nStopped.")
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     creds = credentials(data_dir)
     backend_env = {"AUTOAL_STRATEGY": args.strategy} if args.strategy else None
@@ -238,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 while server.process.poll() is None and backend.process.poll() is None:
                     time.sleep(1)
+            for name, process, log in (
+                ("Label Studio", server.process, server.log_path),
+                ("The backend", backend.process, backend.log_path),
+            ):
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; see {log}")
+                    return 1
             print("\nStopping Label Studio and the backend.")
     return 0
 

@@ -163,6 +163,15 @@ def label_studio_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> 
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # A local test/demo server phones nobody: no PyPI version check at start (slow or hanging
+    # offline), no analytics, no error reports to LS's Sentry. The caller's env still wins.
+    for name, value in (
+        ("LATEST_VERSION_CHECK", "false"),
+        ("COLLECT_ANALYTICS", "false"),
+        ("SENTRY_DSN", ""),
+        ("FRONTEND_SENTRY_DSN", ""),
+    ):
+        env.setdefault(name, value)
     if extra:
         env.update(extra)
     return env
