@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if Path(str(item.fspath)).resolve().is_relative_to(HERE):
+        if Path(item.path).resolve().is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
 
 
