@@ -378,6 +378,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
     # Encoding (big matmuls) ran with every thread; the rounds' small heads do not gain from them.
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if not 0 < args.initial < data.pool_embeddings.shape[0]:
+        raise SystemExit(
+            f"--initial must be between 1 and {data.pool_embeddings.shape[0] - 1} "
+            f"(the pool of {data.name}), got {args.initial}"
+        )
     out = Path(args.out or Path("results") / f"simulate-{data.name}")
     out.mkdir(parents=True, exist_ok=True)
     pool, test = standardise_pair(data.pool_embeddings.to(device), data.test_embeddings.to(device))

@@ -149,3 +149,15 @@ def test_a_crashing_strategy_is_reported_and_the_others_still_run(tmp_path, caps
 def test_unknown_strategy_lists_the_valid_ones():
     with pytest.raises(SystemExit, match="valid: all, autoal"):
         simulate.parse_strategies("random,magic")
+
+
+def test_an_initial_set_larger_than_the_pool_is_refused(tmp_path):
+    blobs_npz(tmp_path / "blobs.npz", per_class=4)
+    with pytest.raises(SystemExit, match="--initial must be between 1 and 8"):
+        main(
+            [
+                "--dataset", str(tmp_path / "blobs.npz"), "--initial", "50",
+                "--encoder", "pixels", "--cache-dir", str(tmp_path / "cache"),
+                "--out", str(tmp_path / "out"), "--no-progress",
+            ]
+        )  # fmt: skip
