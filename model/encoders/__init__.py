@@ -25,7 +25,7 @@ class Encoder(Protocol):
     """What every encoder offers.
 
     Attributes:
-        name: the registry name, plus any non-default option (``pixels@8``), so that it names
+        name: the registry name, plus any non-default option (``pixels@side=8``), so that it names
             the embedding space exactly; part of every cache key.
         modality: ``"image"`` or ``"text"``.
         dim: the embedding width d.
