@@ -29,6 +29,10 @@ from model.task_model import standardise
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 64
+# Items per encoder call (and per cache shard). Texts go in large chunks: the text encoder
+# sorts each call by length, so a 64-text call padded every text to the longest of 64 random
+# ones; a decoded photo is megabytes, so images stay at 64 (two chunks in memory at once).
+ENCODE_CHUNK = {"text": 1024, "image": ENCODE_BATCH}
 FETCH_THREADS = 8
 HISTORY_TOP = 20
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
@@ -179,10 +183,15 @@ class RoundRunner:
             except TaskDataError as exc:
                 return exc
 
+        size = ENCODE_CHUNK.get(spec.modality, ENCODE_BATCH)
+        chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-            for start in range(0, len(missing), ENCODE_BATCH):
-                batch = missing[start : start + ENCODE_BATCH]
-                items = list(pool.map(load, batch))
+            pending = [pool.submit(load, p) for p in chunks[0]] if chunks else []
+            for number, batch in enumerate(chunks):
+                items = [future.result() for future in pending]
+                # Fetch and decode the next chunk while this one is encoded.
+                following = chunks[number + 1] if number + 1 < len(chunks) else []
+                pending = [pool.submit(load, p) for p in following]
                 good = [(p, it) for p, it in zip(batch, items, strict=True) if not isinstance(it, TaskDataError)]
                 for p, it in zip(batch, items, strict=True):
                     if isinstance(it, TaskDataError):
