@@ -53,8 +53,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-import torch
+# As the backend's entry point (_wsgi.py) does, before torch loads: idle OpenMP threads sleep.
+# Set OMP_WAIT_POLICY=ACTIVE to measure OpenMP's default spinning instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 # The stages of a round, in the order they run; strategies are added as "strategy:<name>".
 ROUND_STAGES = (
@@ -458,7 +462,7 @@ def environment(device_name: str) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", default="1000,10000,100000",
-                        help="comma-separated unlabeled pool sizes")
+                        help="comma-separated unlabeled pool sizes; 'none' skips the rounds")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--labeled", type=int, default=1000)
@@ -487,7 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     from model.encoders import encoder_modality
 
     device = resolve_device(args.device)
-    pools_wanted = [int(p) for p in args.pool.split(",") if p.strip()]
+    pools_wanted = (
+        [] if args.pool.strip().lower() == "none"
+        else [int(p) for p in args.pool.split(",") if p.strip()]
+    )
     if any(p < 1 for p in pools_wanted) or args.labeled < 10:
         raise SystemExit("--pool sizes must be >= 1 and --labeled >= 10 (a trained round)")
     encoders = [] if args.encoders.strip().lower() == "none" else [
