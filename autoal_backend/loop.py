@@ -35,6 +35,7 @@ ENCODE_BATCH = 64
 ENCODE_CHUNK = {"text": 1024, "image": ENCODE_BATCH}
 FETCH_THREADS = 8
 HISTORY_TOP = 20
+FULL_SYNC_EVERY = 20
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 
 EncoderFactory = Callable[[str, torch.device], object]
@@ -259,7 +260,14 @@ class RoundRunner:
         self.save_record(record)
 
         t = time.perf_counter()
-        tasks = client.sync_tasks(project_id)
+        # Every FULL_SYNC_EVERY rounds the task list is read in full, which also catches task
+        # data edited in place (new and deleted tasks are caught every round).
+        known = None if round_number % FULL_SYNC_EVERY == 0 else self.store.load_task_index(
+            project_id, spec.data_key
+        )
+        tasks, full_sync = client.sync_tasks(project_id, known=known)
+        if full_sync or known is None or len(tasks) != len(known):
+            self.store.save_task_index(project_id, spec.data_key, {t["id"]: t["data"] for t in tasks})
         views = view_tasks(tasks, spec)
         excluded = {v.id: v.excluded for v in views if v.excluded}
         views = [v for v in views if not v.excluded]
@@ -312,6 +320,7 @@ class RoundRunner:
         entry = self.history_entry(
             record, spec, state, result, top, seconds, skipped, excluded, len(predictions)
         )
+        entry["full_sync"] = full_sync
         self.store.append_history(project_id, entry)
         log.info(
             "project %s round %s: %s labeled, %s pushed as %s in %.2f s",

@@ -185,6 +185,30 @@ class ProjectStore:
         # Selector states may hold plain Python containers next to tensors.
         return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
+    # --- task index (incremental sync) --------------------------------------------------
+    def save_task_index(self, project_id: int, data_key: str, tasks: dict[int, dict]) -> None:
+        """Remember each task's content reference ({id: data}) so the next sync lists only
+        new tasks. Only the field the label config reads is kept."""
+        values = {
+            str(i): (d.get(data_key) if isinstance(d, dict) else None) for i, d in tasks.items()
+        }
+        atomic_write_json(
+            self.directory(project_id) / "tasks.json", {"data_key": data_key, "tasks": values}
+        )
+
+    def load_task_index(self, project_id: int, data_key: str) -> dict[int, dict] | None:
+        """{id: data} from the last sync; None when there is none or it was made for another
+        data field (the label config changed)."""
+        path = self.directory(project_id) / "tasks.json"
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        if saved.get("data_key") != data_key:
+            return None
+        return {
+            int(i): ({data_key: v} if v is not None else {}) for i, v in saved["tasks"].items()
+        }
+
     # --- ranking and history ------------------------------------------------------------
     def save_ranking(self, project_id: int, ranking: Ranking) -> None:
         atomic_write_json(self.directory(project_id) / "ranking.json", ranking.to_json())

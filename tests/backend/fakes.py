@@ -101,6 +101,9 @@ class FakeLabelStudio:
             }
         )
 
+    def delete_task(self, project_id: int, task_id: int) -> None:
+        self.tasks[project_id] = [t for t in self.tasks[project_id] if t["id"] != task_id]
+
     def versions(self, project_id: int) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in self.predictions:
@@ -173,12 +176,17 @@ class FakeLabelStudio:
             pid = int(request.args["project"])
             project_or_404(pid)
             page, size = int(request.args.get("page", 1)), int(request.args.get("page_size", 100))
-            chunk = self.tasks[pid][(page - 1) * size : page * size]
+            tasks = self.tasks[pid]
+            if "query" in request.args:  # the one filter the backend uses: id greater than
+                item = json.loads(request.args["query"])["filters"]["items"][0]
+                assert (item["filter"], item["operator"]) == ("filter:tasks:id", "greater")
+                tasks = [t for t in tasks if t["id"] > item["value"]]
+            chunk = tasks[(page - 1) * size : page * size]
             if page > 1 and not chunk:
                 abort(404)  # Label Studio answers 404 past the last page
             include = request.args.get("include", "").split(",")
             rows = [{k: v for k, v in t.items() if k in include} if include != [""] else t for t in chunk]
-            return jsonify(tasks=rows, total=len(self.tasks[pid]))
+            return jsonify(tasks=rows, total=len(tasks))
 
         @app.post("/api/projects/<int:pid>/import/predictions")
         def import_predictions(pid: int):

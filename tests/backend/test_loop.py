@@ -59,6 +59,12 @@ def test_second_round_deletes_previous_version_and_embeds_only_new_tasks(tmp_pat
     history = backend.store.load_history(7)
     assert [h["round"] for h in history] == [1, 2]
     assert history[1]["labeled"] == 13
+    assert [h["full_sync"] for h in history] == [True, False]  # round 2 listed only task 799
+    assert 799 in backend.ranking(7).scores
+    ls.delete_task(7, 799)
+    run(backend, 7)
+    assert backend.store.load_history(7)[-1]["full_sync"] is True
+    assert 799 not in backend.ranking(7).scores
 
 
 def test_cold_start_pushes_empty_results_with_diversity_scores(tmp_path, ls):

@@ -97,8 +97,31 @@ def test_sync_merges_paged_task_list_with_annotated_export():
     for i in range(7):
         ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"] if i in (2, 6) else None)
     client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
-    tasks = {t["id"]: t for t in client.sync_tasks(1, page_size=3)}
+    listed, full = client.sync_tasks(1, page_size=3)
+    tasks = {t["id"]: t for t in listed}
+    assert full is True
     assert sorted(tasks) == list(range(10, 17))
     assert [i for i, t in tasks.items() if t["annotations"]] == [12, 16]
     assert tasks[13] == {"id": 13, "data": {"text": "t3"}, "annotations": []}
     assert ls.calls.count(("GET", "/api/tasks/")) == 3  # pages of 3, 3, 1
+
+
+def test_incremental_sync_lists_only_new_tasks_and_falls_back_when_one_is_deleted():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(6):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"] if i == 1 else None)
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    first, full = client.sync_tasks(1)
+    known = {t["id"]: t["data"] for t in first}
+    ls.add_task(1, 20, {"text": "new"})
+    ls.annotate(1, 12, ["neg"])
+    ls.calls.clear()
+    second, full = client.sync_tasks(1, known=known)
+    assert full is False
+    assert sorted(t["id"] for t in second) == [10, 11, 12, 13, 14, 15, 20]
+    assert {t["id"] for t in second if t["annotations"]} == {11, 12}
+    assert ls.calls.count(("GET", "/api/tasks/")) == 2  # the new tasks, then the count
+    ls.delete_task(1, 13)
+    third, full = client.sync_tasks(1, known={t["id"]: t["data"] for t in second})
+    assert full is True and 13 not in {t["id"] for t in third}
