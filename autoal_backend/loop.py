@@ -135,22 +135,36 @@ class RoundRunner:
         device: torch.device,
         client_for: Callable[[int], LabelStudioClient],
         encoder_factory: EncoderFactory,
+        identity: Callable[[str], tuple[str, int]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.device = device
         self.client_for = client_for
         self.encoder_factory = encoder_factory
+        self.identity = identity
         self._encoders: dict[str, object] = {}
 
-    def encoder_for(self, spec: LabelSpec):
+    def encoder_name(self, spec: LabelSpec) -> str:
         from model.encoders import DEFAULT_ENCODERS
 
         configured = self.settings.image_encoder if spec.modality == "image" else self.settings.text_encoder
-        name = configured or DEFAULT_ENCODERS[spec.modality]
+        return configured or DEFAULT_ENCODERS[spec.modality]
+
+    def encoder_for(self, spec: LabelSpec):
+        name = self.encoder_name(spec)
         if name not in self._encoders:
             self._encoders[name] = self.encoder_factory(name, self.device)
         return self._encoders[name]
+
+    def cache_identity(self, spec: LabelSpec) -> tuple[str, int]:
+        """(cache name, dim) of the project's encoder, without loading its weights when the
+        registry can tell (a restart whose tasks are all cached never builds the encoder)."""
+        name = self.encoder_name(spec)
+        if name not in self._encoders and self.identity is not None:
+            return self.identity(name)
+        encoder = self.encoder_for(spec)
+        return encoder.name, encoder.dim
 
     # --- stages -------------------------------------------------------------------------
     def embed(
@@ -158,8 +172,8 @@ class RoundRunner:
     ) -> tuple[list[TaskView], torch.Tensor, dict[int, str]]:
         """Embeddings [N, dim] of the readable tasks, the tasks kept (same order) and
         {task id: reason} of those skipped. Only tasks missing from the cache are read."""
-        encoder = self.encoder_for(spec)
-        cache = EmbeddingCache(self.store.embeddings_dir(project_id), encoder.name, encoder.dim)
+        cache_name, dim = self.cache_identity(spec)
+        cache = EmbeddingCache(self.store.embeddings_dir(project_id), cache_name, dim)
         skipped: dict[int, str] = {}
         readable: list[TaskView] = []
         keys: list[str] = []
@@ -200,7 +214,7 @@ class RoundRunner:
                         failed.add(p)
                 if not good:
                     continue
-                vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]
+                vectors = self.encoder_for(spec).encode([it for _, it in good]).float().cpu()  # [b, dim]
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
         kept = [i for i in range(len(readable)) if i not in failed]

@@ -65,6 +65,12 @@ def default_encoder_factory(name: str, device: torch.device):
     return get_encoder(name, device)
 
 
+def default_encoder_identity(name: str) -> tuple[str, int]:
+    from model.encoders import encoder_identity
+
+    return encoder_identity(name)
+
+
 def validate_encoders(settings: Settings) -> None:
     """Fail at startup on an unknown encoder, or one of the wrong modality."""
     from model.encoders import encoder_modality
@@ -107,6 +113,8 @@ class Backend:
             self.device,
             self.client_for,
             encoder_factory or default_encoder_factory,
+            # The registry knows a built-in encoder's cache name and dim without its weights.
+            None if encoder_factory else default_encoder_identity,
         )
         self.worker = Worker(
             self._run_round, self._round_failed, (LabelStudioError, RoundError, ModelError)

@@ -170,3 +170,25 @@ def test_autoal_selector_runs_and_its_state_survives_a_restart(tmp_path, ls):
     weights = entry["mean_weights"]
     assert len(weights) > 1 and abs(sum(weights.values()) - 1.0) < 1e-4
     assert all(t["strategy"] in weights for t in entry["top"])
+
+
+def test_a_restart_with_everything_cached_never_builds_the_encoder(tmp_path, ls):
+    from autoal_backend.service import Backend
+
+    text_project(ls, 7)
+    settings = make_settings(tmp_path)
+    encoder = FakeEncoder()
+    run(make_backend(settings, ls, encoder), 7)
+    built = []
+
+    def factory(name, device):
+        built.append(name)
+        return encoder
+
+    restarted = Backend(settings, encoder_factory=factory, session=ls.session())
+    restarted.runner.identity = lambda name: (encoder.name, encoder.dim)
+    run(restarted, 7)
+    assert built == []  # every task's embedding came from the cache
+    ls.add_task(7, 798, {"text": "cccccccccccccccccc"})
+    run(restarted, 7)
+    assert built == [settings.text_encoder or "minilm"]
