@@ -181,3 +181,27 @@ def test_legacy_train_call_queues_a_round(setup):
     assert reply.status_code == 201 and reply.get_json() == {"status": "queued", "project": 7}
     assert calls == [(7, "train")]
     assert client.post("/train", json={"project": "99.1"}).status_code == 404
+
+
+def test_webhook_answers_at_once_while_a_round_runs(setup):
+    import threading
+    import time
+
+    from autoal_backend.worker import Worker
+
+    client, backend, _ = setup
+    release = threading.Event()
+    backend.worker = Worker(lambda pid: release.wait(10))
+    payload = {"action": "ANNOTATION_CREATED", "project": {"id": 7}}
+    client.post("/webhook", json=payload)  # starts a round that blocks
+    deadline = time.monotonic() + 10
+    while backend.worker.running != 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    replies = [client.post("/webhook", json=payload).get_json()["status"] for _ in range(5)]
+    elapsed = time.perf_counter() - start
+    release.set()
+    assert elapsed < 1.0  # Label Studio gives webhooks 1 s
+    assert replies == ["queued"] + ["coalesced"] * 4
+    assert backend.worker.wait_idle(10)
+    backend.worker.stop()
