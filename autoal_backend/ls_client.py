@@ -181,12 +181,12 @@ class LabelStudioClient:
         if known:
             fresh = self.list_task_data(project_id, page_size, after_id=max(known))
             merged = dict(known)
-            merged.update({t["id"]: t.get("data") for t in fresh if isinstance(t, dict) and "id" in t})
+            merged.update({t["id"]: t.get("data") or {} for t in fresh if isinstance(t, dict) and "id" in t})
             if len(merged) == self.count_tasks(project_id):
                 data = merged
         full = data is None
         if data is None:
-            data = {t["id"]: t.get("data") for t in self.list_task_data(project_id, page_size)
+            data = {t["id"]: t.get("data") or {} for t in self.list_task_data(project_id, page_size)
                     if isinstance(t, dict) and "id" in t}
         tasks = {i: {"id": i, "data": d, "annotations": []} for i, d in data.items()}
         for annotated in self.export_annotated(project_id):

@@ -4,6 +4,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -90,7 +91,7 @@ class Settings:
             min_labels=_as_int("AUTOAL_MIN_LABELS", get("AUTOAL_MIN_LABELS", "10"), 1),
             seed=_as_int("AUTOAL_SEED", get("AUTOAL_SEED", "0"), 0),
         )
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if "model_dir" in given:
             given["model_dir"] = Path(str(given["model_dir"]))
         if "label_studio_url" in given:
