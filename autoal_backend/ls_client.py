@@ -8,6 +8,7 @@ refresh token) is exchanged at ``POST /api/token/refresh`` for an access token s
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 import requests
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 60
 IMPORT_BATCH = 1000
 TASK_PAGE = 5000
+IDEMPOTENT = {"GET", "PATCH", "DELETE"}
+RETRIES = 2
+RETRY_DELAY_S = 0.5
 
 
 class LabelStudioError(RuntimeError):
@@ -74,15 +78,25 @@ class LabelStudioClient:
         return self.auth_headers() if url.startswith(self.url + "/") else {}
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        """``method`` on ``path``; one retry with a fresh access token on 401 (PATs expire)."""
+        """``method`` on ``path``; one retry with a fresh access token on 401 (PATs expire).
+
+        Idempotent calls (GET, PATCH, DELETE) are retried on 5xx: Label Studio on SQLite
+        answers 500 "database is locked" when writes collide (seen on 1.23.2 while
+        annotators submit). POSTs are not retried: a repeated import would duplicate.
+        """
         kwargs.setdefault("timeout", TIMEOUT_S)
-        response = self.session.request(
-            method, self.url + path, headers=self.auth_headers(), **kwargs
-        )
-        if response.status_code == 401 and is_jwt(self._api_key):
+        attempts = 1 + (RETRIES if method in IDEMPOTENT else 0)
+        for attempt in range(attempts):
             response = self.session.request(
-                method, self.url + path, headers=self.auth_headers(refresh=True), **kwargs
+                method, self.url + path, headers=self.auth_headers(), **kwargs
             )
+            if response.status_code == 401 and is_jwt(self._api_key):
+                response = self.session.request(
+                    method, self.url + path, headers=self.auth_headers(refresh=True), **kwargs
+                )
+            if response.status_code < 500 or attempt == attempts - 1:
+                break
+            time.sleep(RETRY_DELAY_S * (attempt + 1))
         if response.status_code >= 400:
             body = response.text[:300].replace("\n", " ")
             raise LabelStudioError(f"{method} {path}: HTTP {response.status_code}: {body}")

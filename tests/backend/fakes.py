@@ -64,6 +64,7 @@ class FakeLabelStudio:
         self.files: dict[str, bytes] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_import = False
+        self.locked_replies = 0  # answer this many requests with 500 "database is locked"
         self._lock = threading.Lock()
         self.app = self._make_app()
 
@@ -123,6 +124,9 @@ class FakeLabelStudio:
         @app.before_request
         def record_and_auth():
             self.calls.append((request.method, request.path))
+            if self.locked_replies > 0:
+                self.locked_replies -= 1
+                return jsonify(detail="database is locked"), 500
             if request.path == "/api/token/refresh":
                 return None
             header = request.headers.get("Authorization", "")

@@ -125,3 +125,22 @@ def test_incremental_sync_lists_only_new_tasks_and_falls_back_when_one_is_delete
     ls.delete_task(1, 13)
     third, full = client.sync_tasks(1, known={t["id"]: t["data"] for t in second})
     assert full is True and 13 not in {t["id"] for t in third}
+
+
+def test_idempotent_calls_retry_a_locked_database_but_imports_do_not(monkeypatch):
+    from autoal_backend import ls_client
+
+    monkeypatch.setattr(ls_client, "RETRY_DELAY_S", 0.0)
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    ls.add_task(1, 10, {"text": "x"})
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    ls.locked_replies = 2
+    assert client.get_project(1)["id"] == 1  # third attempt succeeds
+    ls.locked_replies = 3
+    with pytest.raises(LabelStudioError, match="HTTP 500"):
+        client.get_project(1)
+    ls.locked_replies = 1
+    with pytest.raises(LabelStudioError, match="import/predictions: HTTP 500"):
+        client.import_predictions(1, [{"task": 10, "result": [], "score": 0.0, "model_version": "v"}])
+    assert ls.predictions == []
