@@ -448,6 +448,12 @@ class AutoALSelector:
     ) -> None:
         self.device = torch.device(device) if device is not None else None
         self.config = AutoALConfig(**options)
+        if self.config.folds < 2:
+            raise ValueError(f"cross-fitting needs folds >= 2, got {self.config.folds}")
+        if not 0.0 < self.config.budget_fraction < 1.0:
+            raise ValueError(
+                f"budget_fraction must lie in (0, 1), got {self.config.budget_fraction}"
+            )
         registered = strategy_names()
         wanted = list(portfolio) if portfolio is not None else list(PORTFOLIO)
         self.portfolio = [n for n in wanted if n in registered]

@@ -266,3 +266,14 @@ def test_cuda_matches_cpu():
     )
     assert gpu.priority.device.type == "cuda"
     assert torch.allclose(cpu.priority, gpu.priority.cpu(), atol=2e-3)
+
+
+def test_bad_options_are_explained():
+    with pytest.raises(ValueError, match="folds"):
+        AutoALSelector(folds=1)
+    with pytest.raises(ValueError, match="budget_fraction"):
+        AutoALSelector(budget_fraction=1.5)
+    with pytest.raises(ValueError, match="unknown strategies"):
+        AutoALSelector(portfolio=["margin", "no_such_strategy"])
+    with pytest.raises(TypeError):
+        AutoALSelector(no_such_option=3)
