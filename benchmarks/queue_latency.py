@@ -199,6 +199,12 @@ def run(args: argparse.Namespace) -> dict:
         for first in range(0, len(tasks), IMPORT_CHUNK):
             ls.call("POST", f"/api/projects/{project_id}/import",
                     json=tasks[first : first + IMPORT_CHUNK])
+        # Label Studio may finish an import in the background: wait until every task exists.
+        wait_for(
+            lambda: ls.call("GET", f"/api/projects/{project_id}/").json().get("task_number")
+            == len(tasks),
+            args.timeout, "the imported tasks", 0.5,
+        )
         timings["import_tasks_s"] = time.perf_counter() - start
         print(f"imported {len(tasks)} tasks in {timings['import_tasks_s']:.1f} s", flush=True)
 
