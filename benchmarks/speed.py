@@ -256,6 +256,10 @@ def measure_pool(
         "peak_memory_mb": round(peak_rss_mb(), 1),
         "baseline_memory_mb": round(baseline, 1),
         "stages": {k: round(statistics.median(v), 4) for k, v in sorted(per_stage.items())},
+        # The backend pushes the new order before it computes the validation score.
+        "seconds_to_push": round(
+            statistics.median(w - v for w, v in zip(walls, per_stage["validate"], strict=True)), 4
+        ),
         "items": pool + labeled,
         "unlabeled": pool,
         "labeled": labeled,
@@ -387,14 +391,23 @@ def run_encoder_in_fresh_process(**kwargs) -> dict:
 
 
 # --- report -------------------------------------------------------------------------------
-def scaling_exponent(pools: dict[str, dict]) -> float | None:
-    """Least-squares slope of log(round seconds) against log(items): 1.0 = linear cost."""
-    points = [(v["items"], v["round_seconds"]) for v in pools.values() if v["round_seconds"] > 0]
+def scaling_exponent(pools: dict[str, dict], part=None) -> float | None:
+    """Least-squares slope of log(seconds) against log(items): 1.0 = linear cost. ``part``
+    maps a pool's entry to the seconds to fit (default: the whole round)."""
+    part = part or (lambda entry: entry["round_seconds"])
+    points = [(v["items"], part(v)) for v in pools.values() if part(v) > 0]
     if len(points) < 2:
         return None
     x = np.log([p[0] for p in points])
     y = np.log([p[1] for p in points])
     return round(float(np.polyfit(x, y, 1)[0]), 3)
+
+
+def pool_dependent_seconds(stages: dict[str, float]) -> float:
+    """The part of a round that grows with the pool: scoring every unlabeled item (the
+    portfolio and SearchNet's weighting), standardising and ranking them."""
+    keys = ("autoal.portfolio", "autoal.weigh", "standardise", "ranking")
+    return sum(stages.get(k, 0.0) for k in keys)
 
 
 def plot(pools: dict[str, dict], path: Path, title: str) -> None:
@@ -408,9 +421,11 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     sizes = sorted(pools, key=int)
     items = [pools[s]["unlabeled"] for s in sizes]
     seconds = [pools[s]["round_seconds"] for s in sizes]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.loglog(items, seconds, "o-", label="AutoAL round (median)")
-    reference = [seconds[-1] * n / items[-1] for n in items]
+    variable = [pool_dependent_seconds(pools[s]["stages"]) for s in sizes]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
+    left.loglog(items, seconds, "o-", label="whole round (median)")
+    left.loglog(items, variable, "s-", label="pool-dependent part")
+    reference = [variable[-1] * n / items[-1] for n in items]
     left.loglog(items, reference, "--", color="grey", label="linear in the pool")
     left.axhline(10.0, color="red", linestyle=":", label="target at 100k: 10 s")
     left.set_xlabel("unlabeled items in the pool")
@@ -418,17 +433,18 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     left.legend(fontsize=8)
     left.grid(True, which="both", alpha=0.3)
 
-    groups = stage_groups(pools[sizes[-1]]["stages"])
-    names = list(groups)
+    names = list(stage_groups(pools[sizes[-1]]["stages"]))
+    colours = plt.get_cmap("tab20").colors
     bottom = np.zeros(len(sizes))
-    for name in names:
+    for number, name in enumerate(names):
         values = np.array([stage_groups(pools[s]["stages"]).get(name, 0.0) for s in sizes])
-        right.bar(range(len(sizes)), values, bottom=bottom, label=name)
+        right.bar(range(len(sizes)), values, bottom=bottom, label=name,
+                  color=colours[number % len(colours)])
         bottom += values
     right.set_xticks(range(len(sizes)), [f"{int(s):,}" for s in sizes])
     right.set_xlabel("unlabeled items in the pool")
     right.set_ylabel("seconds (median)")
-    right.legend(fontsize=7, ncol=2)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -436,20 +452,35 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+CHEAP_STRATEGIES = ("random", "least_confidence", "margin", "entropy")
+
+
 def stage_groups(stages: dict[str, float]) -> dict[str, float]:
-    """Stages folded for the plot: each pool-wide strategy on its own, the rest of the
-    portfolio call as rank-normalisation, the cross-fitting as one bar."""
-    groups: dict[str, float] = {}
+    """Stages folded for the plot, fixed costs first: the task-model fits, the search, then
+    each expensive pool-wide strategy, the cheap ones together, and what is left of the
+    portfolio call (rank normalisation) with SearchNet's weighting."""
+    groups = {
+        "train (1 fit)": stages.get("train", 0.0),
+        "cross_fit (3 fits + folds)": stages.get("autoal.cross_fit", 0.0),
+        "search (SearchNet)": stages.get("autoal.search", 0.0),
+        "validate (3 fits, after push)": stages.get("validate", 0.0),
+    }
     strategy_total = 0.0
-    for key, value in stages.items():
-        if key.startswith("strategy:"):
-            groups[key.split(":", 1)[1]] = value
-            strategy_total += value
+    cheap = 0.0
+    for key, value in sorted(stages.items()):
+        if not key.startswith("strategy:"):
+            continue
+        strategy_total += value
+        name = key.split(":", 1)[1]
+        if name in CHEAP_STRATEGIES:
+            cheap += value
+        else:
+            groups[name] = value
+    groups["random + LC + margin + entropy"] = cheap
     groups["rank-normalise + weigh"] = max(
         0.0, stages.get("autoal.portfolio", 0.0) - strategy_total
     ) + stages.get("autoal.weigh", 0.0)
-    for key in ("train", "validate", "autoal.cross_fit", "autoal.search", "ranking", "standardise"):
-        groups[key.replace("autoal.", "")] = stages.get(key, 0.0)
+    groups["standardise + ranking"] = stages.get("standardise", 0.0) + stages.get("ranking", 0.0)
     return groups
 
 
@@ -550,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "pools": pools,
         "scaling_exponent": scaling_exponent(pools),
+        "pool_dependent_exponent": scaling_exponent(
+            pools, lambda entry: pool_dependent_seconds(entry["stages"])
+        ),
         "encoders": encoder_results,
         "config": {
             "dim": args.dim, "classes": args.classes, "labeled": args.labeled,
