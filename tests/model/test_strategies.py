@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import make_blobs
+from pool_helpers import make_blobs
 
 from model.errors import EmptyPoolError, UnknownNameError
 from model.pool import PoolState, make_pool

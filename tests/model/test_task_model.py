@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_blobs
+from pool_helpers import make_blobs
 
 from model.errors import EmptyPoolError
 from model.task_model import TaskModel, TaskModelConfig, standardise
