@@ -165,6 +165,55 @@ def settled(ls: LabelStudioREST, backend: BackendView, project_id: int, labeled:
     return check
 
 
+def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: int) -> dict:
+    """Median seconds of each Label Studio call a round makes, through the backend's own
+    client, on the benchmark's project (run after the latency measurement: it imports and
+    deletes probe predictions and points the project at them for a moment)."""
+    from autoal_backend.ls_client import TASK_PAGE, LabelStudioClient
+
+    client = LabelStudioClient(url, token)
+    original = client.get_project(project_id)["model_version"]
+    tasks = client.list_task_data(project_id, TASK_PAGE)
+    known = {t["id"]: t.get("data") or {} for t in tasks}
+    ids = sorted(known)
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+               "value": {"choices": [LABELS[0]]}}]
+    calls: dict[str, Callable[[int], object]] = {
+        "list every task (paged)": lambda _: client.list_task_data(project_id, TASK_PAGE),
+        "count tasks": lambda _: client.count_tasks(project_id),
+        "export annotated tasks": lambda _: client.export_annotated(project_id),
+        "sync, full": lambda _: client.sync_tasks(project_id),
+        "sync, incremental": lambda _: client.sync_tasks(project_id, known=known),
+    }
+    for size in (100, 1000):
+        calls[f"import {size} predictions"] = lambda r, size=size: client.import_predictions(
+            project_id,
+            [{"task": i, "result": result, "score": 0.5, "model_version": f"probe-{size}-{r}"}
+             for i in ids[:size]],
+        )
+    calls["PATCH model_version"] = lambda r: client.update_project(
+        project_id, model_version=f"probe-100-{r}"
+    )
+    calls["GET /next"] = lambda _: client.request("GET", f"/api/projects/{project_id}/next")
+    # Not timed: the project points back at the round's version before its probe is deleted.
+    calls["(restore)"] = lambda _: client.update_project(project_id, model_version=original)
+    for size in (100, 1000):
+        calls[f"delete {size} predictions (one version)"] = (
+            lambda r, size=size: client.delete_model_version(project_id, f"probe-{size}-{r}")
+        )
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(r)
+            seconds[name].append(time.perf_counter() - start)
+    return {
+        name: round(statistics.median(values), 3)
+        for name, values in seconds.items()
+        if not name.startswith("(")
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     pairs = load_texts(args.tasks, args.seed)
     truth_by_text = dict(pairs)
@@ -253,6 +302,10 @@ def run(args: argparse.Namespace) -> dict:
             rounds.append(entry)
             print(f"annotation {len(latencies)}: queue served from {version} after "
                   f"{latencies[-1]:.2f} s; backend round {entry['seconds']}", flush=True)
+        label_studio_costs = (
+            measure_label_studio_calls(server.url, server.token, project_id, args.repeats)
+            if args.repeats > 0 else {}
+        )
     stage_names = sorted({k for r in rounds for k in r["seconds"]})
     return {
         "tasks": args.tasks,
@@ -263,6 +316,7 @@ def run(args: argparse.Namespace) -> dict:
             for k in stage_names
         },
         "setup": {k: round(v, 2) for k, v in timings.items()},
+        "label_studio_calls": label_studio_costs,
         "labeled_at_end": labeled,
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
@@ -280,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OMP/MKL threads of the backend (0: inherit)")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="repeats of the per-call Label Studio timings (0: skip them)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
