@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,35 @@ def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+@torch.no_grad()
+def encode_in_batches(
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    dim: int,
+    features: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """uint8 [N, H, W(, C)] -> [N, dim] float32 on the CPU, ``batch_size`` images at a time.
+
+    ``features`` maps one batch of float pixels [B, C, H, W] in 0..255 (C = 1 or 3) on
+    ``device`` to [B, dim]; everything encoders share (checks, layout, transfer) is here.
+    """
+    images = as_image_batch(images)
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        x = batch.to(device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
+        out.append(features(x).float().cpu())
+    if not out:
+        return torch.zeros(0, dim)
+    return torch.cat(out)
+
+
+def as_rgb(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1 or 3, H, W] -> [B, 3, H, W] (grayscale repeated)."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def ensure_offline_weights(filename: str) -> Path | None:
@@ -127,21 +157,14 @@ class MobileNetV2Encoder:
         """PIL images [N] -> [N, 1280] float32 on the CPU."""
         return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
 
-    @torch.no_grad()
     def encode_array(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
-        images = as_image_batch(images)
-        out = []
-        for start in range(0, images.shape[0], self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-            x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # [B, C, H, W]
-            if x.shape[1] == 1:
-                x = x.expand(-1, 3, -1, -1)
-            x = (resize_batch(x, self.image_size) - self.mean) / self.std
-            out.append(self.trunk(x).mean(dim=(2, 3)).float().cpu())  # [B, 1280]
-        if not out:
-            return torch.zeros(0, self.dim)
-        return torch.cat(out)
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            x = (resize_batch(as_rgb(x) / 255.0, self.image_size) - self.mean) / self.std
+            return self.trunk(x).mean(dim=(2, 3))  # [B, 1280]
+
+        return encode_in_batches(images, self.batch_size, self.device, self.dim, features)
 
 
 class EfficientNetLite0Encoder:
@@ -200,19 +223,11 @@ class EfficientNetLite0Encoder:
         """PIL images [N] -> [N, 1280] float32 on the CPU."""
         return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
 
-    @torch.no_grad()
     def encode_array(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
-        images = as_image_batch(images)
-        out = []
-        for start in range(0, images.shape[0], self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-            x = batch.to(self.device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
-            if x.shape[1] == 1:
-                x = x.expand(-1, 3, -1, -1)
-            x = (resize_batch(x, self.image_size) - 127.0) / 128.0
-            features = self.network.extract_features(x)  # [B, 1280, h, w]
-            out.append(features.mean(dim=(2, 3)).float().cpu())
-        if not out:
-            return torch.zeros(0, self.dim)
-        return torch.cat(out)
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            x = (resize_batch(as_rgb(x), self.image_size) - 127.0) / 128.0
+            return self.network.extract_features(x).mean(dim=(2, 3))  # [B, 1280]
+
+        return encode_in_batches(images, self.batch_size, self.device, self.dim, features)

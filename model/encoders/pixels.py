@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from model.encoders import option_suffix
-from model.encoders.image import as_image_batch, pil_to_array, resize_batch
+from model.encoders.image import encode_in_batches, pil_to_array, resize_batch
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses, so both input paths agree.
 LUMA = (0.299, 0.587, 0.114)
@@ -40,18 +40,12 @@ class PixelEncoder:
         """PIL images [N] -> [N, side * side] float32 on the CPU."""
         return self.encode_array(pil_to_array(items, self.side, "L"))
 
-    @torch.no_grad()
     def encode_array(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [N, H, W] or [N, H, W, C] -> [N, side * side] float32 on the CPU."""
-        images = as_image_batch(images)
-        out = []
-        for start in range(0, images.shape[0], self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-            x = batch.to(self.device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
+
+        def features(x: torch.Tensor) -> torch.Tensor:
             if x.shape[1] == 3:
                 x = (x * self.luma).sum(dim=1, keepdim=True)
-            x = resize_batch(x, self.side) / 255.0
-            out.append(x.flatten(1).clamp_(0.0, 1.0).cpu())  # [B, side * side]
-        if not out:
-            return torch.zeros(0, self.dim)
-        return torch.cat(out)
+            return (resize_batch(x, self.side) / 255.0).flatten(1).clamp_(0.0, 1.0)
+
+        return encode_in_batches(images, self.batch_size, self.device, self.dim, features)
