@@ -181,7 +181,10 @@ def test_cross_fit_scores_each_labeled_item_once_with_a_model_that_did_not_see_i
 def test_selector_prefers_margin_over_random_on_overlapping_blobs():
     state = blobs(n_per_class=150, labeled_per_class=40)
     # The paper's signal (held-out loss), which margin predicts here (correlation ~.86).
-    selector = AutoALSelector(portfolio=["random", "margin"], folds=4, signal="loss", embed_dims=0)
+    # Global weights (no embedding, no score inputs), so the mean weight is the strategy's.
+    selector = AutoALSelector(
+        portfolio=["random", "margin"], folds=4, signal="loss", embed_dims=0, score_inputs=False
+    )
     selection = selector.select(state, state.unlabeled_indices())
     weights = selection.info["mean_weights"]
     assert selection.info["searched"] is True
