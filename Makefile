@@ -51,5 +51,20 @@ lint: install
 demo: install label-studio
 	$(PY) -m scripts.demo $(DEMO_ARGS)
 
+## Benchmarks (results under results/; the figures quoted in docs/ came from these).
+BENCH_DATASETS ?= digits mnist bbc rotten
+bench-simulate: install
+	for d in $(BENCH_DATASETS); do \
+		$(PY) -m benchmarks.simulate --dataset $$d --strategies all --initial 20 --batch 20 \
+			--rounds 10 --seeds 5 --out results/benchmarks/$$d || exit 1; \
+	done
+
+bench-speed: install
+	$(PY) -m benchmarks.speed --pool 1000,10000,100000 --dim 384 --classes 10 --labeled 1000 \
+		--repeats 3 --plot docs/round_time.png
+
+bench-latency: install label-studio
+	$(PY) -m benchmarks.queue_latency --tasks 10000
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
