@@ -26,7 +26,7 @@ from model.pool import PoolState
 from model.ranking import rank_order
 from model.seeding import generator
 from model.selection import Selection
-from model.strategies import PORTFOLIO, score_matrix, strategy_names
+from model.strategies import resolve_portfolio, score_matrix
 
 
 def importance_weighted_accuracy(
@@ -80,14 +80,7 @@ class ALBLSelector:
         pmin: float | None = None,
         seed: int = 0,
     ) -> None:
-        registered = strategy_names()
-        wanted = list(portfolio) if portfolio is not None else list(PORTFOLIO)
-        self.portfolio = [n for n in wanted if n in registered]
-        if portfolio is not None and len(self.portfolio) != len(wanted):
-            missing = sorted(set(wanted) - set(self.portfolio))
-            raise ValueError(f"unknown strategies in portfolio: {missing}; valid: {registered}")
-        if not self.portfolio:
-            raise ValueError("the ALBL portfolio is empty")
+        self.portfolio = resolve_portfolio(portfolio, "ALBL")
         k = len(self.portfolio)
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1 round, got {horizon}")

@@ -67,7 +67,7 @@ from model.errors import EmptyPoolError
 from model.pool import PoolState
 from model.seeding import generator, seeded
 from model.selection import Selection
-from model.strategies import PORTFOLIO, score_matrix, strategy_names
+from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 
 
@@ -529,14 +529,7 @@ class AutoALSelector:
             raise ValueError(
                 f"budget_fraction must lie in (0, 1), got {self.config.budget_fraction}"
             )
-        registered = strategy_names()
-        wanted = list(portfolio) if portfolio is not None else list(PORTFOLIO)
-        self.portfolio = [n for n in wanted if n in registered]
-        if portfolio is not None and len(self.portfolio) != len(wanted):
-            missing = sorted(set(wanted) - set(self.portfolio))
-            raise ValueError(f"unknown strategies in portfolio: {missing}; valid: {registered}")
-        if not self.portfolio:
-            raise ValueError("the AutoAL portfolio is empty")
+        self.portfolio = resolve_portfolio(portfolio, "AutoAL")
         self.net: SearchNet | None = None
         self.projection: Projection | None = None
         self.rounds = 0

@@ -14,7 +14,7 @@ import torch
 from model.errors import UnknownNameError
 from model.pool import PoolState
 from model.ranking import rank_order
-from model.strategies import PORTFOLIO, score, score_matrix, strategy_names
+from model.strategies import resolve_portfolio, score, score_matrix, strategy_names
 
 MIXTURE_SELECTORS: tuple[str, ...] = ("autoal", "uniform", "albl")
 
@@ -86,8 +86,8 @@ class UniformMixture:
 
     name = "uniform"
 
-    def __init__(self, portfolio: tuple[str, ...] = PORTFOLIO) -> None:
-        self.portfolio = list(portfolio)
+    def __init__(self, portfolio: list[str] | tuple[str, ...] | None = None) -> None:
+        self.portfolio = resolve_portfolio(portfolio, "uniform")
 
     def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
         scores = score_matrix(state, self.portfolio, candidates)  # [M, K]

@@ -84,6 +84,23 @@ def get_strategy(name: str) -> Strategy:
         raise UnknownNameError("strategy", name, list(_REGISTRY)) from None
 
 
+def resolve_portfolio(portfolio: list[str] | tuple[str, ...] | None, owner: str) -> list[str]:
+    """The strategy names a mixture (``owner``: AutoAL, ALBL, uniform) works with.
+
+    None means ``PORTFOLIO`` restricted to registered names; an explicit list must name only
+    registered strategies (UnknownNameError lists the valid ones) and must not be empty.
+    """
+    registered = strategy_names()
+    wanted = list(portfolio) if portfolio is not None else list(PORTFOLIO)
+    resolved = [n for n in wanted if n in registered]
+    if portfolio is not None and len(resolved) != len(wanted):
+        missing = sorted(set(wanted) - set(resolved))
+        raise UnknownNameError(f"{owner} portfolio strategy", ", ".join(missing), registered)
+    if not resolved:
+        raise ValueError(f"the {owner} portfolio is empty")
+    return resolved
+
+
 def score(state: PoolState, name: str, candidates: torch.Tensor) -> torch.Tensor:
     """Rank-normalised scores [M] in [0, 1] of strategy ``name`` for ``candidates`` [M]."""
     if candidates.numel() == 0:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model.albl import ALBLSelector, importance_weighted_accuracy, inclusion_probabilities
+from model.errors import UnknownNameError
 from model.pool import make_pool
 from model.selection import make_selector
 from model.task_model import TaskModel, TaskModelConfig
@@ -110,7 +111,7 @@ def test_arm_draws_are_seeded():
 
 
 def test_bad_options_are_explained():
-    with pytest.raises(ValueError, match="unknown strategies"):
+    with pytest.raises(UnknownNameError, match="no_such_strategy.*valid: .*margin"):
         ALBLSelector(portfolio=["margin", "no_such_strategy"])
     with pytest.raises(ValueError, match="pmin"):
         ALBLSelector(portfolio=["random", "margin"], pmin=0.9)

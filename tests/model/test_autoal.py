@@ -20,6 +20,7 @@ from model.autoal import (
     strategy_target,
     validated_shrinkage,
 )
+from model.errors import UnknownNameError
 from model.pool import make_pool
 from model.selection import make_selector
 from model.task_model import TaskModel, TaskModelConfig
@@ -280,7 +281,7 @@ def test_bad_options_are_explained():
         AutoALSelector(budget_fraction=1.5)
     with pytest.raises(ValueError, match="evidence_decay"):
         AutoALSelector(evidence_decay=1.0)
-    with pytest.raises(ValueError, match="unknown strategies"):
+    with pytest.raises(UnknownNameError, match="no_such_strategy.*valid: .*margin"):
         AutoALSelector(portfolio=["margin", "no_such_strategy"])
     with pytest.raises(TypeError):
         AutoALSelector(no_such_option=3)

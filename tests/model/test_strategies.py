@@ -426,3 +426,14 @@ def test_cuda_matches_cpu(name, trained_pool):
     assert on_cuda.device.type == "cuda"
     # Same seeded choices on both devices; only float rounding may differ.
     torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_resolve_portfolio_defaults_checks_names_and_rejects_empty():
+    from model.strategies import resolve_portfolio
+
+    assert resolve_portfolio(None, "uniform") == [n for n in PORTFOLIO if n in strategy_names()]
+    assert resolve_portfolio(("margin", "badge"), "AutoAL") == ["margin", "badge"]
+    with pytest.raises(UnknownNameError, match="'margn'.*valid: .*margin"):
+        resolve_portfolio(["margn"], "AutoAL")
+    with pytest.raises(ValueError, match="ALBL portfolio is empty"):
+        resolve_portfolio([], "ALBL")
