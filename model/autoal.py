@@ -29,26 +29,10 @@ How one round works (AUTOAL.md, "What ours must be"):
 4. **Scoring.** The portfolio scores the candidates once with the round's task model, and one
    SearchNet forward weights them: contributions [M, K] = w * A, priority = their row sum.
 
-Measured (``python -m benchmarks.simulate --dataset D --strategies
-random,margin,badge,uniform,albl,autoal --seeds 5``; 20 + 10 x 20 labels; mean AUBC):
-
-    data set   random  margin  BADGE  uniform  ALBL   AutoAL (influence / loss signal)
-    digits     .850    .889    .892   .885     .878   .887 / .883
-    MNIST 3k   .717    .735    .731   .739     .714   .727 / .731
-    BBC        .920    .929    .930   .936     .934   .934 / .936
-    Rotten T.  .641    .651    .634   .654     .650   .654 / .653
-
-With the per-sample default (16 principal components; the table above is the former
-global-weight default) AutoAL scores .883 / .731 / .935 / .650 (with the scores as inputs
-too: .885 / .733 / .934 / .657): level with the uniform mixture within one standard
-deviation, still not above it. Pooling the shrinkage validation over rounds
-(``evidence_decay=0.5``: .887 / .723 / .935 / .655) and a pooled per-strategy reward prior
-(``strategy_prior``: .884 / .721 / .932) did not help either, so both stay off.
-
-The former default beat random and ALBL everywhere and the best single strategy on BBC and Rotten
-Tomatoes, but it is level with the uniform mixture (within one standard deviation, .005-.02):
-with 20-220 labels the search rarely finds a mixture that generalises better than uniform,
-and the validated shrinkage then keeps it near uniform, as designed.
+Measured results, with the exact commands and the variants tried, are in docs/benchmarks.md.
+In short: at 20-220 labels the search rarely finds a mixture that generalises better than the
+uniform mixture, and the validated shrinkage then keeps the round near uniform, as designed;
+AutoAL is level with uniform within one standard deviation, not above it.
 
 SearchNet is warm-started across rounds (its parameters and the embedding projection live in
 ``state_dict``), seeded, and runs on the pool's device. Nothing here builds an N x N matrix.
