@@ -249,32 +249,46 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": round(float(array.mean()), 4), "std": round(std, 4)}
 
 
+MIXTURES = ("autoal", "uniform", "albl")
+
+
 def plot_curves(runs: dict[str, list[RunResult]], title: str, path: Path) -> None:
-    """Mean test accuracy per strategy over the labeled count, with a +-1 std band."""
+    """Mean test accuracy per strategy over the labeled count, with a +-1 std band.
+
+    Twelve curves need more than matplotlib's ten default colours: each strategy gets its own
+    from tab20, and the mixtures (AutoAL and its baselines) are drawn solid and thicker than
+    the single strategies (dashed), with the legend outside the axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, results in runs.items():
+    palette = plt.get_cmap("tab20").colors
+    figure, axes = plt.subplots(figsize=(9, 4.8))
+    for index, (name, results) in enumerate(runs.items()):
         length = min(len(r.accuracy) for r in results)
         x = np.asarray(results[0].labeled[:length])
         y = np.asarray([r.accuracy[:length] for r in results])  # [S, R+1]
         mean, std = y.mean(axis=0), y.std(axis=0)
+        colour = palette[(2 * index) % 20 if index < 10 else (2 * index + 1) % 20]
+        mixture = name in MIXTURES
         axes.plot(
             x,
             mean,
+            color=colour,
+            linestyle="-" if mixture else "--",
+            linewidth=2.2 if mixture else 1.2,
             marker="o",
             markersize=3,
             label=f"{name} ({mean_std([r.aubc for r in results])['mean']:.3f})",
         )
-        axes.fill_between(x, mean - std, mean + std, alpha=0.15)
+        axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.12 if mixture else 0.06)
     axes.set_xlabel("labeled items")
     axes.set_ylabel("test accuracy")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(title="strategy (AUBC)", fontsize=8)
+    axes.legend(title="strategy (AUBC)", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
