@@ -42,15 +42,6 @@ def test_standardise_uses_pool_statistics_only():
     assert test_z[0, 0] == pytest.approx(0.0)  # the pool's mean, whatever the test set holds
 
 
-@pytest.fixture
-def one_thread():
-    # As the harness runs its rounds: tiny heads are many times faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_run_is_reproducible_and_labels_the_batch_each_round(one_thread):
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
