@@ -25,6 +25,15 @@ truth itself is from seed to seed (mean pairwise Spearman of the truth rankings)
 that changes with the seed cannot be learned from one project's labels. Writes
 ``oracle.csv`` (one row per seed and strategy) to ``--out``; the last line on stdout is a JSON
 summary.
+
+    python -m benchmarks.oracle --dataset mnist --curve --initial 20 --batch 20 --rounds 10 \
+        --seeds 5
+
+``--curve`` measures the headroom of any per-round strategy choice instead: the simulation of
+``benchmarks.simulate`` with a *hindsight* selector that, every round, labels the batch of the
+strategy whose batch raises test accuracy most (it peeks at the test set: an upper bound for a
+search that picks one strategy per round, not a method), next to the uniform mixture. The last
+line is ``{"dataset", "aubc": {"hindsight": {"mean", "std"}, "uniform": {...}}, "picked": {...}}``.
 """
 
 import argparse
@@ -36,11 +45,18 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.simulate import accuracy_of, initial_labels, standardise_pair
+from benchmarks.simulate import (
+    accuracy_of,
+    initial_labels,
+    mean_std,
+    run_strategy,
+    standardise_pair,
+)
 from model.active_round import RoundConfig
 from model.autoal import AutoALConfig, cross_fit, normalise_signal, strategy_rewards
 from model.device import resolve_device
-from model.pool import make_pool
+from model.pool import PoolState, make_pool
+from model.selection import Selection
 from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel
 
@@ -187,6 +203,68 @@ class Oracle:
         }
 
 
+class HindsightSelector:
+    """Each round, the portfolio member whose top batch, labeled with ground truth, raises test
+    accuracy most (ties: the earlier member). Peeks at the test set: an upper bound on what a
+    per-round choice of strategy can gain, never a selector for real use."""
+
+    name = "hindsight"
+
+    def __init__(self, oracle: "Oracle") -> None:
+        self.oracle = oracle
+        self.picked: list[str] = []
+
+    def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
+        oracle = self.oracle
+        scores = score_matrix(state, oracle.names, candidates)  # [M, K]
+        labeled = state.labeled_indices()
+        batch = min(state.budget, candidates.numel())
+        picks = [candidates[scores[:, j].topk(batch).indices] for j in range(len(oracle.names))]
+        gains = oracle.truth(labeled, picks, state.seed)
+        best = max(range(len(gains)), key=lambda j: (gains[j], -j))
+        self.picked.append(oracle.names[best])
+        contributions = torch.zeros_like(scores)
+        contributions[:, best] = scores[:, best]
+        info = {"picked": oracle.names[best], "gains": [round(g, 4) for g in gains]}
+        return Selection(candidates, scores[:, best], list(oracle.names), contributions, info)
+
+    def state_dict(self) -> dict:
+        return {"picked": list(self.picked)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.picked = list(state.get("picked", []))
+
+
+def headroom(oracle: "Oracle", args: argparse.Namespace) -> dict:
+    """AUBC of the hindsight selector and of the uniform mixture, same seeds and protocol as
+    ``benchmarks.simulate``; how often each strategy was the round's best."""
+    config = RoundConfig()
+    runs: dict[str, list[float]] = {"hindsight": [], "uniform": []}
+    picked: dict[str, int] = dict.fromkeys(oracle.names, 0)
+    for seed in range(args.seeds):
+        for name in runs:
+            selector = HindsightSelector(oracle) if name == "hindsight" else None
+            result = run_strategy(
+                name, seed, oracle.pool, oracle.pool_labels, oracle.test, oracle.test_labels,
+                oracle.num_classes, initial=args.initial, batch=args.batch, rounds=args.rounds,
+                config=config, device=oracle.device, selector=selector,
+            )  # fmt: skip
+            runs[name].append(result.aubc)
+            if selector is not None:
+                for strategy in selector.picked:
+                    picked[strategy] += 1
+        print(
+            f"seed {seed}: AUBC hindsight {runs['hindsight'][-1]:.4f}, "
+            f"uniform {runs['uniform'][-1]:.4f}",
+            file=sys.stderr,
+        )
+    return {
+        "aubc": {name: mean_std(values) for name, values in runs.items()},
+        "per_seed": {name: [round(v, 4) for v in values] for name, values in runs.items()},
+        "picked": picked,
+    }
+
+
 def summarise(dataset: str, names: list[str], per_seed: dict[int, dict[str, list[float]]]) -> dict:
     """Spearman of each signal with the truth per seed, their means, the truth's seed-to-seed
     consistency and each strategy's mean true gain."""
@@ -234,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
     parser.add_argument(
+        "--curve", action="store_true", help="hindsight selector vs uniform over whole runs"
+    )
+    parser.add_argument("--initial", type=int, default=20, help="--curve: random initial labels")
+    parser.add_argument("--rounds", type=int, default=10, help="--curve: rounds")
+    parser.add_argument(
         "--out", default=None, help="output directory (default results/oracle-<dataset>)"
     )
     return parser
@@ -254,16 +337,23 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         progress=False,
     )
-    if args.labeled + args.batch >= data.pool_embeddings.shape[0]:
-        raise SystemExit(
-            f"--labeled + --batch must stay below the pool of {data.pool_embeddings.shape[0]}"
-        )
     pool, test = standardise_pair(data.pool_embeddings.to(device), data.test_embeddings.to(device))
     oracle = Oracle(
         pool, data.pool_labels.to(device), test, data.test_labels.to(device), args.batch, device
     )
     out = Path(args.out or Path("results") / f"oracle-{data.name}")
     out.mkdir(parents=True, exist_ok=True)
+    if args.curve:
+        if not 0 < args.initial < data.pool_embeddings.shape[0] or args.rounds < 1:
+            raise SystemExit("--initial must lie inside the pool and --rounds be at least 1")
+        report = {"dataset": data.name} | headroom(oracle, args)
+        (out / "headroom.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report))
+        return 0
+    if args.labeled + args.batch >= data.pool_embeddings.shape[0]:
+        raise SystemExit(
+            f"--labeled + --batch must stay below the pool of {data.pool_embeddings.shape[0]}"
+        )
     per_seed: dict[int, dict[str, list[float]]] = {}
     with open(out / "oracle.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)

@@ -151,9 +151,11 @@ def run_strategy(
     config: RoundConfig,
     device: torch.device,
     on_round=None,
+    selector=None,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
-    and on ``device``; labels are int64 class indices on the same device."""
+    and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
+    selector to use instead of ``make_selector(name)`` (the oracle's hindsight selector)."""
     num_items = pool.shape[0]
     result = RunResult(name, seed)
     labels = torch.full((num_items,), -1, dtype=torch.int64, device=device)
@@ -164,7 +166,8 @@ def run_strategy(
     ids = torch.arange(num_items, device=device)
     round_index = 0
     try:
-        selector = make_selector(name, device=device)
+        if selector is None:
+            selector = make_selector(name, device=device)
         for round_index in range(rounds):
             start = time.perf_counter()
             state = make_pool(

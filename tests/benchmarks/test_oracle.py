@@ -96,3 +96,46 @@ def test_a_labeled_set_as_large_as_the_pool_is_refused(tmp_path):
                 "--encoder", "pixels", "--cache-dir", str(tmp_path / "cache"),
             ]
         )  # fmt: skip
+
+
+def test_hindsight_selector_labels_the_batch_that_raises_test_accuracy_most(one_thread):
+    from benchmarks.oracle import HindsightSelector
+    from model.pool import make_pool
+    from model.strategies import score_matrix
+
+    pool, pool_labels = blobs()
+    test, test_labels = blobs(30, seed=1)
+    oracle = Oracle(pool, pool_labels, test, test_labels, batch=5, device=torch.device("cpu"))
+    labels = torch.full_like(pool_labels, -1)
+    labels[:6] = pool_labels[:6]
+    state = make_pool(pool, labels, 3, budget=5, seed=2)
+    model = oracle.fit(torch.arange(6), pool_labels[:6], 2)
+    state.model, state.probs = model, model.predict_proba(pool)
+    candidates = state.unlabeled_indices()
+    selection = HindsightSelector(oracle).select(state, candidates)
+    scores = score_matrix(state, oracle.names, candidates)
+    picks = [candidates[scores[:, j].topk(5).indices] for j in range(len(oracle.names))]
+    gains = oracle.truth(torch.arange(6), picks, 2)
+    best = oracle.names[gains.index(max(gains))]
+    assert selection.info["picked"] == best
+    assert torch.equal(selection.priority, scores[:, oracle.names.index(best)])
+    column = scores[:, oracle.names.index(best)]
+    assert all(t == best for t, v in zip(selection.top_strategy(), column, strict=True) if v > 0)
+
+
+def test_curve_mode_end_to_end(tmp_path, capsys):
+    blobs_npz(tmp_path / "blobs.npz", per_class=30)
+    code = main(
+        [
+            "--dataset", str(tmp_path / "blobs.npz"), "--curve", "--initial", "10",
+            "--batch", "4", "--rounds", "2", "--seeds", "2", "--encoder", "pixels",
+            "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["aubc"]) == {"hindsight", "uniform"}
+    assert all(0.0 <= v["mean"] <= 1.0 for v in report["aubc"].values())
+    assert sum(report["picked"].values()) == 2 * 2  # one strategy per round and seed
+    assert json.loads((tmp_path / "out" / "headroom.json").read_text()) == report
