@@ -19,6 +19,11 @@ candidate signals next to the truth, per seed:
 - **eer**: expected error reduction (Roy & McCallum 2001) at the batch level: the strategy's real
   picks labeled by draws from the model's own predictions, retrained, mean top-class
   probability on 1,000 unlabeled items; ``--samples`` draws.
+- **holdout**: the same batch-level EER, but judged on labeled items: in each of 3 folds the
+  model trained on the other two picks its batch from the real pool, the picks are labeled by
+  draws from its predictions, and the retrained model's mean true-class probability on the
+  held-out fold counts. **holdout_true** gives the picks their *true* labels instead, which no
+  real signal can: it says whether the labeled items could judge a batch even then.
 
 It reports each signal's Spearman correlation with the truth per seed, and how consistent the
 truth itself is from seed to seed (mean pairwise Spearman of the truth rankings): a ranking
@@ -26,7 +31,7 @@ that changes with the seed cannot be learned from one project's labels. Writes
 ``oracle.csv`` (one row per seed and strategy) to ``--out``; the last line on stdout is a JSON
 summary.
 
-    python -m benchmarks.oracle --dataset mnist --curve --initial 20 --batch 20 --rounds 10 \
+    python -m benchmarks.oracle --dataset mnist --curve --initial 20 --batch 20 --rounds 10 \\
         --seeds 5
 
 ``--curve`` measures the headroom of any per-round strategy choice instead: the simulation of
@@ -60,7 +65,7 @@ from model.selection import Selection
 from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel
 
-SIGNALS = ("autoal", "replay", "eer")
+SIGNALS = ("autoal", "replay", "eer", "holdout", "holdout_true")
 CSV_FIELDS = ["dataset", "seed", "strategy", "truth", *SIGNALS]
 EER_POOL = 1000
 
@@ -102,6 +107,13 @@ class Oracle:
     def fit(self, items: torch.Tensor, classes: torch.Tensor, seed: int) -> TaskModel:
         targets = torch.nn.functional.one_hot(classes, self.num_classes).float()
         return TaskModel.fit(self.pool[items], targets, config=self.config, seed=seed)
+
+    def true_class_probability(
+        self, items: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor, seed: int
+    ) -> float:
+        """Mean probability of the true class on ``valid`` of a model fit on items/classes."""
+        p = self.fit(items, classes, seed).predict_proba(self.pool[valid])
+        return float(p.gather(1, self.pool_labels[valid, None]).mean())
 
     def truth(self, labeled: torch.Tensor, picks: list[torch.Tensor], seed: int) -> list[float]:
         """Test-accuracy gain [K] of adding each strategy's picks with their true labels."""
@@ -170,10 +182,43 @@ class Oracle:
             for j in range(len(self.names)):
                 chosen = pseudo[scores[:, j].topk(take).indices]
                 grown = torch.cat((fit_part, chosen))
-                after = self.fit(grown, self.pool_labels[grown], seed + repeat)
-                p = after.predict_proba(self.pool[valid])
-                totals[j] += float(p.gather(1, self.pool_labels[valid, None]).mean())
+                totals[j] += self.true_class_probability(
+                    grown, self.pool_labels[grown], valid, seed + repeat
+                )
         return [t / repeats for t in totals]
+
+    def holdout(
+        self, labeled: torch.Tensor, candidates: torch.Tensor, samples: int, seed: int
+    ) -> tuple[list[float], list[float]]:
+        """Mean held-out true-class probability [K] after adding each strategy's pool batch
+        (picked by a model that has not seen the fold) with drawn labels, and with true ones."""
+        gen = torch.Generator().manual_seed(seed)
+        shuffled = labeled[torch.randperm(labeled.numel(), generator=gen).to(self.device)]
+        drawn_totals, true_totals = [0.0] * len(self.names), [0.0] * len(self.names)
+        n = self.pool.shape[0]
+        for fold in range(3):
+            held = shuffled[fold::3]
+            train = torch.cat([shuffled[k::3] for k in range(3) if k != fold])
+            labels = torch.full((n,), -1, dtype=torch.long, device=self.device)
+            labels[train] = self.pool_labels[train]
+            state = make_pool(self.pool, labels, self.num_classes, budget=self.batch, seed=seed)
+            model = self.fit(train, self.pool_labels[train], seed + fold)
+            state.model, state.probs = model, model.predict_proba(self.pool)
+            scores = score_matrix(state, self.names, candidates)  # [M, K]
+
+            for j in range(len(self.names)):
+                chosen = candidates[scores[:, j].topk(self.batch).indices]
+                items = torch.cat((train, chosen))
+                for _ in range(samples):
+                    drawn = torch.multinomial(state.probs[chosen].cpu(), 1, generator=gen)
+                    classes = torch.cat((self.pool_labels[train], drawn.flatten().to(self.device)))
+                    probability = self.true_class_probability(items, classes, held, seed + fold)
+                    drawn_totals[j] += probability / (3 * samples)
+                probability = self.true_class_probability(
+                    items, self.pool_labels[items], held, seed + fold
+                )
+                true_totals[j] += probability / 3
+        return drawn_totals, true_totals
 
     def autoal(self, state) -> list[float]:
         """The default AutoAL search's per-strategy reward [K] on this labeled set."""
@@ -195,11 +240,14 @@ class Oracle:
         candidates = state.unlabeled_indices()
         scores = score_matrix(state, self.names, candidates)  # [M, K]
         picks = [candidates[scores[:, j].topk(self.batch).indices] for j in range(len(self.names))]
+        holdout, holdout_true = self.holdout(labeled, candidates, samples, seed)
         return {
             "truth": self.truth(labeled, picks, seed),
             "autoal": self.autoal(state),
             "replay": self.replay(labeled, repeats, seed),
             "eer": self.eer(labeled, state.probs, picks, samples, seed),
+            "holdout": holdout,
+            "holdout_true": holdout_true,
         }
 
 
