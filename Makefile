@@ -63,6 +63,8 @@ bench-oracle: install
 	for d in $(BENCH_DATASETS); do \
 		$(PY) -m benchmarks.oracle --dataset $$d --labeled 100 --batch 20 --seeds 5 \
 			--out results/oracle/$$d || exit 1; \
+		$(PY) -m benchmarks.oracle --dataset $$d --curve --initial 20 --batch 20 --rounds 10 \
+			--seeds 5 --out results/oracle-curve/$$d || exit 1; \
 	done
 
 bench-speed: install
