@@ -19,6 +19,8 @@ candidate signals next to the truth, per seed:
 - **eer**: expected error reduction (Roy & McCallum 2001) at the batch level: the strategy's real
   picks labeled by draws from the model's own predictions, retrained, mean top-class
   probability on 1,000 unlabeled items; ``--samples`` draws.
+- **emoc**: expected model output change (Freytag et al. 2014) from the same fits: the mean L1
+  change of the predicted class probabilities on those 1,000 items.
 - **holdout**: the same batch-level EER, but judged on labeled items: in each of 3 folds the
   model trained on the other two picks its batch from the real pool, the picks are labeled by
   draws from its predictions, and the retrained model's mean true-class probability on the
@@ -65,7 +67,7 @@ from model.selection import Selection
 from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel
 
-SIGNALS = ("autoal", "replay", "eer", "holdout", "holdout_true")
+SIGNALS = ("autoal", "replay", "eer", "emoc", "holdout", "holdout_true")
 CSV_FIELDS = ["dataset", "seed", "strategy", "truth", *SIGNALS]
 EER_POOL = 1000
 
@@ -134,25 +136,28 @@ class Oracle:
         picks: list[torch.Tensor],
         samples: int,
         seed: int,
-    ) -> list[float]:
+    ) -> tuple[list[float], list[float]]:
         """Expected confidence [K] on unlabeled items after adding each strategy's picks with
-        labels drawn from ``probs`` [N, C] (the current model's predictions)."""
+        labels drawn from ``probs`` [N, C] (the current model's predictions), and the expected
+        change of the predictions there [K] (mean L1 distance to ``probs``) from the same fits."""
         gen = torch.Generator().manual_seed(seed)
         unlabeled = torch.ones(self.pool.shape[0], dtype=torch.bool, device=self.device)
         unlabeled[labeled] = False
         rest = torch.nonzero(unlabeled).flatten()
         probe = rest[torch.randperm(rest.numel(), generator=gen)[:EER_POOL].to(self.device)]
-        values = []
+        confidence, change = [], []
         for chosen in picks:
-            total = 0.0
+            total_confidence = total_change = 0.0
             for _ in range(samples):
                 drawn = torch.multinomial(probs[chosen].cpu(), 1, generator=gen).flatten()
                 items = torch.cat((labeled, chosen))
                 classes = torch.cat((self.pool_labels[labeled], drawn.to(self.device)))
-                model = self.fit(items, classes, seed)
-                total += float(model.predict_proba(self.pool[probe]).max(dim=1).values.mean())
-            values.append(total / samples)
-        return values
+                after = self.fit(items, classes, seed).predict_proba(self.pool[probe])
+                total_confidence += float(after.max(dim=1).values.mean())
+                total_change += float((after - probs[probe]).abs().sum(dim=1).mean())
+            confidence.append(total_confidence / samples)
+            change.append(total_change / samples)
+        return confidence, change
 
     def replay(self, labeled: torch.Tensor, repeats: int, seed: int) -> list[float]:
         """Mean validation true-class probability [K] of each strategy's picks from a pseudo-
@@ -241,11 +246,13 @@ class Oracle:
         scores = score_matrix(state, self.names, candidates)  # [M, K]
         picks = [candidates[scores[:, j].topk(self.batch).indices] for j in range(len(self.names))]
         holdout, holdout_true = self.holdout(labeled, candidates, samples, seed)
+        eer, emoc = self.eer(labeled, state.probs, picks, samples, seed)
         return {
             "truth": self.truth(labeled, picks, seed),
             "autoal": self.autoal(state),
             "replay": self.replay(labeled, repeats, seed),
-            "eer": self.eer(labeled, state.probs, picks, samples, seed),
+            "eer": eer,
+            "emoc": emoc,
             "holdout": holdout,
             "holdout_true": holdout_true,
         }

@@ -49,11 +49,12 @@ def test_one_seed_gives_every_signal_for_every_strategy(one_thread):
     test, test_labels = blobs(30, seed=1)
     oracle = Oracle(pool, pool_labels, test, test_labels, batch=5, device=torch.device("cpu"))
     values = oracle.run_seed(24, seed=0, repeats=2, samples=1)
-    assert set(values) == {"truth", "autoal", "replay", "eer", "holdout", "holdout_true"}
+    assert set(values) == {"truth", "autoal", "replay", "eer", "emoc", "holdout", "holdout_true"}
     assert all(len(v) == len(oracle.names) for v in values.values())
     assert all(-1.0 <= g <= 1.0 for g in values["truth"])
     probabilities = values["replay"] + values["eer"] + values["holdout"] + values["holdout_true"]
     assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert all(0.0 <= c <= 2.0 for c in values["emoc"])  # an L1 distance of two distributions
     again = oracle.run_seed(24, seed=0, repeats=2, samples=1)
     assert again == values  # seeded
 
@@ -61,7 +62,8 @@ def test_one_seed_gives_every_signal_for_every_strategy(one_thread):
 def test_summary_reports_consistency_and_mean_gains():
     names = ["a", "b", "c"]
     same = {"truth": [0.1, 0.2, 0.3], "autoal": [1.0, 2.0, 3.0], "replay": [3.0, 2.0, 1.0]}
-    same |= {"eer": [1.0, 3.0, 2.0], "holdout": [0.0, 0.0, 1.0], "holdout_true": [1.0, 1.0, 1.0]}
+    same |= {"eer": [1.0, 3.0, 2.0], "emoc": [2.0, 1.0, 3.0], "holdout": [0.0, 0.0, 1.0]}
+    same["holdout_true"] = [1.0, 1.0, 1.0]
     summary = summarise("x", names, {0: same, 1: dict(same, truth=[0.3, 0.4, 0.5])})
     assert summary["truth_consistency"] == pytest.approx(1.0)
     assert summary["mean_spearman_with_truth"]["autoal"] == pytest.approx(1.0)
@@ -85,7 +87,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["dataset"] == "blobs"
     assert set(summary["spearman_with_truth"]) == {
-        "autoal", "replay", "eer", "holdout", "holdout_true"
+        "autoal", "replay", "eer", "emoc", "holdout", "holdout_true"
     }  # fmt: skip
     assert -1.0 <= summary["truth_consistency"] <= 1.0
 
