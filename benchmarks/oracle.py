@@ -1,7 +1,7 @@
 """The strategy oracle: what each strategy's next batch is truly worth, and which label-only
 signal could have told.
 
-    python -m benchmarks.oracle --dataset mnist --labeled 100 --batch 20 --seeds 4 \\
+    python -m benchmarks.oracle --dataset mnist --labeled 100 --batch 20 --seeds 5 \\
         --out results/oracle/mnist
 
 A search over the portfolio (AutoAL) can only be as good as the signal it optimises, and that
@@ -210,7 +210,6 @@ class Oracle:
             model = self.fit(train, self.pool_labels[train], seed + fold)
             state.model, state.probs = model, model.predict_proba(self.pool)
             scores = score_matrix(state, self.names, candidates)  # [M, K]
-
             for j in range(len(self.names)):
                 chosen = candidates[scores[:, j].topk(self.batch).indices]
                 items = torch.cat((train, chosen))
