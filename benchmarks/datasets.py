@@ -33,7 +33,7 @@ import torch
 
 from model.encoders import DEFAULT_ENCODERS, encoder_identity, encoder_modality, get_encoder
 from model.encoders.cache import EmbeddingCache
-from model.errors import UnknownNameError
+from model.errors import ModelError, UnknownNameError
 
 CACHE_ENV = "AUTOAL_CACHE_DIR"
 # Items are encoded and stored in chunks, so an interrupted first run keeps its progress.
@@ -390,3 +390,13 @@ def load_dataset(
         class_names=list(raw.class_names),
         encoder=identity,
     )
+
+
+def load_dataset_for_cli(name_or_path: str, **options) -> Dataset:
+    """``load_dataset(name_or_path, 0, **options)`` for a command line: an unknown name, an
+    unreadable file or an encoder that does not fit the data ends the program with the reason
+    (``SystemExit``), not a traceback."""
+    try:
+        return load_dataset(name_or_path, 0, **options)
+    except (ModelError, ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"--dataset {name_or_path}: {error}") from None

@@ -377,15 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.datasets import load_dataset
+    from benchmarks.datasets import load_dataset_for_cli
 
     args = build_parser().parse_args(argv)
     if args.labeled < 6 or args.batch < 1 or args.seeds < 1 or args.repeats < 1 or args.samples < 1:
         raise SystemExit("--labeled must be >= 6 and --batch, --seeds, --repeats, --samples >= 1")
     device = resolve_device(args.device)
-    data = load_dataset(
+    data = load_dataset_for_cli(
         args.dataset,
-        0,
         encoder=args.encoder,
         device=device,
         cache_dir=args.cache_dir,

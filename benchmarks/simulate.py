@@ -376,16 +376,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from benchmarks.datasets import load_dataset
+    from benchmarks.datasets import load_dataset_for_cli
 
     strategies = parse_strategies(args.strategies)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
     device = resolve_device(args.device)
     started = time.perf_counter()
-    data = load_dataset(
+    data = load_dataset_for_cli(
         args.dataset,
-        0,
         encoder=args.encoder,
         device=device,
         cache_dir=args.cache_dir,

@@ -144,3 +144,8 @@ def test_curve_mode_end_to_end(tmp_path, capsys):
     assert all(0.0 <= v["mean"] <= 1.0 for v in report["aubc"].values())
     assert sum(report["picked"].values()) == 2 * 2  # one strategy per round and seed
     assert json.loads((tmp_path / "out" / "headroom.json").read_text()) == report
+
+
+def test_an_unknown_data_set_ends_with_the_valid_names():
+    with pytest.raises(SystemExit, match="--dataset nope: .*valid: bbc, digits, mnist, rotten"):
+        main(["--dataset", "nope"])

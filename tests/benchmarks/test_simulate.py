@@ -152,3 +152,13 @@ def test_an_initial_set_larger_than_the_pool_is_refused(tmp_path):
                 "--out", str(tmp_path / "out"), "--no-progress",
             ]
         )  # fmt: skip
+
+
+def test_an_unknown_data_set_ends_with_the_valid_names():
+    with pytest.raises(SystemExit, match="--dataset nope: .*valid: bbc, digits, mnist, rotten"):
+        main(["--dataset", "nope", "--no-progress"])
+
+
+def test_a_missing_npz_file_ends_with_the_reason(tmp_path):
+    with pytest.raises(SystemExit, match="--dataset"):
+        main(["--dataset", str(tmp_path / "missing.npz"), "--no-progress"])
