@@ -177,6 +177,19 @@ def label_studio_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> 
     return env
 
 
+def start_command(
+    executable: Path | str, port: int, username: str, password: str, token: str
+) -> list[str]:
+    """The ``label-studio start`` command line. Values go in ``--flag=value`` form: a random
+    password may start with "-" (``token_urlsafe``), which argparse would take for a flag."""
+    return [
+        str(executable), "start", "--no-browser",
+        "--internal-host", "127.0.0.1", f"--port={port}",
+        f"--username={username}", f"--password={password}",
+        f"--user-token={token}", "--enable-legacy-api-token",
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def running_label_studio(
     *,
@@ -210,12 +223,7 @@ def running_label_studio(
             data_path.mkdir(parents=True, exist_ok=True)
         log_path = data_path / "label-studio.log"
         log = stack.enter_context(open(log_path, "ab"))
-        command = [
-            str(executable), "start", "--no-browser",
-            "--internal-host", "127.0.0.1", "--port", str(port),
-            "--username", username, "--password", password,
-            "--user-token", token, "--enable-legacy-api-token",
-        ]  # fmt: skip
+        command = start_command(executable, port, username, password, token)
         process = subprocess.Popen(
             command,
             cwd=data_path,

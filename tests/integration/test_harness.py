@@ -18,6 +18,7 @@ from scripts.label_studio import (
     label_studio_env,
     label_studio_executable,
     running_backend,
+    start_command,
 )
 
 
@@ -100,3 +101,22 @@ def test_label_studio_env_allows_local_backends_and_isolates_its_venv(tmp_path, 
     assert env["LATEST_VERSION_CHECK"] == "false"
     assert "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
     assert env["LABEL_STUDIO_DEBUG"] == "1"
+
+
+def test_a_password_that_starts_with_a_dash_reaches_label_studio_as_a_value():
+    # token_urlsafe() starts with "-" about one time in 64: "--password -x" made Label Studio's
+    # argparse stop with "expected one argument" (seen in CI). Parse the command with the same
+    # option names Label Studio's "start" declares.
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("--no-browser", action="store_true")
+    for flag in ("--internal-host", "--port", "--username", "--password", "--user-token"):
+        parser.add_argument(flag)
+    parser.add_argument("--enable-legacy-api-token", action="store_true")
+    command = start_command("/venv/bin/label-studio", 8081, "-admin@x", "-pw_-", "-tok")
+    parsed = parser.parse_args(command[1:])
+    assert (parsed.username, parsed.password, parsed.user_token) == ("-admin@x", "-pw_-", "-tok")
+    assert parsed.port == "8081" and parsed.command == "start"
+
