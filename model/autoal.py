@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -98,15 +98,6 @@ class AutoALConfig:
             round only): one round's halves hold 10-110 samples, too few to tell lambdas apart.
             Off by default: 0.5 gave AUBC .887 / .723 / .935 / .655 (digits / MNIST / BBC /
             Rotten T.) against .887 / .727 / .934 / .654 per round, with global weights.
-        strategy_prior: centre the prior and the shrinkage on ``strategy_target`` (each
-            strategy's own top-r reward on the held-out folds, pooled over rounds with
-            ``evidence_decay``) instead of on the uniform mixture, so a strategy whose picks
-            are, over the rounds, consistently less informative loses weight even where the
-            per-round search cannot tell. Off: measured worse (with evidence_decay=0.5, AUBC
-            digits .884, MNIST .721, BBC .932 vs .887 / .727 / .934): the pooled targets
-            stayed noisy and favoured mean-STD, BALD and entropy, strategies that trail margin
-            and BADGE at these budgets; a strategy's top-r signal on already-labeled folds
-            does not tell its value as a query strategy.
     """
 
     folds: int = 3
@@ -126,7 +117,6 @@ class AutoALConfig:
     score_inputs: bool = False
     validate: bool = True
     evidence_decay: float = 0.0
-    strategy_prior: bool = False
 
 
 class SearchNet(nn.Module):
@@ -180,12 +170,11 @@ def search_objective(
     scores: torch.Tensor,
     signal: torch.Tensor,
     config: AutoALConfig,
-    target: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SearchNet's loss for weights [n, K], scores A [n, K] and informativeness signal [n].
 
-    -(signal-weighted mean over the soft selection) + budget penalty + prior toward
-    ``target`` [K] (a mixture; None = uniform).
+    -(signal-weighted mean over the soft selection) + budget penalty + prior toward the uniform
+    mixture.
     """
     n, k = scores.shape
     u = (weights * scores).sum(dim=1)  # [n]
@@ -193,12 +182,8 @@ def search_objective(
     reward = (signal * s).sum() / s.sum().clamp_min(1e-6)
     budget = (s.mean() - config.budget_fraction) ** 2
     log_w = torch.log(weights.clamp_min(1e-12))
-    if target is None:
-        # KL(uniform || w_n), averaged over samples: zero exactly at the uniform mixture.
-        prior = (-math.log(k) - log_w.mean(dim=1)).mean()
-    else:
-        # KL(target || w_n): zero exactly at the target mixture.
-        prior = (target * (torch.log(target.clamp_min(1e-12)) - log_w)).sum(dim=1).mean()
+    # KL(uniform || w_n), averaged over samples: zero exactly at the uniform mixture.
+    prior = (-math.log(k) - log_w.mean(dim=1)).mean()
     prior_weight = config.prior_labels / max(n, 1)
     loss = -reward + config.budget_weight * budget + prior_weight * prior
     parts = {
@@ -236,23 +221,21 @@ def fit_search_net(
     signal: torch.Tensor,
     config: AutoALConfig,
     seed: int,
-    target: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Train ``net`` in place on search samples: x [n, p], A [n, K], signal [n]. Full batch,
-    ``config.steps`` Adam steps, prior toward ``target`` [K] (None = uniform). Returns the
-    objective's parts before and after."""
+    ``config.steps`` Adam steps. Returns the objective's parts before and after."""
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     net.train()
     with seeded(seed, x.device):
-        _, first = search_objective(net(x, scores), scores, signal, config, target)
+        _, first = search_objective(net(x, scores), scores, signal, config)
         for _ in range(config.steps):
             optimiser.zero_grad(set_to_none=True)
-            loss, _ = search_objective(net(x, scores), scores, signal, config, target)
+            loss, _ = search_objective(net(x, scores), scores, signal, config)
             loss.backward()
             optimiser.step()
     net.eval()
     with torch.no_grad():
-        _, last = search_objective(net(x, scores), scores, signal, config, target)
+        _, last = search_objective(net(x, scores), scores, signal, config)
     return {
         "loss_before": first["loss"],
         "loss_after": last["loss"],
@@ -277,23 +260,21 @@ def validated_shrinkage(
     signal: torch.Tensor,
     config: AutoALConfig,
     seed: int,
-    target: torch.Tensor | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Pick lambda in SHRINKAGE_GRID by 2-fold validation of the search (x [n, p], A [n, K],
     signal [n]): copies of ``net`` are searched on one half and the exact top-r reward of
     (1 - lambda) / K + lambda * w is measured on the other. Ties go to the smaller lambda, so
-    the search is used only where it beats the uniform mixture on samples it did not see.
-    With ``target`` [K] the shrinkage is toward that mixture instead of the uniform one."""
+    the search is used only where it beats the uniform mixture on samples it did not see."""
     import copy
 
     n, k = scores.shape
-    base = target if target is not None else torch.full((k,), 1.0 / k, device=scores.device)
+    base = torch.full((k,), 1.0 / k, device=scores.device)
     order = torch.randperm(n, generator=generator(seed)).to(scores.device)
     halves = (order[: n // 2], order[n // 2 :])
     totals = dict.fromkeys(SHRINKAGE_GRID, 0.0)
     for train, test in (halves, halves[::-1]):
         trial = copy.deepcopy(net)
-        fit_search_net(trial, x[train], scores[train], signal[train], config, seed, target)
+        fit_search_net(trial, x[train], scores[train], signal[train], config, seed)
         with torch.no_grad():
             learned = trial(x[test], scores[test])  # [t, K]
         for lam in SHRINKAGE_GRID:
@@ -312,16 +293,6 @@ def strategy_rewards(scores: torch.Tensor, signal: torch.Tensor, fraction: float
         [hard_top_reward(scores[:, j], signal, fraction) for j in range(scores.shape[1])],
         device=scores.device,
     )
-
-
-def strategy_target(mean_rewards: torch.Tensor, count: float, fraction: float) -> torch.Tensor:
-    """The prior mixture [K] from each strategy's pooled top-r mean signal [K] over ``count``
-    search samples: softmax of the rewards in standard errors. A top-r mean of a unit-variance
-    signal over r * count samples has standard error 1 / sqrt(r * count), so strategies tie
-    while few labels cannot tell them apart and a strategy many standard errors below the
-    best fades toward zero weight (an exponential-weights rule with a rate set by the data,
-    not tuned)."""
-    return torch.softmax(mean_rewards * math.sqrt(max(fraction * count, 0.0)), dim=0)
 
 
 @dataclass
@@ -521,11 +492,6 @@ class AutoALSelector:
         self.shrinkage = 1.0
         # lambda -> decayed sum over rounds of its validation reward (see evidence_decay).
         self.evidence: dict[float, float] = {}
-        # Decayed sums of each strategy's top-r reward times the samples, and of the samples
-        # (strategy_prior); the prior mixture they give.
-        self.strategy_sums: list[float] = [0.0] * len(self.portfolio)
-        self.strategy_count = 0.0
-        self.target: list[float] | None = None
 
     def _ensure(self, state: PoolState, device: torch.device) -> None:
         dim = state.features.shape[1]
@@ -571,12 +537,6 @@ class AutoALSelector:
             raw = split.influence if self.config.signal == "influence" else split.losses
             signal = normalise_signal(raw, self.config.signal)
             x = self.projection(state.features[split.indices])
-            target = None
-            if self.config.strategy_prior:
-                target = self._pool_strategy_evidence(split.scores, signal)
-                info["strategy_target"] = dict(
-                    zip(self.portfolio, [round(v, 4) for v in target.tolist()], strict=True)
-                )
             if self.config.validate and split.indices.numel() >= 8:
                 _, rewards = validated_shrinkage(
                     self.net,
@@ -585,7 +545,6 @@ class AutoALSelector:
                     signal,
                     self.config,
                     state.seed + self.rounds,
-                    target,
                 )
                 self.shrinkage = self._pool_evidence(rewards)
                 info["validation_reward"] = {k: round(v, 4) for k, v in rewards.items()}
@@ -600,7 +559,6 @@ class AutoALSelector:
                     signal,
                     self.config,
                     state.seed + self.rounds,
-                    target,
                 )
             )
             seconds["search"] = time.perf_counter() - start
@@ -635,13 +593,8 @@ class AutoALSelector:
                     )
                 ]
             )  # [M, K]
-            k = len(self.portfolio)
-            base = (
-                torch.tensor(self.target, device=device)
-                if self.config.strategy_prior and self.target is not None
-                else torch.full((k,), 1.0 / k, device=device)
-            )
-            weights = (1.0 - self.shrinkage) * base + self.shrinkage * weights
+            uniform = 1.0 / len(self.portfolio)
+            weights = (1.0 - self.shrinkage) * uniform + self.shrinkage * weights
         info["shrinkage"] = self.shrinkage
         contributions = weights * scores  # [M, K]
         seconds["weigh"] = time.perf_counter() - start
@@ -653,21 +606,6 @@ class AutoALSelector:
         return Selection(
             candidates, contributions.sum(dim=1), list(self.portfolio), contributions, info
         )
-
-    def _pool_strategy_evidence(self, scores: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
-        """Add this round's per-strategy rewards (A [n, K], signal [n]) to the decayed pool;
-        return the prior mixture [K] (``strategy_target``) and keep it for scoring."""
-        decay, n = self.config.evidence_decay, scores.shape[0]
-        rewards = strategy_rewards(scores, signal, self.config.budget_fraction)
-        self.strategy_sums = [
-            decay * old + n * new
-            for old, new in zip(self.strategy_sums, rewards.tolist(), strict=True)
-        ]
-        self.strategy_count = decay * self.strategy_count + n
-        mean = torch.tensor(self.strategy_sums, device=scores.device) / self.strategy_count
-        target = strategy_target(mean, self.strategy_count, self.config.budget_fraction)
-        self.target = target.tolist()
-        return target
 
     def _pool_evidence(self, rewards: dict[str, float]) -> float:
         """Add one round's validation reward per lambda (keys as ``f"{lam:g}"``) to the decayed
@@ -685,9 +623,6 @@ class AutoALSelector:
             "rounds": self.rounds,
             "shrinkage": self.shrinkage,
             "evidence": {f"{lam:g}": v for lam, v in self.evidence.items()},
-            "strategy_sums": list(self.strategy_sums),
-            "strategy_count": self.strategy_count,
-            "target": self.target,
         }
         if self.net is not None and self.projection is not None:
             state["net"] = _to_lists(self.net.state_dict())
@@ -706,19 +641,15 @@ class AutoALSelector:
         self.rounds = int(state.get("rounds", 0))
         self.shrinkage = float(state.get("shrinkage", 1.0))
         self.evidence = {float(k): float(v) for k, v in state.get("evidence", {}).items()}
-        if state.get("portfolio") == self.portfolio:
-            k = len(self.portfolio)
-            self.strategy_sums = [float(v) for v in state.get("strategy_sums", [0.0] * k)]
-            self.strategy_count = float(state.get("strategy_count", 0.0))
-            target = state.get("target")
-            self.target = [float(v) for v in target] if target is not None else None
         if state.get("portfolio") != self.portfolio or "net" not in state:
             self.net, self.projection = None, None
             return
         device = self.device or torch.device("cpu")
         proj = _from_lists(state["projection"], device)
         self.projection = Projection(proj["mean"], proj["basis"], proj["scale"])
-        config = AutoALConfig(**state.get("config", {}))
+        # Only the fields this version knows: a state saved with an option since removed loads.
+        known = {f.name for f in fields(AutoALConfig)}
+        config = AutoALConfig(**{k: v for k, v in state.get("config", {}).items() if k in known})
         net = SearchNet(
             self.projection.dims, len(self.portfolio), config.hidden, config.score_inputs
         )
