@@ -12,9 +12,11 @@ second implementation of a round here: what the benchmark measures is what the b
 
 Writes to ``--out``: ``rounds.csv`` (test accuracy per strategy, seed and round),
 ``learning_curves.png`` (mean +- std per strategy), ``summary.md`` (AUBC and final accuracy,
-mean +- std), ``selections.jsonl`` (each round's mean strategy weights). The last line on stdout
-is a JSON object ``{"dataset", "aubc": {name: {"mean", "std"}}, "final_accuracy": {...}}``, with
-``"failed": {name: error}`` added only when a strategy crashed.
+mean +- std, and the labels each strategy needs to match random labeling's final accuracy),
+``selections.jsonl`` (each round's mean strategy weights). The last line on stdout is a JSON
+object ``{"dataset", "aubc": {name: {"mean", "std"}}, "final_accuracy": {...}}``, with
+``"labels_to_match_random": {name: labels or null}`` added when ``random`` ran and
+``"failed": {name: error}`` only when a strategy crashed.
 """
 
 import argparse
@@ -92,6 +94,43 @@ def aubc(labeled: list[int], accuracy: list[float]) -> float:
     y = np.asarray(accuracy, dtype=np.float64)
     area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
     return area / float(x[-1] - x[0])
+
+
+def labels_to_reach(labeled: list[int], accuracy: list[float], target: float) -> float | None:
+    """The labeled count from which the curve (linear between rounds) stays at or above
+    ``target``, interpolated at the crossing; None when the curve ends below it."""
+    if len(labeled) != len(accuracy) or not labeled:
+        raise ValueError(
+            f"expected matching non-empty curves, got {len(labeled)} and {len(accuracy)}"
+        )
+    if accuracy[-1] < target:
+        return None
+    i = len(accuracy) - 1
+    while i > 0 and accuracy[i - 1] >= target:
+        i -= 1
+    if i == 0:
+        return float(labeled[0])
+    x0, x1, y0, y1 = labeled[i - 1], labeled[i], accuracy[i - 1], accuracy[i]
+    return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0))
+
+
+def labels_to_match_random(runs: dict[str, list[RunResult]]) -> dict[str, float | None]:
+    """For each strategy, the labels its mean curve (over seeds) needs to reach, and keep,
+    the mean final accuracy of random labeling: how many labels it saves against labeling in
+    random order. Empty without a ``random`` run."""
+    if "random" not in runs:
+        return {}
+
+    def mean_curve(results: list[RunResult]) -> tuple[list[int], list[float]]:
+        length = min(len(r.accuracy) for r in results)
+        mean = np.mean([r.accuracy[:length] for r in results], axis=0)
+        return results[0].labeled[:length], [float(v) for v in mean]
+
+    target = mean_curve(runs["random"])[1][-1]
+    reached = {
+        name: labels_to_reach(*mean_curve(results), target) for name, results in runs.items()
+    }
+    return {name: None if n is None else round(n, 1) for name, n in reached.items()}
 
 
 def standardise_pair(
@@ -305,18 +344,28 @@ def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dic
         f"{header['classes']} classes; {header['initial']} initial labels, batches of "
         f"{header['batch']}, {header['rounds']} rounds, seeds {header['seeds']}, device "
         f"{header['device']}. AUBC: trapezoid of test accuracy over the labeled counts divided "
-        "by the label range. Mean +- std over seeds.",
+        "by the label range. Mean +- std over seeds. Labels to match random: the labeled count "
+        "from which the strategy's mean curve stays at or above random labeling's mean final "
+        "accuracy, and the share of the full budget that saves.",
         "",
-        "| strategy | AUBC | final accuracy | seconds / round |",
-        "|---|---|---|---|",
+        "| strategy | AUBC | final accuracy | labels to match random | seconds / round |",
+        "|---|---|---|---|---|",
     ]
+    budget = max((r.labeled[-1] for rs in runs.values() for r in rs), default=0)
+    matched = report.get("labels_to_match_random", {})
     order = sorted(report["aubc"], key=lambda n: -report["aubc"][n]["mean"])
     for name in order:
         a, f = report["aubc"][name], report["final_accuracy"][name]
         per_round = np.mean([row["round_s"] for r in runs[name] for row in r.rows])
+        if name not in matched:
+            match = "n/a (no random run)"
+        elif matched[name] is None:
+            match = f"not within {budget}"
+        else:
+            match = f"{matched[name]:.0f} (saves {1 - matched[name] / budget:.0%})"
         lines.append(
             f"| {name} | {a['mean']:.4f} +- {a['std']:.4f} | {f['mean']:.4f} +- {f['std']:.4f} "
-            f"| {per_round:.2f} |"
+            f"| {match} | {per_round:.2f} |"
         )
     for name, error in report.get("failed", {}).items():
         lines.append(f"| {name} | failed | {error} | |")
@@ -474,6 +523,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "aubc": {n: mean_std([r.aubc for r in rs]) for n, rs in runs.items()},
         "final_accuracy": {n: mean_std([r.accuracy[-1] for r in rs]) for n, rs in runs.items()},
     }
+    matched = labels_to_match_random(runs)
+    if matched:
+        report["labels_to_match_random"] = matched
     if failed:
         report["failed"] = failed
     header = {

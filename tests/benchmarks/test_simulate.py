@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from benchmarks import simulate
-from benchmarks.simulate import aubc, main, run_strategy, standardise_pair
+from benchmarks.simulate import (
+    RunResult,
+    aubc,
+    labels_to_match_random,
+    labels_to_reach,
+    main,
+    run_strategy,
+    standardise_pair,
+)
 from model.active_round import RoundConfig
 
 
@@ -32,6 +40,32 @@ def test_aubc_is_the_normalised_trapezoid():
     assert aubc([20], [0.7]) == pytest.approx(0.7)
     with pytest.raises(ValueError):
         aubc([1, 2], [0.5])
+
+
+def test_labels_to_reach_takes_the_crossing_after_which_the_curve_stays_above():
+    labeled = [20, 40, 60, 80]
+    # Crosses .8 between 40 and 60 (at .7 -> .9: halfway) and stays above.
+    assert labels_to_reach(labeled, [0.5, 0.7, 0.9, 0.95], 0.8) == pytest.approx(50.0)
+    # Touches .8 at 40, dips, and only stays above from the last crossing on (at 70).
+    assert labels_to_reach(labeled, [0.5, 0.8, 0.7, 0.9], 0.8) == pytest.approx(70.0)
+    assert labels_to_reach(labeled, [0.85, 0.9, 0.9, 0.9], 0.8) == 20.0
+    assert labels_to_reach(labeled, [0.5, 0.9, 0.9, 0.79], 0.8) is None
+    with pytest.raises(ValueError):
+        labels_to_reach([20, 40], [0.5], 0.8)
+
+
+def test_labels_to_match_random_uses_the_mean_curves():
+    def run(name, seed, accuracy):
+        return RunResult(name, seed, labeled=[10, 20, 30], accuracy=accuracy)
+
+    runs = {
+        "random": [run("random", 0, [0.5, 0.6, 0.7]), run("random", 1, [0.5, 0.6, 0.9])],  # -> .8
+        "margin": [run("margin", 0, [0.5, 0.9, 0.9]), run("margin", 1, [0.5, 0.7, 0.9])],
+        "coreset": [run("coreset", 0, [0.5, 0.6, 0.7]), run("coreset", 1, [0.5, 0.6, 0.8])],
+    }
+    # margin's mean .5/.8/.9 reaches .8 at 20; random's own at 30; coreset's .75 never.
+    assert labels_to_match_random(runs) == {"random": 30.0, "margin": 20.0, "coreset": None}
+    assert labels_to_match_random({"margin": runs["margin"]}) == {}
 
 
 def test_standardise_uses_pool_statistics_only():
@@ -91,8 +125,11 @@ def test_simulate_end_to_end(tmp_path, capsys):
 
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
-    assert set(report) == {"dataset", "aubc", "final_accuracy"}
+    assert set(report) == {"dataset", "aubc", "final_accuracy", "labels_to_match_random"}
     assert report["dataset"] == "blobs"
+    # Random reaches its own final accuracy by the end at the latest.
+    assert 10 <= report["labels_to_match_random"]["random"] <= 20
+    assert set(report["labels_to_match_random"]) == {"random", "entropy"}
     for metric in ("aubc", "final_accuracy"):
         assert set(report[metric]) == {"random", "entropy"}
         for values in report[metric].values():
