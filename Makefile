@@ -12,7 +12,7 @@ export AUTOAL_LS_VENV := $(LS_VENV)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install label-studio test test-fast lint demo bench-simulate bench-oracle bench-speed bench-latency clean
+.PHONY: install label-studio test test-fast lint demo bench-simulate bench-large bench-oracle bench-speed bench-latency clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-simulate: install
 	for d in $(BENCH_DATASETS); do \
 		$(PY) -m benchmarks.simulate --dataset $$d --strategies all --initial 20 --batch 20 \
 			--rounds 10 --seeds 5 --out results/benchmarks/$$d || exit 1; \
+	done
+
+bench-large: install
+	for d in mnist rotten; do \
+		$(PY) -m benchmarks.simulate --dataset $$d --strategies all --initial 20 --batch 50 \
+			--rounds 20 --seeds 5 --out results/large/$$d || exit 1; \
 	done
 
 bench-oracle: install
