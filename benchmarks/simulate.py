@@ -368,7 +368,7 @@ def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dic
             f"| {match} | {per_round:.2f} |"
         )
     for name, error in report.get("failed", {}).items():
-        lines.append(f"| {name} | failed | {error} | |")
+        lines.append(f"| {name} | failed | {error} | | |")
     lines.append("")
     return "\n".join(lines)
 
