@@ -32,7 +32,10 @@ How one round works (AUTOAL.md, "What ours must be"):
 Measured results, with the exact commands and the variants tried, are in docs/benchmarks.md.
 In short: at 20-220 labels the search rarely finds a mixture that generalises better than the
 uniform mixture, and the validated shrinkage then keeps the round near uniform, as designed;
-AutoAL is level with uniform within one standard deviation, not above it.
+AutoAL is level with uniform within one standard deviation, not above it (also at 1,020 labels).
+A known bias of the held-out signals: the task model's confident mistakes carry most of the
+held-out loss, and uncertainty strategies never rank such items first, so the loss (and often the
+influence) rewards the confidence-blind strategies (random, k-means, core-set).
 
 SearchNet is warm-started across rounds (its parameters and the embedding projection live in
 ``state_dict``), seeded, and runs on the pool's device. Nothing here builds an N x N matrix.
