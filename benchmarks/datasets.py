@@ -16,6 +16,7 @@ benchmark seed sees the same pool; embeddings go through ``EmbeddingCache`` so r
 encoding.
 """
 
+import argparse
 import bz2
 import csv
 import gzip
@@ -390,6 +391,17 @@ def load_dataset(
         class_names=list(raw.class_names),
         encoder=identity,
     )
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark command takes to load its data: --dataset, --encoder,
+    --device and --cache-dir (see ``load_dataset_for_cli``)."""
+    parser.add_argument(
+        "--dataset", required=True, help="digits, mnist, bbc, rotten, or a .npz path"
+    )
+    parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
 
 
 def load_dataset_for_cli(name_or_path: str, **options) -> Dataset:

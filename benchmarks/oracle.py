@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from benchmarks.simulate import (
     accuracy_of,
     initial_labels,
@@ -354,17 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.oracle",
         description="Each strategy's true one-step gain against label-only search signals.",
     )
-    parser.add_argument(
-        "--dataset", required=True, help="digits, mnist, bbc, rotten or a .npz path"
-    )
+    add_dataset_arguments(parser)
     parser.add_argument("--labeled", type=int, default=100, help="random labeled items per seed")
     parser.add_argument("--batch", type=int, default=20, help="items each strategy picks")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10, help="replay splits per seed")
     parser.add_argument("--samples", type=int, default=2, help="label draws per strategy (eer)")
-    parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
     parser.add_argument(
         "--curve", action="store_true", help="hindsight selector vs uniform over whole runs"
     )
@@ -377,8 +373,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.datasets import load_dataset_for_cli
-
     args = build_parser().parse_args(argv)
     if args.labeled < 6 or args.batch < 1 or args.seeds < 1 or args.repeats < 1 or args.samples < 1:
         raise SystemExit("--labeled must be >= 6 and --batch, --seeds, --repeats, --samples >= 1")

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
 from model.pool import make_pool
@@ -114,6 +115,14 @@ def labels_to_reach(labeled: list[int], accuracy: list[float], target: float) ->
     return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0))
 
 
+def seed_curves(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
+    """One strategy's runs aligned on their common rounds: labeled counts [L] and accuracy
+    [S, L] (seeds x points)."""
+    length = min(len(r.accuracy) for r in results)
+    x = np.asarray(results[0].labeled[:length])
+    return x, np.asarray([r.accuracy[:length] for r in results])
+
+
 def labels_to_match_random(runs: dict[str, list[RunResult]]) -> dict[str, float | None]:
     """For each strategy, the labels its mean curve (over seeds) needs to reach, and keep,
     the mean final accuracy of random labeling: how many labels it saves against labeling in
@@ -122,9 +131,8 @@ def labels_to_match_random(runs: dict[str, list[RunResult]]) -> dict[str, float 
         return {}
 
     def mean_curve(results: list[RunResult]) -> tuple[list[int], list[float]]:
-        length = min(len(r.accuracy) for r in results)
-        mean = np.mean([r.accuracy[:length] for r in results], axis=0)
-        return results[0].labeled[:length], [float(v) for v in mean]
+        x, y = seed_curves(results)
+        return x.tolist(), y.mean(axis=0).tolist()
 
     target = mean_curve(runs["random"])[1][-1]
     reached = {
@@ -309,9 +317,7 @@ def plot_curves(runs: dict[str, list[RunResult]], title: str, path: Path) -> Non
     palette = plt.get_cmap("tab20").colors
     figure, axes = plt.subplots(figsize=(9, 4.8))
     for index, (name, results) in enumerate(runs.items()):
-        length = min(len(r.accuracy) for r in results)
-        x = np.asarray(results[0].labeled[:length])
-        y = np.asarray([r.accuracy[:length] for r in results])  # [S, R+1]
+        x, y = seed_curves(results)
         mean, std = y.mean(axis=0), y.std(axis=0)
         colour = palette[(2 * index) % 20 if index < 10 else (2 * index + 1) % 20]
         mixture = name in MIXTURES
@@ -389,18 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.simulate",
         description="Simulate annotation with ground truth and compare AL strategies.",
     )
-    parser.add_argument(
-        "--dataset", required=True, help="digits, mnist, bbc, rotten, or a .npz path"
-    )
+    add_dataset_arguments(parser)
     parser.add_argument("--strategies", default="all", help="comma-separated names, or 'all'")
     parser.add_argument("--initial", type=int, default=20, help="random initial labels")
     parser.add_argument("--batch", type=int, default=20, help="labels per round")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1")
     parser.add_argument("--out", default=None, help="output directory (default results/<dataset>)")
-    parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
     parser.add_argument(
         "--threads",
         type=int,
@@ -424,8 +425,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from benchmarks.datasets import load_dataset_for_cli
 
     strategies = parse_strategies(args.strategies)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
