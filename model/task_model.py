@@ -61,20 +61,35 @@ class DropoutMasks:
 
     def __init__(self, dropout: float, seed: int) -> None:
         self.threshold = round((1.0 - dropout) * 65536)
-        self.scale = 65536.0 / self.threshold if self.threshold > 0 else 0.0
+        self.scale = np.float32(65536.0 / self.threshold if self.threshold > 0 else 0.0)
         self.rng = np.random.default_rng(seed)
+        # One fit applies 500 masks of one shape: the bool and float buffers are reused, so
+        # no step pays for fresh multi-megabyte arrays (page faults doubled the mask's cost).
+        self._keep: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[L, h] -> [L, h] with a fresh mask; the identity when dropout is 0."""
+        """[L, h] -> [L, h] with a fresh mask; the identity when dropout is 0.
+
+        The mask's buffer is reused by the next call: the result is meant for one training
+        step (autograd is done with it before the next mask is drawn)."""
         if self.threshold >= 65536:
             return hidden
         count = hidden.numel()
+        shape = tuple(hidden.shape)
+        if self._mask is None or self._mask.shape != shape:
+            self._keep = np.empty(shape, dtype=bool)
+            self._mask = np.empty(shape, dtype=np.float32)
+        assert self._keep is not None
         # Raw PCG64 output cut into 16-bit uniforms: 4 draws per generator step.
         draws = self.rng.bit_generator.random_raw((count + 3) // 4).view(np.uint16)[:count]
-        draws = draws.reshape(tuple(hidden.shape))
         # The scaled float mask is built by numpy: cheaper than torch.where on a bool mask.
-        mask = np.multiply(draws < self.threshold, self.scale, dtype=np.float32)  # [L, h]
-        return hidden * torch.from_numpy(mask).to(device=hidden.device, dtype=hidden.dtype)
+        np.less(draws.reshape(shape), self.threshold, out=self._keep)
+        np.multiply(self._keep, self.scale, out=self._mask)  # [L, h]
+        mask = torch.from_numpy(self._mask)
+        if hidden.device.type != "cpu" or hidden.dtype != torch.float32:
+            mask = mask.to(device=hidden.device, dtype=hidden.dtype)
+        return hidden * mask
 
 
 def standardise(embeddings: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
