@@ -23,7 +23,7 @@ from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache
 from model.pool import PoolState
 from model.ranking import rank_normalise
-from model.selection import make_selector
+from model.selection import make_selector, restore_state, saved_state
 from model.task_model import standardise
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,10 @@ class RoundRunner:
         selector = make_selector(self.settings.strategy, device=self.device)
         saved = self.store.load_selector(project_id)
         if saved:
-            selector.load_state_dict(saved)
+            reason = restore_state(selector, saved)
+            if reason is not None:
+                # A changed strategy (or portfolio) must never break a round: start it fresh.
+                log.info("project %s: %s starts fresh: %s", project_id, selector.name, reason)
         config = RoundConfig(min_labels=self.settings.min_labels, validation_folds=3)
         # The validation score only goes into the history: it is computed after the push, so
         # the annotators' queue does not wait for its 3 extra fits (docs/performance.md).
@@ -327,7 +330,7 @@ class RoundRunner:
                 seconds["validate"] = time.perf_counter() - t
 
         self.store.save_model(project_id, result.model.state_dict() if result.model else None)
-        self.store.save_selector(project_id, selector.state_dict())
+        self.store.save_selector(project_id, saved_state(selector))
         self.store.save_ranking(project_id, ranking)
         self.save_record(record)
         seconds["total"] = time.perf_counter() - started

@@ -25,7 +25,7 @@ from model.errors import EmptyPoolError
 from model.pool import PoolState
 from model.ranking import rank_order
 from model.seeding import generator
-from model.selection import Selection
+from model.selection import Selection, register_selector
 from model.strategies import resolve_portfolio, score_matrix
 
 
@@ -58,6 +58,7 @@ def inclusion_probabilities(
     return q
 
 
+@register_selector("albl", description="ALBL: an EXP4.P bandit over the portfolio, one arm a round")
 class ALBLSelector:
     """EXP4.P over the portfolio, one strategy per round.
 
@@ -79,6 +80,7 @@ class ALBLSelector:
         delta: float = 0.1,
         pmin: float | None = None,
         seed: int = 0,
+        device: torch.device | None = None,
     ) -> None:
         self.portfolio = resolve_portfolio(portfolio, "ALBL")
         k = len(self.portfolio)

@@ -1,13 +1,19 @@
 """Selectors: what turns the portfolio's scores into one priority per candidate.
 
-A single strategy, the uniform mixture, ALBL and AutoAL all answer the same call,
-``select(state, candidates) -> Selection``; the round code never asks which one it holds.
-Selectors may keep state across rounds (ALBL's bandit, AutoAL's warm-started SearchNet):
-``state_dict``/``load_state_dict`` make that state survive a restart of the backend.
+A single strategy, the uniform mixture, ALBL, TAILOR, the budget schedule and AutoAL all answer
+the same call, ``select(state, candidates) -> Selection``; the round code never asks which one
+it holds. Selectors register by name (``register_selector``), the way strategies do, and
+``make_selector(name, **options)`` builds one; every portfolio strategy is also a selector on
+its own. Selectors may keep state across rounds (ALBL's bandit, AutoAL's warm-started
+SearchNet): ``saved_state`` wraps ``state_dict`` with who wrote it, and ``restore_state`` loads
+it only into the same selector over the same portfolio (anything else starts fresh).
 """
 
+import importlib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -16,7 +22,8 @@ from model.pool import PoolState
 from model.ranking import rank_order
 from model.strategies import resolve_portfolio, score, score_matrix, strategy_names
 
-MIXTURE_SELECTORS: tuple[str, ...] = ("autoal", "uniform", "albl")
+# Bumped when the envelope of a saved selector state changes meaning.
+STATE_FORMAT = 1
 
 
 @dataclass
@@ -64,11 +71,67 @@ class Selector(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+@dataclass(frozen=True)
+class SelectorEntry:
+    """A registered selector: ``factory(device=..., **options)`` builds it.
+
+    Attributes:
+        options: {option name: default} that ``make_selector`` accepts for it.
+    """
+
+    name: str
+    factory: Callable[..., Selector]
+    description: str
+    options: dict[str, Any]
+
+
+_REGISTRY: dict[str, SelectorEntry] = {}
+# Modules whose import registers selectors, in the order ``selector_names`` lists them.
+_MODULES = ("model.autoal", "model.albl", "model.schedule", "model.tailor")
+
+
+def _factory_options(factory: Callable[..., Selector]) -> dict[str, Any]:
+    """The keyword options a factory takes, with their defaults (``device`` excluded). A
+    factory may list them itself with an ``options()`` classmethod (AutoAL: its config)."""
+    listed = getattr(factory, "options", None)
+    if callable(listed):
+        return dict(listed())
+    parameters = inspect.signature(factory).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name != "device" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def register_selector(
+    name: str, *, description: str
+) -> Callable[[Callable[..., Selector]], Callable[..., Selector]]:
+    """Decorator adding a selector class (or factory) to the registry under ``name``."""
+
+    def wrap(factory: Callable[..., Selector]) -> Callable[..., Selector]:
+        if name in _REGISTRY:
+            raise ValueError(f"selector {name!r} is registered twice")
+        _REGISTRY[name] = SelectorEntry(name, factory, description, _factory_options(factory))
+        return factory
+
+    return wrap
+
+
+def _load_all() -> None:
+    # Importing the modules runs their @register_selector decorators; done lazily (and by
+    # name) so that this module imports none of them: no import cycle with the selectors,
+    # which import Selection from here.
+    for module in _MODULES:
+        importlib.import_module(module)
+
+
 class SingleStrategy:
     """One portfolio member on its own."""
 
     def __init__(self, strategy: str) -> None:
         self.name = strategy
+        self.portfolio = [strategy]
 
     def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
         scores = score(state, self.name, candidates)
@@ -81,12 +144,17 @@ class SingleStrategy:
         pass
 
 
+@register_selector("uniform", description="the portfolio's rank-normalised scores, equal weights")
 class UniformMixture:
     """The portfolio's rank-normalised scores averaged with equal weights: no search."""
 
     name = "uniform"
 
-    def __init__(self, portfolio: list[str] | tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        portfolio: list[str] | tuple[str, ...] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         self.portfolio = resolve_portfolio(portfolio, "uniform")
 
     def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
@@ -101,23 +169,123 @@ class UniformMixture:
         pass
 
 
+def mixture_names() -> list[str]:
+    """The registered selectors other than single strategies, in listing order."""
+    _load_all()
+    first = ["autoal", "uniform", "albl"]
+    return [n for n in first if n in _REGISTRY] + [n for n in _REGISTRY if n not in first]
+
+
 def selector_names() -> list[str]:
     """Every name ``make_selector`` accepts: the mixtures, then each portfolio member."""
-    return list(MIXTURE_SELECTORS) + strategy_names()
+    return mixture_names() + strategy_names()
+
+
+def selector_options(name: str) -> dict[str, Any]:
+    """{option: default} of the selector called ``name`` (none for a single strategy)."""
+    _load_all()
+    if name in _REGISTRY:
+        return dict(_REGISTRY[name].options)
+    if name in strategy_names():
+        return {}
+    raise UnknownNameError("strategy", name, selector_names())
 
 
 def make_selector(name: str, *, device: torch.device | None = None, **options) -> Selector:
-    """The selector called ``name``: ``autoal``, ``uniform``, ``albl`` or any strategy."""
-    if name == "uniform":
-        return UniformMixture()
-    if name == "autoal":
-        from model.autoal import AutoALSelector
+    """The selector called ``name`` (``autoal``, ``uniform``, ``albl``, ... or any strategy),
+    built with ``options``; an option it does not take is an error that lists those it does."""
+    valid = selector_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise UnknownNameError(f"option of selector {name!r}", ", ".join(unknown), list(valid))
+    if name in _REGISTRY:
+        return _REGISTRY[name].factory(device=device, **options)
+    return SingleStrategy(name)
 
-        return AutoALSelector(device=device, **options)
-    if name == "albl":
-        from model.albl import ALBLSelector
 
-        return ALBLSelector(**options)
-    if name in strategy_names():
-        return SingleStrategy(name)
-    raise UnknownNameError("strategy", name, selector_names())
+def parse_option_value(text: str, default: Any) -> Any:
+    """A command-line or settings value for an option whose default is ``default``: booleans,
+    numbers and comma-separated lists (a portfolio) by the default's type, else the text.
+    ValueError says what was expected."""
+    text = text.strip()
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    if default is None and text.lower() in {"none", ""}:
+        return None
+    if isinstance(default, list | tuple) or (default is None and "," in text):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def parse_selector_options(name: str, pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> {k: typed v} for selector ``name``. A pair may name its selector
+    (``autoal.prior=none``): it then applies only to that one. ValueError names the pair."""
+    valid = selector_options(name)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"selector option {pair!r} must look like key=value")
+        key = key.strip()
+        owner, dot, bare = key.rpartition(".")
+        if dot:
+            if owner != name:
+                continue
+            key = bare
+        if key not in valid:
+            if dot:
+                raise ValueError(
+                    f"selector {name!r} has no option {key!r}; valid: {', '.join(sorted(valid))}"
+                )
+            continue  # a bare option applies to every selector that has it
+        try:
+            options[key] = parse_option_value(value, valid[key])
+        except ValueError as exc:
+            raise ValueError(f"selector option {pair!r}: {exc}") from None
+    return options
+
+
+def saved_state(selector: Selector) -> dict:
+    """``selector.state_dict()`` wrapped with who wrote it: the selector's name and portfolio,
+    so that another selector never loads it (``restore_state``)."""
+    return {
+        "format": STATE_FORMAT,
+        "selector": selector.name,
+        "portfolio": list(getattr(selector, "portfolio", [])),
+        "state": selector.state_dict(),
+    }
+
+
+def restore_state(selector: Selector, saved: dict | None) -> str | None:
+    """Load ``saved`` (from ``saved_state``) into ``selector``; None when it was loaded, else
+    the reason the selector starts fresh instead (another selector or portfolio wrote it, an
+    older format, or it no longer loads). Never raises for a state of someone else."""
+    if not saved:
+        return "no saved state"
+    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+        return "the saved state predates this version's format"
+    if saved.get("selector") != selector.name:
+        return f"the saved state was written by selector {saved.get('selector')!r}"
+    portfolio = list(getattr(selector, "portfolio", []))
+    if list(saved.get("portfolio") or []) != portfolio:
+        return f"the saved state is for portfolio {saved.get('portfolio')}, not {portfolio}"
+    try:
+        selector.load_state_dict(saved.get("state") or {})
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        return f"the saved state does not load ({type(exc).__name__}: {exc})"
+    return None

@@ -192,3 +192,23 @@ def test_a_restart_with_everything_cached_never_builds_the_encoder(tmp_path, ls)
     ls.add_task(7, 798, {"text": "cccccccccccccccccc"})
     run(restarted, 7)
     assert built == [settings.text_encoder or "minilm"]
+
+
+def test_switching_the_strategy_mid_project_runs_the_next_round_fresh(tmp_path, ls, caplog):
+    text_project(ls, 7, labeled=14, unlabeled=30)
+    run(make_backend(make_settings(tmp_path, AUTOAL_STRATEGY="albl"), ls), 7)
+    assert backend_selector(tmp_path)["selector"] == "albl"
+    for strategy in ("autoal", "tailor", "margin", "albl"):
+        ls.annotate(7, 700 + 14 + len(strategy), ["pos"])
+        with caplog.at_level("INFO", logger="autoal_backend.loop"):
+            run(make_backend(make_settings(tmp_path, AUTOAL_STRATEGY=strategy), ls), 7)
+        assert backend_selector(tmp_path)["selector"] == strategy
+        fresh = [r for r in caplog.records if "starts fresh" in r.getMessage()]
+        assert len(fresh) == 1 and "written by selector" in fresh[0].getMessage()
+        caplog.clear()
+    history = make_backend(make_settings(tmp_path), ls).store.load_history(7)
+    assert [h["strategy"] for h in history] == ["albl", "autoal", "tailor", "margin", "albl"]
+
+
+def backend_selector(tmp_path) -> dict:
+    return torch.load(tmp_path / "models" / "7" / "selector.pt", weights_only=False)
