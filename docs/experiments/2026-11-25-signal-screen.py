@@ -1,4 +1,5 @@
-"""Experiment (not maintained): seven per-sample search signals, screened against the truth.
+"""Experiment (not maintained; runs on commit 76541c9, before model/autoal became a package):
+seven per-sample search signals, screened against the truth.
 
 For SEEDS random labeled sets of LABELED items: each portfolio strategy's true next-batch gain
 (as ``benchmarks.oracle``), and for each signal computed on the cross-fitted held-out folds (as

@@ -147,3 +147,25 @@ def test_digits_has_the_protocol_sizes_and_a_fixed_split(tmp_path):
     assert data.encoder == "pixels@side=8" and data.num_classes == 10
     again = datasets.load_digits_raw(0)
     assert np.array_equal(again.pool_labels, data.pool_labels.numpy())
+
+
+def test_long_tail_counts_follow_the_profile_and_the_supply():
+    from benchmarks.datasets import long_tail_counts
+
+    assert long_tail_counts(np.array([500, 500, 500]), 100.0, 111).tolist() == [100, 10, 1]
+    # A scarce class caps the scale: class 1 has only 20 items, so class 0 gets 200.
+    assert long_tail_counts(np.array([1000, 20]), 10.0, None).tolist() == [200, 20]
+    assert long_tail_counts(np.array([1000, 1000]), 10.0, 1100).tolist() == [1000, 100]
+
+
+def test_long_tailed_named_sets_keep_their_size_where_the_source_allows():
+    from benchmarks.datasets import load_raw
+
+    name, raw = load_raw("rotten", 0, 10.0)
+    assert name == "rotten-lt10"
+    assert np.bincount(raw.pool_labels).tolist() == [2727, 273]
+    assert np.bincount(raw.test_labels).tolist() == [1818, 182]
+    name, raw = load_raw("digits", 0, 10.0)
+    counts = np.bincount(raw.pool_labels)
+    assert name == "digits-lt10" and counts[0] > counts[-1] * 9 and len(counts) == 10
+    assert sorted(counts.tolist(), reverse=True) == counts.tolist()

@@ -125,12 +125,26 @@ def test_simulate_end_to_end(tmp_path, capsys):
 
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
-    assert set(report) == {"dataset", "aubc", "final_accuracy", "labels_to_match_random"}
+    assert set(report) == {
+        "dataset",
+        "aubc",
+        "final_accuracy",
+        "labels_to_match_random",
+        "aubc_macro_f1",
+        "final_macro_f1",
+        "final_minority_recall",
+    }
     assert report["dataset"] == "blobs"
     # Random reaches its own final accuracy by the end at the latest.
     assert 10 <= report["labels_to_match_random"]["random"] <= 20
     assert set(report["labels_to_match_random"]) == {"random", "entropy"}
-    for metric in ("aubc", "final_accuracy"):
+    for metric in (
+        "aubc",
+        "final_accuracy",
+        "aubc_macro_f1",
+        "final_macro_f1",
+        "final_minority_recall",
+    ):
         assert set(report[metric]) == {"random", "entropy"}
         for values in report[metric].values():
             assert set(values) == {"mean", "std"}
@@ -199,3 +213,53 @@ def test_an_unknown_data_set_ends_with_the_valid_names():
 def test_a_missing_npz_file_ends_with_the_reason(tmp_path):
     with pytest.raises(SystemExit, match="--dataset"):
         main(["--dataset", str(tmp_path / "missing.npz"), "--no-progress"])
+
+
+def test_held_out_metrics_known_answer():
+    class Fixed:
+        def predict_proba(self, features):
+            return torch.nn.functional.one_hot(features[:, 0].long(), 3).float()
+
+    predicted = torch.tensor([0, 0, 0, 1, 1, 2, 0])
+    truth = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    metrics = simulate.held_out_metrics(
+        Fixed(), predicted.float().unsqueeze(1), truth, 3, minority=2
+    )
+    assert metrics.accuracy == pytest.approx(5 / 7)
+    # F1: class 0 2*2/(2+4) = 2/3, class 1 2*2/(3+2) = .8, class 2 2*1/(2+1) = 2/3.
+    assert metrics.macro_f1 == pytest.approx((2 / 3 + 0.8 + 2 / 3) / 3)
+    assert metrics.minority_recall == pytest.approx(0.5)
+    assert simulate.minority_class(torch.tensor([0, 0, 1, 2, 2, 1, 1]), 3) == 2  # tie: last
+    assert simulate.minority_class(torch.tensor([0, 1, 2, 2, 1, 1]), 3) == 0
+
+
+def test_selector_options_reach_the_selectors_that_take_them():
+    options = simulate.selector_options_for(
+        ["albl", "autoal", "margin"], ["horizon=5", "autoal.online=false", "seed=3"]
+    )
+    assert options == {"albl": {"horizon": 5, "seed": 3}, "autoal": {"online": False}, "margin": {}}
+    with pytest.raises(SystemExit, match="none of the strategies run .* takes it"):
+        simulate.selector_options_for(["margin"], ["horizon=5"])
+    with pytest.raises(SystemExit, match="'autoal' has no option 'nope'"):
+        simulate.selector_options_for(["autoal"], ["autoal.nope=1"])
+    with pytest.raises(SystemExit, match="expected an integer"):
+        simulate.selector_options_for(["albl"], ["horizon=soon"])
+
+
+def test_simulate_with_a_selector_option_and_a_long_tail(tmp_path, capsys):
+    blobs_npz(tmp_path / "blobs.npz", per_class=60)
+    code = main(
+        [
+            "--dataset", str(tmp_path / "blobs.npz"), "--strategies", "albl",
+            "--selector-option", "albl.horizon=3", "--imbalance", "4",
+            "--initial", "10", "--batch", "5", "--rounds", "1", "--seeds", "1",
+            "--encoder", "pixels", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["dataset"] == "blobs-lt4"
+    assert report["selector_options"] == {"albl": {"horizon": 3}}
+    selections = [json.loads(x) for x in (tmp_path / "out" / "selections.jsonl").read_text().splitlines()]
+    assert selections[0]["info"]["pmin"] == pytest.approx(min((np.log(9) / 27) ** 0.5, 1 / 18))
