@@ -68,15 +68,10 @@ class DropoutMasks:
         self._keep: np.ndarray | None = None
         self._mask: np.ndarray | None = None
 
-    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[L, h] -> [L, h] with a fresh mask; the identity when dropout is 0.
-
-        The mask's buffer is reused by the next call: the result is meant for one training
-        step (autograd is done with it before the next mask is drawn)."""
-        if self.threshold >= 65536:
-            return hidden
-        count = hidden.numel()
-        shape = tuple(hidden.shape)
+    def mask(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+        """A fresh scaled keep-mask of ``shape`` (float32, 0 or 1/keep). Its buffer is reused
+        by the next call: the mask is meant for one training step."""
+        count = int(np.prod(shape))
         if self._mask is None or self._mask.shape != shape:
             self._keep = np.empty(shape, dtype=bool)
             self._mask = np.empty(shape, dtype=np.float32)
@@ -85,11 +80,16 @@ class DropoutMasks:
         draws = self.rng.bit_generator.random_raw((count + 3) // 4).view(np.uint16)[:count]
         # The scaled float mask is built by numpy: cheaper than torch.where on a bool mask.
         np.less(draws.reshape(shape), self.threshold, out=self._keep)
-        np.multiply(self._keep, self.scale, out=self._mask)  # [L, h]
+        np.multiply(self._keep, self.scale, out=self._mask)
         mask = torch.from_numpy(self._mask)
-        if hidden.device.type != "cpu" or hidden.dtype != torch.float32:
-            mask = mask.to(device=hidden.device, dtype=hidden.dtype)
-        return hidden * mask
+        return mask if torch.device(device).type == "cpu" else mask.to(device)
+
+    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[L, h] -> [L, h] with a fresh mask; the identity when dropout is 0."""
+        if self.threshold >= 65536:
+            return hidden
+        mask = self.mask(tuple(hidden.shape), hidden.device)
+        return hidden * (mask if mask.dtype == hidden.dtype else mask.to(hidden.dtype))
 
 
 def standardise(embeddings: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -159,6 +159,73 @@ class TaskModel:
                 loss.backward()
                 optimiser.step()
         return cls(head, multilabel, config)
+
+    @classmethod
+    def fit_extensions(
+        cls,
+        features: torch.Tensor,
+        targets: torch.Tensor,
+        extra_features: torch.Tensor,
+        extra_targets: torch.Tensor,
+        *,
+        multilabel: bool = False,
+        config: TaskModelConfig | None = None,
+        seed: int = 0,
+    ) -> list["TaskModel"]:
+        """J heads at once, head j trained on ``features`` [L, d] plus batch j of
+        ``extra_features`` [J, B, d] (targets [L, C] and [J, B, C]): what J calls of ``fit`` on
+        ``cat(features, extra_features[j])`` with this ``seed`` train, up to float rounding.
+
+        Those J fits share their initial head and every step's dropout mask (the same seed,
+        the same number of rows), so the labeled rows' masked features are computed once and
+        one matmul serves all J heads; Adam is elementwise, so the stacked parameters train
+        exactly as J separate ones. For the simulation's truth: the gain of each candidate
+        batch, 13 fits for the price of about two (docs/benchmarks.md)."""
+        config = config or TaskModelConfig()
+        j, b, d = extra_features.shape
+        if config.hidden > 0 or j == 0:
+            return [
+                cls.fit(
+                    torch.cat((features, extra_features[i])),
+                    torch.cat((targets, extra_targets[i])),
+                    multilabel=multilabel,
+                    config=config,
+                    seed=seed,
+                )
+                for i in range(j)
+            ]
+        device = features.device
+        n, c = features.shape[0] + b, targets.shape[1]
+        with seeded(seed, device):
+            head = TaskHead(d, c, config).to(device)
+            masks = DropoutMasks(config.dropout, int(torch.randint(2**62, (1,))))
+            weight = head.out.weight.detach().expand(j, c, d).clone().requires_grad_()  # [J, C, d]
+            bias = head.out.bias.detach().expand(j, c).clone().requires_grad_()  # [J, C]
+            optimiser = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
+            shared_targets = targets.unsqueeze(0).expand(j, -1, -1)  # [J, L, C]
+            for _ in range(config.steps):
+                optimiser.zero_grad(set_to_none=True)
+                if masks.threshold >= 65536:
+                    shared, extra = features, extra_features
+                else:
+                    mask = masks.mask((n, d), device)  # [L + B, d], rows as fit() orders them
+                    shared = features * mask[: features.shape[0]]
+                    extra = extra_features * mask[features.shape[0] :]
+                logits_shared = (shared @ weight.reshape(j * c, d).t()).view(-1, j, c).transpose(0, 1)
+                logits = torch.cat((logits_shared, torch.bmm(extra, weight.transpose(1, 2))), dim=1)
+                logits = logits + bias.unsqueeze(1)  # [J, L + B, C]
+                all_targets = torch.cat((shared_targets, extra_targets), dim=1)
+                loss = task_loss(logits.reshape(j * n, c), all_targets.reshape(j * n, c), multilabel)
+                (loss.sum() / n).backward()  # each head's mean loss; heads share nothing
+                optimiser.step()
+        models = []
+        for i in range(j):
+            single = TaskHead(d, c, config).to(device)
+            with torch.no_grad():
+                single.out.weight.copy_(weight[i])
+                single.out.bias.copy_(bias[i])
+            models.append(cls(single, multilabel, config))
+        return models
 
     @torch.no_grad()
     def embed(self, features: torch.Tensor) -> torch.Tensor:

@@ -116,3 +116,27 @@ def test_standardise_zero_mean_unit_variance_and_constant_columns():
     torch.testing.assert_close(z.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(z[:, :2].std(dim=0), torch.ones(2))
     assert torch.isfinite(z).all() and (z[:, 2] == 0).all()
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_fit_extensions_trains_what_separate_fits_train(multilabel):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 8, generator=gen)
+    extra = torch.randn(3, 5, 8, generator=gen)
+    if multilabel:
+        y = (torch.rand(40, 3, generator=gen) > 0.5).float()
+        extra_y = (torch.rand(3, 5, 3, generator=gen) > 0.5).float()
+    else:
+        y = torch.nn.functional.one_hot(torch.randint(0, 3, (40,), generator=gen), 3).float()
+        extra_y = torch.nn.functional.one_hot(torch.randint(0, 3, (3, 5), generator=gen), 3).float()
+    config = TaskModelConfig(steps=60)
+    many = TaskModel.fit_extensions(x, y, extra, extra_y, multilabel=multilabel, config=config, seed=4)
+    probe = torch.randn(20, 8, generator=gen)
+    for j, model in enumerate(many):
+        alone = TaskModel.fit(
+            torch.cat((x, extra[j])), torch.cat((y, extra_y[j])),
+            multilabel=multilabel, config=config, seed=4,
+        )  # fmt: skip
+        assert torch.allclose(model.predict_proba(probe), alone.predict_proba(probe), atol=1e-5)
+    # Different batches give different models.
+    assert not torch.allclose(many[0].predict_proba(probe), many[1].predict_proba(probe))
