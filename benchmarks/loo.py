@@ -1,0 +1,228 @@
+"""Leave one data set out: AutoAL with a prior that never saw the data set, next to every
+baseline, with paired per-seed differences.
+
+    python -m benchmarks.loo --budget small --seeds 10 --workers 2 --out results/loo
+
+For each data set X of ``--datasets`` and each ratio of ``--imbalance`` (1 = as it is, 10 = its
+long-tailed version): the prior trained on every episode family except X's
+(``benchmarks.meta_train --exclude X``; trained here when its file is missing) is handed to
+AutoAL, and ``benchmarks.simulate`` runs exactly as the README documents it
+(``--strategies all``, the budget's initial labels, batch and rounds, ``--seeds``), with
+``--selector-option autoal.prior=<that file>``. Nothing else differs from a user's run.
+
+Budgets: ``small`` 20 + 10 x 20 (20-220 labels), ``large`` 20 + 20 x 50 (20-1,020 labels; only
+for pools of at least 2,000 items). Writes each run's output under ``--out/<budget>/<set>``,
+and ``summary.json`` / ``summary.md`` there: mean AUBC of every selector, and the paired per-seed
+differences of AutoAL against the uniform mixture, the best single strategy, the budget
+schedule, ALBL and random (mean, standard deviation, wins); macro-F1 and minority recall on the
+long-tailed sets. The last line on stdout is the JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.datasets import load_raw
+from benchmarks.simulate import aubc
+from model.selection import mixture_names
+from model.strategies import strategy_names
+
+BUDGETS = {"small": (20, 20, 10), "large": (20, 50, 20)}
+MIN_POOL = {"small": 0, "large": 2000}
+COMPARED = ("uniform", "schedule", "albl", "random", "tailor", "autoal_labels")
+
+
+def set_name(dataset: str, imbalance: float) -> str:
+    return dataset if imbalance == 1.0 else f"{dataset}-lt{imbalance:g}"
+
+
+def prior_path(root: Path, family: str) -> Path:
+    return root / f"loo-{family}.json"
+
+
+def ensure_prior(root: Path, family: str, episodes: str | None) -> Path:
+    """The prior trained without ``family`` (made with benchmarks.meta_train when missing)."""
+    path = prior_path(root, family)
+    if not path.is_file():
+        command = [sys.executable, "-m", "benchmarks.meta_train", "--exclude", family, "--out", str(path)]
+        if episodes:
+            command += ["--episodes", episodes]
+        subprocess.run(command, check=True)
+    return path
+
+
+def per_seed_aubc(rounds_csv: Path, metric: str = "accuracy") -> dict[str, dict[int, float]]:
+    """{strategy: {seed: AUBC of ``metric``}} from a simulate run's rounds.csv."""
+    curves: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    with open(rounds_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["strategy"], int(row["seed"]))
+            curves.setdefault(key, []).append((int(row["labeled"]), float(row[metric])))
+    out: dict[str, dict[int, float]] = {}
+    for (strategy, seed), points in curves.items():
+        x, y = zip(*points, strict=True)
+        out.setdefault(strategy, {})[seed] = aubc(list(x), list(y))
+    return out
+
+
+def final_values(rounds_csv: Path, metric: str) -> dict[str, dict[int, float]]:
+    """{strategy: {seed: ``metric`` at the last round}}."""
+    last: dict[tuple[str, int], tuple[int, float]] = {}
+    with open(rounds_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["strategy"], int(row["seed"]))
+            point = (int(row["round"]), float(row[metric]))
+            if key not in last or point[0] > last[key][0]:
+                last[key] = point
+    out: dict[str, dict[int, float]] = {}
+    for (strategy, seed), (_, value) in last.items():
+        out.setdefault(strategy, {})[seed] = value
+    return out
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict:
+    """Mean, std, paired t and wins of a - b over their common seeds."""
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds])
+    std = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    t = float(d.mean() / (std / np.sqrt(d.size))) if std > 0 else 0.0
+    return {
+        "mean": round(float(d.mean()), 4),
+        "std": round(std, 4),
+        "t": round(t, 2),
+        "wins": int((d > 0).sum()),
+        "seeds": int(d.size),
+    }
+
+
+def summarise_set(out: Path, name: str) -> dict:
+    """The paired comparison of AutoAL on one set's run."""
+    rounds = out / "rounds.csv"
+    accuracy = per_seed_aubc(rounds)
+    singles = [s for s in strategy_names() if s in accuracy]
+    means = {s: float(np.mean(list(v.values()))) for s, v in accuracy.items()}
+    best_single = max(singles, key=lambda s: means[s])
+    report = {
+        "set": name,
+        "aubc": {s: round(m, 4) for s, m in sorted(means.items(), key=lambda kv: -kv[1])},
+        "best_single": best_single,
+        "autoal_minus": {},
+    }
+    if "autoal" in accuracy:
+        for other in (*COMPARED, best_single):
+            if other in accuracy:
+                key = "best_single" if other == best_single and other not in COMPARED else other
+                report["autoal_minus"][key] = paired(accuracy["autoal"], accuracy[other])
+    f1 = per_seed_aubc(rounds, "macro_f1")
+    minority = final_values(rounds, "minority_recall")
+    report["aubc_macro_f1"] = {s: round(float(np.mean(list(v.values()))), 4) for s, v in f1.items()}
+    report["final_minority_recall"] = {
+        s: round(float(np.mean(list(v.values()))), 4) for s, v in minority.items()
+    }
+    if "autoal" in f1 and "uniform" in f1:
+        report["autoal_minus_uniform_macro_f1"] = paired(f1["autoal"], f1["uniform"])
+    return report
+
+
+def markdown(budget: str, reports: list[dict]) -> str:
+    selectors = [n for n in mixture_names() + strategy_names() if any(n in r["aubc"] for r in reports)]
+    header = "| selector | " + " | ".join(r["set"] for r in reports) + " |"
+    lines = [f"# Leave one data set out, budget {budget}", "", "Mean AUBC (accuracy).", "", header,
+             "|---" * (len(reports) + 1) + "|"]  # fmt: skip
+    for name in selectors:
+        cells = [f"{r['aubc'][name]:.4f}" if name in r["aubc"] else "" for r in reports]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "AutoAL minus each, paired over seeds: mean (std; wins/seeds).", "", header,
+              "|---" * (len(reports) + 1) + "|"]  # fmt: skip
+    others = sorted({k for r in reports for k in r["autoal_minus"]}, key=lambda k: (k != "uniform", k))
+    for other in others:
+        cells = []
+        for r in reports:
+            p = r["autoal_minus"].get(other)
+            label = f" ({r['best_single']})" if other == "best_single" else ""
+            cells.append(f"{p['mean']:+.4f} ({p['std']:.4f}; {p['wins']}/{p['seeds']}){label}" if p else "")
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    lines += ["", "AUBC of macro-F1 / final minority-class recall.", "", header,
+              "|---" * (len(reports) + 1) + "|"]  # fmt: skip
+    for name in selectors:
+        cells = [
+            f"{r['aubc_macro_f1'][name]:.3f} / {r['final_minority_recall'][name]:.3f}"
+            if name in r["aubc_macro_f1"] else "" for r in reports
+        ]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Path, out: Path) -> Path:
+    initial, batch, rounds = BUDGETS[args.budget]
+    command = [
+        sys.executable, "-m", "benchmarks.simulate", "--dataset", dataset,
+        "--imbalance", f"{imbalance:g}", "--strategies", args.strategies,
+        "--initial", str(initial), "--batch", str(batch), "--rounds", str(rounds),
+        "--seeds", str(args.seeds), "--out", str(out), "--no-progress",
+        "--selector-option", f"autoal.prior={prior}",
+    ]  # fmt: skip
+    for option in args.selector_option:
+        command += ["--selector-option", option]
+    log = out.with_suffix(".log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default="digits,mnist,bbc,rotten")
+    parser.add_argument("--imbalance", default="1,10", help="comma-separated ratios")
+    parser.add_argument("--budget", default="small", choices=sorted(BUDGETS))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--strategies", default="all")
+    parser.add_argument("--selector-option", action="append", default=[])
+    parser.add_argument("--workers", type=int, default=1, help="data sets simulated at once")
+    parser.add_argument("--priors", default="results/priors", help="where the LOO priors live")
+    parser.add_argument("--episodes", default=None, help="episode cache for training priors")
+    parser.add_argument("--out", default="results/loo")
+    parser.add_argument("--summary-only", action="store_true", help="summarise existing runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    ratios = [float(r) for r in args.imbalance.split(",") if r.strip()]
+    root = Path(args.out) / args.budget
+    jobs = []
+    for dataset in datasets:
+        for ratio in ratios:
+            if len(load_raw(dataset, 0, ratio)[1].pool_labels) < MIN_POOL[args.budget]:
+                print(f"{set_name(dataset, ratio)}: pool too small for the {args.budget} budget; skipped",
+                      file=sys.stderr)  # fmt: skip
+                continue
+            jobs.append((dataset, ratio))
+    if not args.summary_only:
+        priors = {d: ensure_prior(Path(args.priors), d, args.episodes) for d in datasets}
+        with ThreadPoolExecutor(max(1, args.workers)) as pool:
+            futures = [
+                pool.submit(run_set, args, d, r, priors[d], root / set_name(d, r)) for d, r in jobs
+            ]
+            for future in futures:
+                print(f"done: {future.result()}", file=sys.stderr, flush=True)
+    reports = [summarise_set(root / set_name(d, r), set_name(d, r)) for d, r in jobs]
+    (root / "summary.json").write_text(json.dumps(reports, indent=1))
+    (root / "summary.md").write_text(markdown(args.budget, reports))
+    print(markdown(args.budget, reports))
+    print(json.dumps(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
