@@ -25,10 +25,8 @@ def _configure_logging(level: str) -> None:
 
 def build_app(settings: Settings):
     from autoal_backend.app import create_app
-    from autoal_backend.service import validate_encoders
 
     _configure_logging(settings.log_level)
-    validate_encoders(settings)
     logging.getLogger("autoal_backend").info("starting with %r", settings)
     return create_app(settings)
 

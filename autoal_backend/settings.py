@@ -1,7 +1,12 @@
-"""The service's settings: one frozen object, read once from the environment and flags."""
+"""The service's settings: one frozen object, read once from the environment and flags.
+
+Some settings can also be given per project, in the ML backend's "extra params" that Label
+Studio sends with ``/setup`` (``PROJECT_SETTINGS``): the same names, the same parsers, the same
+error messages; the environment stays the default for every project that sets nothing.
+"""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,33 @@ def _as_int(name: str, raw: str, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"{name}: expected an integer >= {minimum}, got {value}")
     return value
+
+
+def _as_strategy(name: str, raw: str) -> str:
+    return raw.strip() or "autoal"
+
+
+def _as_encoder(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+# The settings a project may override: environment variable -> (Settings field, parser).
+PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "AUTOAL_STRATEGY": ("strategy", _as_strategy),
+    "AUTOAL_PUSH_WINDOW": ("push_window", lambda n, raw: _as_int(n, raw, 1)),
+    "AUTOAL_MIN_LABELS": ("min_labels", lambda n, raw: _as_int(n, raw, 1)),
+    "AUTOAL_IMAGE_ENCODER": ("image_encoder", _as_encoder),
+    "AUTOAL_TEXT_ENCODER": ("text_encoder", _as_encoder),
+    "AUTOAL_SET_SAMPLING": ("set_sampling", _as_bool),
+}
+PROJECT_SETTING_DEFAULTS = {
+    "AUTOAL_STRATEGY": "autoal",
+    "AUTOAL_PUSH_WINDOW": "100",
+    "AUTOAL_MIN_LABELS": "10",
+    "AUTOAL_IMAGE_ENCODER": "",
+    "AUTOAL_TEXT_ENCODER": "",
+    "AUTOAL_SET_SAMPLING": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -68,13 +100,16 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
         """Read the settings from ``env`` (default ``os.environ``); ``overrides`` (command
-        line flags) win over the environment. Validates everything it can without I/O;
-        the strategy name is checked by ``validate_strategy``."""
+        line flags) win over the environment. Validates everything it can without I/O."""
         env = os.environ if env is None else env
 
         def get(name: str, default: str = "") -> str:
             return env.get(name, default)
 
+        project = {
+            field: parse(variable, get(variable, PROJECT_SETTING_DEFAULTS[variable]))
+            for variable, (field, parse) in PROJECT_SETTINGS.items()
+        }
         settings = cls(
             label_studio_url=get("LABEL_STUDIO_URL").rstrip("/"),
             label_studio_api_key=get("LABEL_STUDIO_API_KEY").strip(),
@@ -83,13 +118,8 @@ class Settings:
             basic_auth_pass=get("BASIC_AUTH_PASS"),
             log_level=get("LOG_LEVEL", "INFO").upper(),
             device=get("DEVICE", "auto").strip().lower() or "auto",
-            strategy=get("AUTOAL_STRATEGY", "autoal").strip() or "autoal",
-            image_encoder=get("AUTOAL_IMAGE_ENCODER").strip(),
-            text_encoder=get("AUTOAL_TEXT_ENCODER").strip(),
-            push_window=_as_int("AUTOAL_PUSH_WINDOW", get("AUTOAL_PUSH_WINDOW", "100"), 1),
-            set_sampling=_as_bool("AUTOAL_SET_SAMPLING", get("AUTOAL_SET_SAMPLING", "true")),
-            min_labels=_as_int("AUTOAL_MIN_LABELS", get("AUTOAL_MIN_LABELS", "10"), 1),
             seed=_as_int("AUTOAL_SEED", get("AUTOAL_SEED", "0"), 0),
+            **project,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if "model_dir" in given:
@@ -120,6 +150,21 @@ class Settings:
                 f"LABEL_STUDIO_URL: expected http(s)://host[:port], got {self.label_studio_url!r}"
             )
         validate_strategy(self.strategy)
+        validate_encoder("AUTOAL_IMAGE_ENCODER", self.image_encoder, "image")
+        validate_encoder("AUTOAL_TEXT_ENCODER", self.text_encoder, "text")
+
+    def for_project(self, overrides: Mapping[str, str]) -> "Settings":
+        """These settings with a project's overrides ({variable: raw value}, as
+        ``parse_project_settings`` returns them) applied and validated."""
+        if not overrides:
+            return self
+        changed = {
+            PROJECT_SETTINGS[variable][0]: PROJECT_SETTINGS[variable][1](variable, raw)
+            for variable, raw in overrides.items()
+        }
+        settings = replace(self, **changed)
+        settings.validate()
+        return settings
 
 
 def validate_strategy(name: str) -> None:
@@ -129,3 +174,50 @@ def validate_strategy(name: str) -> None:
     valid = selector_names()
     if name not in valid:
         raise SettingsError(f"AUTOAL_STRATEGY: unknown strategy {name!r}; valid: {', '.join(valid)}")
+
+
+def validate_encoder(variable: str, spec: str, modality: str) -> None:
+    """An encoder setting (``name[@key=value,...]``, parsed by the encoder registry) that
+    names a ``modality`` encoder with options it takes; '' means the default."""
+    if not spec:
+        return
+    from model.encoders import encoder_modality, parse_encoder
+
+    try:
+        name, _ = parse_encoder(spec)
+    except (KeyError, ValueError) as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
+    found = encoder_modality(name)
+    if found != modality:
+        raise SettingsError(f"{variable}: {name!r} encodes {found}s, not {modality}s")
+
+
+def _short_name(variable: str) -> str:
+    return variable.removeprefix("AUTOAL_").lower()
+
+
+def parse_project_settings(extra: object, defaults: Settings) -> dict[str, str]:
+    """A project's setting overrides from Label Studio's ``extra_params``: {variable: raw
+    value}. Keys are the environment names (``AUTOAL_STRATEGY``) or their short forms
+    (``strategy``); values strings, numbers or booleans. Everything is checked exactly as the
+    environment is (``Settings.for_project``): SettingsError names the problem."""
+    if extra is None or extra == "":
+        return {}
+    if not isinstance(extra, dict):
+        raise SettingsError(f"extra_params: expected an object of settings, got {type(extra).__name__}")
+    short = {_short_name(v): v for v in PROJECT_SETTINGS}
+    overrides: dict[str, str] = {}
+    for key, value in extra.items():
+        variable = key if key in PROJECT_SETTINGS else short.get(str(key).lower())
+        if variable is None:
+            valid = ", ".join(f"{v} ({_short_name(v)})" for v in PROJECT_SETTINGS)
+            raise SettingsError(f"extra_params: unknown setting {key!r}; per-project settings: {valid}")
+        if isinstance(value, bool):
+            raw = "true" if value else "false"
+        elif isinstance(value, int | float | str):
+            raw = str(value)
+        else:
+            raise SettingsError(f"{variable}: expected a string, number or boolean, got {type(value).__name__}")
+        overrides[variable] = raw
+    defaults.for_project(overrides)  # validates, with the environment's messages
+    return overrides

@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.encoders import DEFAULT_ENCODERS, encoder_identity, encoder_modality, get_encoder
+from model.encoders import (
+    DEFAULT_ENCODERS,
+    encoder_identity,
+    encoder_modality,
+    get_encoder,
+    parse_encoder,
+)
 from model.encoders.cache import EmbeddingCache
 from model.errors import ModelError, UnknownNameError
 
@@ -324,18 +330,6 @@ def dataset_names() -> list[str]:
     return sorted(NAMED)
 
 
-def parse_encoder_spec(spec: str) -> tuple[str, dict[str, int | str]]:
-    """``"mobilenet_v2@image_size=64"`` -> ``("mobilenet_v2", {"image_size": 64})``."""
-    name, _, rest = spec.partition("@")
-    options: dict[str, int | str] = {}
-    for part in filter(None, rest.split(",")):
-        key, equals, value = part.partition("=")
-        if not equals:
-            raise ValueError(f"encoder option {part!r} in {spec!r} must look like key=value")
-        options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
-    return name.strip(), options
-
-
 def item_keys(items: np.ndarray | list[str]) -> list[str]:
     """A content hash per item: the text, or the image's shape and bytes."""
     if isinstance(items, np.ndarray):
@@ -431,7 +425,7 @@ def load_dataset(
     """
     name, raw = load_raw(name_or_path, seed, imbalance)
     spec = encoder or raw.default_encoder
-    encoder_name, options = parse_encoder_spec(spec)
+    encoder_name, options = parse_encoder(spec)
     modality = encoder_modality(encoder_name)
     if modality != raw.modality:
         raise ValueError(

@@ -11,6 +11,7 @@ lazy: importing this package loads no weights.
 """
 
 import importlib
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -84,6 +85,48 @@ def encoder_identity(name: str, **options: Any) -> tuple[str, int]:
     without loading any weights: enough to open its ``EmbeddingCache`` and skip building the
     encoder when everything is cached."""
     return _encoder_class(name).identity(**options)
+
+
+def encoder_options(name: str) -> dict[str, Any]:
+    """{option: default} that the encoder called ``name`` takes (``device`` aside)."""
+    parameters = inspect.signature(_encoder_class(name).__init__).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name not in ("self", "device") and p.default is not inspect.Parameter.empty
+    }
+
+
+def parse_encoder(spec: str) -> tuple[str, dict[str, Any]]:
+    """An encoder setting, ``name[@key=value,...]``, as (name, options): the one parser of
+    encoder settings, used by the server's environment, per-project settings and the
+    benchmarks alike. ``"mobilenet_v2@image_size=224"`` -> ``("mobilenet_v2", {"image_size":
+    224})``. An unknown encoder or option is an ``UnknownNameError`` listing the valid ones; a
+    value of the wrong type a ``ValueError`` that names it."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("an encoder setting must be a non-empty name, e.g. mobilenet_v2")
+    name, _, rest = spec.strip().partition("@")
+    name = name.strip()
+    valid = encoder_options(name)  # UnknownNameError for an unknown encoder
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, equals, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not key:
+            raise ValueError(f"encoder option {part!r} in {spec!r} must look like key=value")
+        if key not in valid:
+            raise UnknownNameError(f"option of encoder {name!r}", key, list(valid))
+        default = valid[key]
+        if isinstance(default, int) and not isinstance(default, bool):
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ValueError(
+                    f"encoder option {key!r} in {spec!r} must be an integer, got {value!r}"
+                ) from None
+        else:
+            options[key] = value
+    return name, options
 
 
 def option_suffix(defaults: dict[str, Any], values: dict[str, Any]) -> str:

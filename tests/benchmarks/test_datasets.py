@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks import datasets
-from benchmarks.datasets import load_dataset, load_raw, parse_encoder_spec, split_indices
+from benchmarks.datasets import load_dataset, load_raw, split_indices
 from model.encoders.pixels import PixelEncoder
 from model.errors import UnknownNameError
 
@@ -132,13 +132,6 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
     )
     with pytest.raises(ValueError, match="'images' or 'texts'"):
         load_raw(str(tmp_path / "bad.npz"))
-
-
-def test_parse_encoder_spec():
-    assert parse_encoder_spec("pixels") == ("pixels", {})
-    assert parse_encoder_spec("mobilenet_v2@image_size=64") == ("mobilenet_v2", {"image_size": 64})
-    with pytest.raises(ValueError, match="key=value"):
-        parse_encoder_spec("pixels@side")
 
 
 def test_digits_has_the_protocol_sizes_and_a_fixed_split(tmp_path):

@@ -239,3 +239,19 @@ def test_minilm_shape_norm_order_and_meaning():
     similarity = out[:3] @ out[:3].T
     assert similarity[0, 1] > similarity[0, 2]  # football is closer to football than to banking
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_parse_encoder_is_the_one_parser_of_encoder_settings():
+    from model.encoders import parse_encoder
+
+    assert parse_encoder("pixels") == ("pixels", {})
+    assert parse_encoder("mobilenet_v2@image_size=224") == ("mobilenet_v2", {"image_size": 224})
+    assert parse_encoder(" minilm@max_length=128 ") == ("minilm", {"max_length": 128})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_encoder("pixels@side")
+    with pytest.raises(ValueError, match="must be an integer"):
+        parse_encoder("pixels@side=big")
+    with pytest.raises(UnknownNameError, match="option of encoder 'pixels'.*valid: .*side"):
+        parse_encoder("pixels@image_size=64")
+    with pytest.raises(UnknownNameError, match="unknown encoder 'resnet'"):
+        parse_encoder("resnet@side=3")

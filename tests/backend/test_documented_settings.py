@@ -1,0 +1,117 @@
+"""Every value the README documents for a setting starts the server and runs a round.
+
+The values are read from the README's configuration table itself (every backticked value in
+a row's default and meaning columns), so a documented value the server rejects fails here: the
+bug of ``AUTOAL_IMAGE_ENCODER=mobilenet_v2@image_size=224``, documented and refused at start.
+Each value is set in the environment, the settings are read as ``_wsgi.py`` reads them, the
+app is built, Label Studio (the in-process fake) calls ``/setup`` and the worker runs the round
+with the real encoders.
+"""
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoal_backend.app import create_app
+from autoal_backend.service import Backend
+from autoal_backend.settings import Settings
+from tests.backend.fakes import IMAGE_CONFIG, LS_URL, TEXT_CONFIG, TOKEN, FakeLabelStudio, png_bytes
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+# Settings whose every documented value must run a round (the others are covered elsewhere:
+# auth, URLs and directories have no list of values).
+CHECKED = (
+    "AUTOAL_STRATEGY",
+    "AUTOAL_IMAGE_ENCODER",
+    "AUTOAL_TEXT_ENCODER",
+    "AUTOAL_PUSH_WINDOW",
+    "AUTOAL_SET_SAMPLING",
+    "AUTOAL_MIN_LABELS",
+    "AUTOAL_SEED",
+    "DEVICE",
+    "LOG_LEVEL",
+)
+
+
+def documented_values() -> list[tuple[str, str]]:
+    """(variable, value) for every backticked value in the README's configuration rows of
+    ``CHECKED``. Placeholders (``<name>``) and other variables' names are not values."""
+    pairs = []
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[0].startswith("`"):
+            continue
+        variable = cells[0].strip("`").split("`")[0]
+        if variable not in CHECKED:
+            continue
+        for cell in cells[2:]:
+            for value in re.findall(r"`([^`]+)`", cell):
+                if "<" in value or value.startswith(("AUTOAL_", "LABEL_STUDIO")) or value == variable:
+                    continue
+                pairs.append((variable, value))
+    return sorted(set(pairs))
+
+
+VALUES = documented_values()
+
+
+def test_the_readme_documents_values_for_every_checked_setting():
+    documented = {variable for variable, _ in VALUES}
+    assert documented == set(CHECKED), set(CHECKED) - documented
+    assert ("AUTOAL_IMAGE_ENCODER", "mobilenet_v2@image_size=224") in VALUES
+
+
+def project(ls: FakeLabelStudio, modality: str) -> int:
+    """A small project of the modality: 16 labeled tasks of two kinds, 24 unlabeled."""
+    if modality == "text":
+        ls.add_project(7, TEXT_CONFIG)
+        for i in range(40):
+            positive = i % 2 == 0
+            text = ("a lovely warm story, " if positive else "a dull cold mess, ") + f"take {i}"
+            choices = (["pos"] if positive else ["neg"]) if i < 16 else None
+            ls.add_task(7, 700 + i, {"text": text}, choices)
+        return 7
+    ls.add_project(8, IMAGE_CONFIG)
+    for i in range(40):
+        colour = [(200, 30, 30), (30, 200, 30), (30, 30, 200)][i % 3]
+        uri = "data:image/png;base64," + base64.b64encode(png_bytes(colour, size=16)).decode()
+        choices = [["red"], ["green"], ["blue"]][i % 3] if i < 16 else None
+        ls.add_task(8, 800 + i, {"image": uri}, choices, from_name="colour", to_name="img")
+    return 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variable", "value"), VALUES, ids=[f"{v}={x}" for v, x in VALUES])
+def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, tmp_path):
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    ls = FakeLabelStudio()
+    modality = "image" if variable == "AUTOAL_IMAGE_ENCODER" else "text"
+    project_id = project(ls, modality)
+    env = {
+        "LABEL_STUDIO_URL": LS_URL,
+        "LABEL_STUDIO_API_KEY": TOKEN,
+        "MODEL_DIR": str(tmp_path / "models"),
+        "AUTOAL_MIN_LABELS": "4",
+        variable: value,
+    }
+    settings = Settings.from_env(env)  # as _wsgi.py reads them: a refused value fails here
+    backend = Backend(settings, session=ls.session())
+    client = create_app(settings, backend).test_client()
+    config = IMAGE_CONFIG if modality == "image" else TEXT_CONFIG
+    reply = client.post("/setup", json={"project": f"{project_id}.1", "schema": config})
+    assert reply.status_code == 200, reply.get_json()
+    try:
+        assert backend.worker.wait_idle(300), "the round did not finish"
+    finally:
+        backend.worker.stop()
+    history = client.get(f"/projects/{project_id}/history").get_json()["rounds"]
+    assert len(history) == 1, "no round ran"
+    entry = history[0]
+    assert entry["pushed"] == min(settings.push_window, 24)
+    assert entry["cold_start"] is (settings.min_labels > 16)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert not [line for line in metrics.splitlines() if line.startswith("autoal_errors_total{")]
