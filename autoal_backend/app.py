@@ -1,9 +1,10 @@
 """The Flask app: Label Studio's ML-backend protocol plus /metrics and the round history."""
 
 import hmac
+import io
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from autoal_backend.service import Backend, RequestError
@@ -100,5 +101,18 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
         from autoal_backend.service import parse_project_id
 
         return jsonify(backend.history(parse_project_id(project_id, "project id")))
+
+    @app.get("/projects/<project_id>/model")
+    def model(project_id: str):
+        from autoal_backend.service import parse_project_id
+
+        path, name = backend.model_file(parse_project_id(project_id, "project id"))
+        # Read at once: the next round replaces the file atomically, never under a reader.
+        return send_file(
+            io.BytesIO(path.read_bytes()),
+            mimetype="application/octet-stream",
+            as_attachment=True,
+            download_name=name,
+        )
 
     return app

@@ -41,23 +41,35 @@ class LabelSpec:
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
-    def result(self, choices: list[str], why: str = "") -> list[dict]:
+    def result(
+        self, choices: list[str], why: str = "", confidence: list[float] | None = None
+    ) -> list[dict]:
         """A Label Studio result list selecting ``choices`` (empty list: no region).
 
-        ``why`` goes into the region's ``meta.text``: Label Studio keeps a result region's
-        extra fields (checked on 1.23.2) but drops unknown top-level prediction fields.
+        Each region carries the model's probability for its choice as ``score`` (given in
+        ``confidence``, one per choice); a multi-choice answer is one region per chosen label,
+        each with its own score. ``why`` goes into the first region's ``meta.text``: Label
+        Studio keeps a result region's extra fields (checked on 1.23.2) but drops unknown
+        top-level prediction fields.
         """
         if not choices:
             return []
-        region: dict = {
-            "from_name": self.from_name,
-            "to_name": self.to_name,
-            "type": "choices",
-            "value": {"choices": list(choices)},
-        }
-        if why:
-            region["meta"] = {"text": [why]}
-        return [region]
+        groups = [[c] for c in choices] if self.multilabel else [list(choices)]
+        scores = list(confidence) if confidence is not None else []
+        regions = []
+        for position, group in enumerate(groups):
+            region: dict = {
+                "from_name": self.from_name,
+                "to_name": self.to_name,
+                "type": "choices",
+                "value": {"choices": group},
+            }
+            if position < len(scores):
+                region["score"] = float(scores[position])
+            if why and position == 0:
+                region["meta"] = {"text": [why]}
+            regions.append(region)
+        return regions
 
 
 def parse_label_config(config: str) -> LabelSpec:

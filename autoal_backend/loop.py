@@ -16,15 +16,16 @@ import torch
 
 from autoal_backend.label_config import LabelSpec
 from autoal_backend.ls_client import LabelStudioClient
-from autoal_backend.settings import Settings
+from autoal_backend.settings import Settings, SettingsError
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_version
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache
+from model.export import export_state
 from model.pool import PoolState
 from model.ranking import rank_normalise
 from model.selection import make_selector, restore_state, saved_state
-from model.task_model import standardise
+from model.task_model import standardisation, standardise
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ ENCODE_BATCH = 64
 ENCODE_CHUNK = {"text": 1024, "image": ENCODE_BATCH}
 FETCH_THREADS = 8
 HISTORY_TOP = 20
+# Tasks whose annotators disagree, listed in the round history (all are counted).
+HISTORY_DISAGREEMENTS = 50
 FULL_SYNC_EVERY = 20
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 
@@ -50,16 +53,27 @@ class TaskView:
     """A task as the pool sees it.
 
     Attributes:
-        choices: the choice values of the latest non-cancelled annotation; None when the task
-            has no usable annotation (unlabeled).
+        choices: the agreed choice values of its annotations (majority vote, see
+            ``agreed_choices``); None when the task has no usable annotation (unlabeled).
         excluded: why the task is left out of the pool (skipped by annotators, an annotation
             without a choice), or "".
+        annotations: usable annotations (votes) behind ``choices``.
+        disagreement: how many of them differ from the agreed choices (0: all agree).
+        votes: {choice: annotations that chose it}.
     """
 
     id: int
     task: dict
     choices: list[str] | None
     excluded: str = ""
+    annotations: int = 0
+    disagreement: int = 0
+    votes: dict[str, int] = field(default_factory=dict)
+
+
+def _recency(annotation: dict) -> tuple[str, int]:
+    """Sort key: older first (update time, then id)."""
+    return (str(annotation.get("updated_at") or annotation.get("created_at") or ""), int(annotation.get("id") or 0))
 
 
 def latest_annotation(task: dict) -> dict | None:
@@ -69,9 +83,7 @@ def latest_annotation(task: dict) -> dict | None:
         for a in task.get("annotations") or []
         if isinstance(a, dict) and not a.get("was_cancelled")
     ]
-    if not kept:
-        return None
-    return max(kept, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), int(a.get("id") or 0)))
+    return max(kept, key=_recency) if kept else None
 
 
 def annotation_choices(annotation: dict, spec: LabelSpec) -> list[str] | None:
@@ -86,34 +98,96 @@ def annotation_choices(annotation: dict, spec: LabelSpec) -> list[str] | None:
     return None
 
 
+def annotation_vote(annotation: dict, spec: LabelSpec) -> tuple[list[str] | None, str]:
+    """One annotation's answer for our tag, or (None, why it is not a usable vote)."""
+    choices = annotation_choices(annotation, spec)
+    if choices is None and spec.multilabel:
+        choices = []  # a multi-choice annotation with nothing ticked: "none of these"
+    if choices is None:
+        return None, "annotated without a choice"
+    index = spec.class_index()
+    unknown = [c for c in choices if c not in index]
+    if unknown:
+        return None, f"unknown choice(s) {unknown}"
+    if not spec.multilabel and len(choices) != 1:
+        return None, f"{len(choices)} choices in a single-choice task"
+    return choices, ""
+
+
+def agreed_choices(votes: list[list[str]], spec: LabelSpec) -> list[str]:
+    """The label a task trains on from its annotations' ``votes`` (oldest first).
+
+    Single-choice: the choice most annotators gave; a tie goes to the most recent annotation
+    among the tied choices. Multi-choice: each label on which more than half agree; a label
+    with exactly half follows the most recent annotation. One vote is simply that vote.
+    """
+    n = len(votes)
+    if spec.multilabel:
+        agreed = []
+        for label in spec.labels:
+            count = sum(label in vote for vote in votes)
+            if 2 * count > n or (2 * count == n and label in votes[-1]):
+                agreed.append(label)
+        return agreed
+    counts: dict[str, int] = {}
+    for vote in votes:
+        counts[vote[0]] = counts.get(vote[0], 0) + 1
+    top = max(counts.values())
+    tied = {c for c, k in counts.items() if k == top}
+    return next([vote[0]] for vote in reversed(votes) if vote[0] in tied)
+
+
 def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
-    """Each exported task with its label (or why it is left out)."""
+    """Each exported task with its agreed label (or why it is left out)."""
     views = []
     for task in tasks:
         if not isinstance(task, dict) or not isinstance(task.get("id"), int):
             continue
-        annotations = task.get("annotations") or []
-        latest = latest_annotation(task)
-        if latest is None:
-            skipped = any(isinstance(a, dict) and a.get("was_cancelled") for a in annotations)
+        annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+        kept = sorted((a for a in annotations if not a.get("was_cancelled")), key=_recency)
+        if not kept:
+            skipped = any(a.get("was_cancelled") for a in annotations)
             views.append(TaskView(task["id"], task, None, "skipped by annotators" if skipped else ""))
             continue
-        choices = annotation_choices(latest, spec)
-        if choices is None and spec.multilabel:
-            choices = []  # a multi-choice annotation with nothing ticked: "none of these"
-        if choices is None:
-            views.append(TaskView(task["id"], task, None, "annotated without a choice"))
+        votes, reasons = [], []
+        for annotation in kept:
+            vote, reason = annotation_vote(annotation, spec)
+            if vote is None:
+                reasons.append(reason)
+            else:
+                votes.append(vote)
+        if not votes:
+            # Every annotation is unusable: say why the newest one is.
+            views.append(TaskView(task["id"], task, None, reasons[-1]))
             continue
-        index = spec.class_index()
-        unknown = [c for c in choices if c not in index]
-        if unknown:
-            views.append(TaskView(task["id"], task, None, f"unknown choice(s) {unknown}"))
-            continue
-        if not spec.multilabel and len(choices) != 1:
-            views.append(TaskView(task["id"], task, None, f"{len(choices)} choices in a single-choice task"))
-            continue
-        views.append(TaskView(task["id"], task, choices))
+        choices = agreed_choices(votes, spec)
+        tally: dict[str, int] = {}
+        for vote in votes:
+            for choice in vote or ["(none)"]:
+                tally[choice] = tally.get(choice, 0) + 1
+        differing = sum(sorted(vote) != sorted(choices) for vote in votes)
+        views.append(TaskView(task["id"], task, choices, "", len(votes), differing, tally))
     return views
+
+
+def disagreements(views: list[TaskView]) -> dict:
+    """The round history's record of tasks whose annotators disagree: how many, and the
+    first ``HISTORY_DISAGREEMENTS`` of them (most disagreement first), flagged for review."""
+    flagged = sorted((v for v in views if v.disagreement), key=lambda v: (-v.disagreement, v.id))
+    return {
+        "tasks": len(flagged),
+        "overlapping": sum(v.annotations > 1 for v in views),
+        "flagged": [
+            {
+                "task": v.id,
+                "annotations": v.annotations,
+                "disagreeing": v.disagreement,
+                "agreed": v.choices,
+                "votes": v.votes,
+            }
+            for v in flagged[:HISTORY_DISAGREEMENTS]
+        ],
+    }
 
 
 @dataclass
@@ -145,34 +219,51 @@ class RoundRunner:
         self.identity = identity
         self._encoders: dict[str, object] = {}
 
-    def encoder_name(self, spec: LabelSpec) -> str:
+    def encoder_name(self, spec: LabelSpec, settings: Settings) -> str:
+        """The project's encoder setting (``name[@key=value,...]``) for its modality."""
         from model.encoders import DEFAULT_ENCODERS
 
-        configured = self.settings.image_encoder if spec.modality == "image" else self.settings.text_encoder
+        configured = settings.image_encoder if spec.modality == "image" else settings.text_encoder
         return configured or DEFAULT_ENCODERS[spec.modality]
 
-    def encoder_for(self, spec: LabelSpec):
-        name = self.encoder_name(spec)
+    def encoder_for(self, spec: LabelSpec, settings: Settings):
+        name = self.encoder_name(spec, settings)
         if name not in self._encoders:
             self._encoders[name] = self.encoder_factory(name, self.device)
         return self._encoders[name]
 
-    def cache_identity(self, spec: LabelSpec) -> tuple[str, int]:
+    def cache_identity(self, spec: LabelSpec, settings: Settings) -> tuple[str, int]:
         """(cache name, dim) of the project's encoder, without loading its weights when the
         registry can tell (a restart whose tasks are all cached never builds the encoder)."""
-        name = self.encoder_name(spec)
+        name = self.encoder_name(spec, settings)
         if name not in self._encoders and self.identity is not None:
             return self.identity(name)
-        encoder = self.encoder_for(spec)
+        encoder = self.encoder_for(spec, settings)
         return encoder.name, encoder.dim
+
+    def project_settings(self, record: ProjectRecord) -> Settings:
+        """The environment's settings with the project's own (from /setup) applied. Overrides
+        that no longer validate (a strategy this version dropped) never break a round: the
+        round runs on the defaults and says so in the log."""
+        try:
+            return self.settings.for_project(record.settings)
+        except SettingsError as exc:
+            log.warning("project %s: its settings %s no longer apply (%s); using the defaults",
+                        record.project_id, record.settings, exc)  # fmt: skip
+            return self.settings
 
     # --- stages -------------------------------------------------------------------------
     def embed(
-        self, project_id: int, views: list[TaskView], spec: LabelSpec, client: LabelStudioClient
+        self,
+        project_id: int,
+        views: list[TaskView],
+        spec: LabelSpec,
+        client: LabelStudioClient,
+        settings: Settings,
     ) -> tuple[list[TaskView], torch.Tensor, dict[int, str]]:
         """Embeddings [N, dim] of the readable tasks, the tasks kept (same order) and
         {task id: reason} of those skipped. Only tasks missing from the cache are read."""
-        cache_name, dim = self.cache_identity(spec)
+        cache_name, dim = self.cache_identity(spec, settings)
         cache = EmbeddingCache(self.store.embeddings_dir(project_id), cache_name, dim)
         skipped: dict[int, str] = {}
         readable: list[TaskView] = []
@@ -214,7 +305,7 @@ class RoundRunner:
                         failed.add(p)
                 if not good:
                     continue
-                vectors = self.encoder_for(spec).encode([it for _, it in good]).float().cpu()  # [b, dim]
+                vectors = self.encoder_for(spec, settings).encode([it for _, it in good]).float().cpu()  # [b, dim]
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
         kept = [i for i in range(len(readable)) if i not in failed]
@@ -223,10 +314,17 @@ class RoundRunner:
         return [readable[i] for i in kept], embeddings[kept], skipped
 
     def build_pool(
-        self, record: ProjectRecord, views: list[TaskView], embeddings: torch.Tensor, round_number: int, spec: LabelSpec
-    ) -> PoolState:
-        """The pool of every kept task: standardised features, targets from annotations, the
-        round each label first appeared in (remembered across rounds in the record)."""
+        self,
+        record: ProjectRecord,
+        views: list[TaskView],
+        embeddings: torch.Tensor,
+        round_number: int,
+        spec: LabelSpec,
+        settings: Settings,
+    ) -> tuple[PoolState, tuple[torch.Tensor, torch.Tensor]]:
+        """The pool of every kept task (standardised features, targets from the agreed labels,
+        the round each label first appeared in, remembered across rounds in the record) and the
+        standardisation (mean [d], std [d]) its features were made with."""
         index = spec.class_index()
         n, c = len(views), len(spec.labels)
         targets = torch.zeros(n, c)
@@ -244,17 +342,19 @@ class RoundRunner:
             seen_labeled[view.id] = first
         # Forget tasks whose annotations were deleted: a new label later is a new round's.
         record.labeled_round = seen_labeled
-        budget = max(1, min(self.settings.push_window, int((~labeled).sum())))
+        budget = max(1, min(settings.push_window, int((~labeled).sum())))
+        raw = embeddings.to(self.device)
+        stats = standardisation(raw)
         return PoolState(
-            features=standardise(embeddings.to(self.device)),
+            features=standardise(raw, stats=stats),
             targets=targets.to(self.device),
             labeled=labeled.to(self.device),
             labeled_round=labeled_round.to(self.device),
             multilabel=spec.multilabel,
             budget=budget,
-            seed=self.settings.seed + round_number,
+            seed=settings.seed + round_number,
             ids=torch.tensor([v.id for v in views], dtype=torch.long, device=self.device),
-        )
+        ), stats
 
     # --- the round ----------------------------------------------------------------------
     def run(self, project_id: int) -> RoundReport:
@@ -264,6 +364,7 @@ class RoundRunner:
         if record is None:
             raise RoundError(f"project {project_id} is unknown: no /setup or label config seen")
         spec = record.spec
+        settings = self.project_settings(record)
         client = self.client_for(project_id)
         # Burn the round number first: a failed push leaves predictions under this version,
         # which a later round then deletes as stale.
@@ -288,35 +389,35 @@ class RoundRunner:
         seconds["sync"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        views, embeddings, skipped = self.embed(project_id, views, spec, client)
+        views, embeddings, skipped = self.embed(project_id, views, spec, client, settings)
         seconds["embed"] = time.perf_counter() - t
         if not views:
             raise RoundError(f"project {project_id}: no readable task to rank ({len(skipped)} skipped)")
 
-        state = self.build_pool(record, views, embeddings, round_number, spec)
+        state, stats = self.build_pool(record, views, embeddings, round_number, spec, settings)
         if int((~state.labeled).sum()) == 0:
             raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
-        selector = make_selector(self.settings.strategy, device=self.device)
+        selector = make_selector(settings.strategy, device=self.device)
         saved = self.store.load_selector(project_id)
         if saved:
             reason = restore_state(selector, saved)
             if reason is not None:
                 # A changed strategy (or portfolio) must never break a round: start it fresh.
                 log.info("project %s: %s starts fresh: %s", project_id, selector.name, reason)
-        config = RoundConfig(min_labels=self.settings.min_labels, validation_folds=3)
+        config = RoundConfig(min_labels=settings.min_labels, validation_folds=3)
         # The validation score only goes into the history: it is computed after the push, so
         # the annotators' queue does not wait for its 3 extra fits (docs/performance.md).
         result = run_round(state, selector, replace(config, validation_folds=0))
         seconds.update(result.seconds)
 
-        ranking, predictions, top = self.rank(state, result, spec, version)
+        ranking, predictions, top = self.rank(state, result, spec, version, settings)
         t = time.perf_counter()
         stale = [v for v in [previous, *record.stale_versions] if v != version]
         record.stale_versions = stale
         self.save_record(record)
         client.import_predictions(project_id, predictions)
         fields: dict[str, object] = {"model_version": version}
-        if self.settings.set_sampling:
+        if settings.set_sampling:
             fields["sampling"] = UNCERTAINTY_SAMPLING
         client.update_project(project_id, **fields)
         record.model_version = version
@@ -329,15 +430,25 @@ class RoundRunner:
             if result.validation_accuracy is not None:
                 seconds["validate"] = time.perf_counter() - t
 
-        self.store.save_model(project_id, result.model.state_dict() if result.model else None)
+        exported = None
+        if result.model is not None:
+            exported = export_state(
+                result.model,
+                *stats,
+                encoder=self.encoder_name(spec, settings),
+                labels=spec.labels,
+                model_version=version,
+            )
+        self.store.save_model(project_id, exported)
         self.store.save_selector(project_id, saved_state(selector))
         self.store.save_ranking(project_id, ranking)
         self.save_record(record)
         seconds["total"] = time.perf_counter() - started
         entry = self.history_entry(
-            record, spec, state, result, top, seconds, skipped, excluded, len(predictions)
+            record, spec, state, result, top, seconds, skipped, excluded, len(predictions), settings
         )
         entry["full_sync"] = full_sync
+        entry["disagreements"] = disagreements(views)
         self.store.append_history(project_id, entry)
         log.info(
             "project %s round %s: %s labeled, %s pushed as %s in %.2f s",
@@ -345,9 +456,14 @@ class RoundRunner:
         )
         return RoundReport(entry, ranking, skipped)
 
-    def rank(self, state: PoolState, result, spec: LabelSpec, version: str):
+    def rank(self, state: PoolState, result, spec: LabelSpec, version: str, settings: Settings):
         """Scores for every candidate (lower = sooner), predictions for the top window only,
-        and the top tasks with their main strategy for the history."""
+        and the top tasks with their main strategy for the history.
+
+        Each prediction's regions carry the model's probability for the choice they select
+        (``score`` per region; one region per chosen label when multi-label); the
+        prediction's own ``score`` is the queue key that Label Studio's uncertainty sampling
+        serves lowest first."""
         selection = result.selection
         ids = state.item_ids()[selection.candidates].cpu().tolist()  # [M]
         priority = selection.priority.detach().float()
@@ -355,26 +471,24 @@ class RoundRunner:
         # priorities, so the scores are spread evenly whatever the selector's scale.
         scores = (1.0 - rank_normalise(priority, seed=state.seed)).cpu().tolist()
         why = selection.top_strategy()
-        if result.probs is not None:
-            probs = result.probs[selection.candidates].cpu()  # [M, C]
-            if spec.multilabel:
-                picked = [[spec.labels[j] for j in torch.nonzero(row > 0.5).flatten().tolist()] for row in probs]
-            else:
-                picked = [[spec.labels[int(j)]] for j in probs.argmax(dim=1).tolist()]
-        else:
-            picked = [[] for _ in ids]
+        picked, confidence = predicted_choices(result.probs, selection.candidates, spec)
         ranking = Ranking(
             version,
             scores=dict(zip(ids, scores, strict=True)),
             choices=dict(zip(ids, picked, strict=True)),
             why=dict(zip(ids, why, strict=True)),
+            confidence=dict(zip(ids, confidence, strict=True)),
         )
         order = sorted(range(len(ids)), key=lambda i: (scores[i], i))
-        window = order[: self.settings.push_window]
+        window = order[: settings.push_window]
         predictions = [
             {
                 "task": ids[i],
-                "result": spec.result(picked[i], why_text(position, len(ids), why[i], version)),
+                "result": spec.result(
+                    picked[i],
+                    why_text(version, why[i], picked[i], confidence[i], position, len(ids)),
+                    confidence[i],
+                ),
                 "score": scores[i],
                 "model_version": version,
             }
@@ -387,6 +501,7 @@ class RoundRunner:
                 "priority": round(float(priority[i]), 6),
                 "strategy": why[i],
                 "predicted": picked[i],
+                "confidence": [round(c, 4) for c in confidence[i]],
             }
             for i in window[:HISTORY_TOP]
         ]
@@ -415,7 +530,9 @@ class RoundRunner:
                 left.append(version)
         return left
 
-    def history_entry(self, record, spec, state, result, top, seconds, skipped, excluded, pushed) -> dict:
+    def history_entry(
+        self, record, spec, state, result, top, seconds, skipped, excluded, pushed, settings
+    ) -> dict:
         selection = result.selection
         labeled = state.labeled.cpu()
         counts = state.targets[state.labeled].sum(dim=0).cpu().tolist() if bool(labeled.any()) else [0] * len(spec.labels)
@@ -423,9 +540,10 @@ class RoundRunner:
             "round": record.round,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "model_version": record.model_version,
-            "strategy": self.settings.strategy,
-            "selection": "kmeans (cold start)" if result.cold_start else self.settings.strategy,
+            "strategy": settings.strategy,
+            "selection": "kmeans (cold start)" if result.cold_start else settings.strategy,
             "cold_start": bool(result.cold_start),
+            "settings": dict(record.settings),
             "labeled": int(labeled.sum()),
             "unlabeled": int((~labeled).sum()),
             "skipped": len(skipped),
@@ -440,10 +558,44 @@ class RoundRunner:
         }
 
 
-def why_text(position: int, total: int, strategy: str, version: str) -> str:
-    """The one-line reason stored with a prediction; the full picture (weights, top tasks)
-    is in GET /projects/<id>/history."""
-    return f"AutoAL {version}: #{position + 1} of {total} to label; main reason: {strategy}"
+def predicted_choices(
+    probs: torch.Tensor | None, candidates: torch.Tensor, spec: LabelSpec
+) -> tuple[list[list[str]], list[list[float]]]:
+    """Per candidate, the model's guess and its probability for each chosen label: the top
+    class (single-choice) or every label above 0.5 (multi-choice); nothing in a cold start."""
+    if probs is None:
+        return [[] for _ in range(candidates.numel())], [[] for _ in range(candidates.numel())]
+    rows = probs[candidates].cpu()  # [M, C]
+    if spec.multilabel:
+        chosen = [torch.nonzero(row > 0.5).flatten().tolist() for row in rows]
+    else:
+        chosen = [[int(j)] for j in rows.argmax(dim=1).tolist()]
+    picked = [[spec.labels[j] for j in js] for js in chosen]
+    confidence = [[round(float(row[j]), 6) for j in js] for row, js in zip(rows, chosen, strict=True)]
+    return picked, confidence
+
+
+def why_text(
+    version: str,
+    strategy: str,
+    choices: list[str],
+    confidence: list[float],
+    position: int | None = None,
+    total: int | None = None,
+) -> str:
+    """The one-line reason stored with a prediction: the queue position (when pushed), the
+    model's guess with its confidence, and the strategy that put the task there. The full
+    picture (weights, top tasks) is in GET /projects/<id>/history."""
+    parts = [f"AutoAL {version}:"]
+    if position is not None and total is not None:
+        parts.append(f"#{position + 1} of {total} to label;")
+    if choices:
+        guesses = ", ".join(f"{c} ({p:.0%})" for c, p in zip(choices, confidence, strict=True))
+        parts.append(f"model's guess {guesses};")
+    else:
+        parts.append("no guess yet;")
+    parts.append(f"main reason: {strategy}")
+    return " ".join(parts)
 
 
 def _jsonable(value):

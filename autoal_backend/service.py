@@ -7,15 +7,16 @@ the request: Label Studio gives /webhook 1 s and /setup 3 s).
 
 import logging
 import threading
+from pathlib import Path
 
 import requests
 import torch
 
 from autoal_backend.label_config import LabelSpec, UnsupportedConfigError, parse_label_config
-from autoal_backend.loop import EncoderFactory, RoundError, RoundRunner
+from autoal_backend.loop import EncoderFactory, RoundError, RoundRunner, why_text
 from autoal_backend.ls_client import LabelStudioClient, LabelStudioError
 from autoal_backend.metrics import Metrics
-from autoal_backend.settings import Settings, SettingsError
+from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking
 from autoal_backend.worker import Worker
 from model.device import resolve_device
@@ -59,32 +60,19 @@ def parse_project_id(value: object, field: str = "project") -> int:
     return project_id
 
 
-def default_encoder_factory(name: str, device: torch.device):
-    from model.encoders import get_encoder
+def default_encoder_factory(spec: str, device: torch.device):
+    """Build the encoder of a setting ``name[@key=value,...]`` (the encoder registry parses it)."""
+    from model.encoders import get_encoder, parse_encoder
 
-    return get_encoder(name, device)
-
-
-def default_encoder_identity(name: str) -> tuple[str, int]:
-    from model.encoders import encoder_identity
-
-    return encoder_identity(name)
+    name, options = parse_encoder(spec)
+    return get_encoder(name, device, **options)
 
 
-def validate_encoders(settings: Settings) -> None:
-    """Fail at startup on an unknown encoder, or one of the wrong modality."""
-    from model.encoders import encoder_modality
+def default_encoder_identity(spec: str) -> tuple[str, int]:
+    from model.encoders import encoder_identity, parse_encoder
 
-    for modality, name in (("image", settings.image_encoder), ("text", settings.text_encoder)):
-        if not name:
-            continue
-        variable = f"AUTOAL_{modality.upper()}_ENCODER"
-        try:
-            found = encoder_modality(name)
-        except KeyError as exc:
-            raise SettingsError(f"{variable}: {exc}") from None
-        if found != modality:
-            raise SettingsError(f"{variable}: {name!r} encodes {found}, not {modality}")
+    name, options = parse_encoder(spec)
+    return encoder_identity(name, **options)
 
 
 class Backend:
@@ -186,6 +174,11 @@ class Backend:
             record = self.register(project_id, schema)
         except UnsupportedConfigError as exc:
             raise RequestError(f"unsupported label config: {exc}", 422) from None
+        try:
+            overrides = parse_project_settings(payload.get("extra_params"), self.settings)
+        except SettingsError as exc:
+            raise RequestError(str(exc), 422) from None
+        changed = self.set_project_settings(project_id, overrides)
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname and isinstance(token, str) and token:
             with self._lock:
@@ -193,7 +186,21 @@ class Backend:
         if record.round == 0:
             # A freshly connected project gets its cold-start order without waiting for a label.
             self.worker.submit(project_id, "setup")
+        elif changed:
+            self.worker.submit(project_id, "settings changed")
         return {"model_version": record.model_version}
+
+    def set_project_settings(self, project_id: int, overrides: dict[str, str]) -> bool:
+        """Record a project's own settings (already validated); True when they changed."""
+        with self._lock:
+            record = self.store.load_record(project_id)
+            if record is None or record.settings == overrides:
+                return False
+            log.info("project %s: settings %s (were %s)", project_id, overrides or "from the environment",
+                     record.settings or "from the environment")  # fmt: skip
+            record.settings = dict(overrides)
+            self.store.save_record(record)
+            return True
 
     def predict(self, payload: dict) -> dict:
         tasks = payload.get("tasks")
@@ -218,12 +225,12 @@ class Backend:
         for task in tasks:
             task_id = task["id"]
             if ranking is not None and task_id in ranking.scores:
+                choices = ranking.choices.get(task_id, [])
+                confidence = ranking.confidence.get(task_id, [])
+                why = why_text(ranking.model_version, ranking.why.get(task_id, "?"), choices, confidence)
                 results.append(
                     {
-                        "result": spec.result(
-                            ranking.choices.get(task_id, []),
-                            f"AutoAL {ranking.model_version}: main reason: {ranking.why.get(task_id, '?')}",
-                        ),
+                        "result": spec.result(choices, why, confidence),
                         "score": ranking.scores[task_id],
                         "model_version": ranking.model_version,
                     }
@@ -284,10 +291,23 @@ class Backend:
         return {
             "project": project_id,
             "model_version": record.model_version,
-            "strategy": self.settings.strategy,
+            "strategy": self.runner.project_settings(record).strategy,
+            "settings": dict(record.settings),
             "labels": list(record.spec.labels),
             "rounds": self.store.load_history(project_id),
         }
+
+    def model_file(self, project_id: int) -> tuple[Path, str]:
+        """The latest round's exported classifier (``model.export``) and its download name."""
+        record = self.record(project_id)
+        path = self.store.model_path(project_id)
+        if not path.is_file():
+            raise RequestError(
+                f"project {project_id} has no trained model yet: rounds train one from "
+                f"{self.runner.project_settings(record).min_labels} labels (two classes) on",
+                404,
+            )
+        return path, f"autoal-project-{project_id}-{record.model_version}.pt"
 
     def versions(self, project_id: int | None = None) -> dict:
         ids = [project_id] if project_id is not None else self.store.project_ids()

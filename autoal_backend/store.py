@@ -1,7 +1,8 @@
 """Per-project state on disk under MODEL_DIR/<project_id>/, written atomically.
 
 Layout: ``project.json`` (label config, round counter, current model version, the round each
-task was first seen labeled), ``model.pt`` (``TaskModel.state_dict``), ``selector.pt``
+task was first seen labeled, the project's own settings), ``model.pt`` (the latest round's
+classifier as ``model.export`` writes it: encoder, standardisation, head, labels), ``selector.pt``
 (the selector's state), ``ranking.json`` (the latest round's score and predicted choices per
 unlabeled task, served by /predict), ``history.jsonl`` (one line per round) and
 ``embeddings/`` (the encoder cache). A restart reads these back and carries on.
@@ -70,12 +71,14 @@ class Ranking:
         scores: {task id: score}; lower = label sooner (1 - rank-normalised priority).
         choices: {task id: predicted choice values}; empty in a cold-start round.
         why: {task id: the strategy that contributed most to the task's priority}.
+        confidence: {task id: the model's probability of each predicted choice}.
     """
 
     model_version: str
     scores: dict[int, float] = field(default_factory=dict)
     choices: dict[int, list[str]] = field(default_factory=dict)
     why: dict[int, str] = field(default_factory=dict)
+    confidence: dict[int, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -83,6 +86,7 @@ class Ranking:
             "scores": {str(k): v for k, v in self.scores.items()},
             "choices": {str(k): v for k, v in self.choices.items()},
             "why": {str(k): v for k, v in self.why.items()},
+            "confidence": {str(k): v for k, v in self.confidence.items()},
         }
 
     @classmethod
@@ -92,12 +96,18 @@ class Ranking:
             scores={int(k): float(v) for k, v in data.get("scores", {}).items()},
             choices={int(k): list(v) for k, v in data.get("choices", {}).items()},
             why={int(k): str(v) for k, v in data.get("why", {}).items()},
+            confidence={int(k): [float(p) for p in v] for k, v in data.get("confidence", {}).items()},
         )
 
 
 @dataclass
 class ProjectRecord:
-    """What is kept about one project between rounds (``project.json``)."""
+    """What is kept about one project between rounds (``project.json``).
+
+    Attributes:
+        settings: the project's own setting overrides from /setup's extra params
+            ({environment variable: raw value}); empty = the environment's settings.
+    """
 
     project_id: int
     label_config: str
@@ -105,6 +115,7 @@ class ProjectRecord:
     model_version: str = ""
     labeled_round: dict[int, int] = field(default_factory=dict)
     stale_versions: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.model_version:
@@ -128,6 +139,7 @@ class ProjectRecord:
             model_version=str(data.get("model_version", "")),
             labeled_round={int(k): int(v) for k, v in data.get("labeled_round", {}).items()},
             stale_versions=[str(v) for v in data.get("stale_versions", [])],
+            settings={str(k): str(v) for k, v in data.get("settings", {}).items()},
         )
 
 
@@ -173,8 +185,11 @@ class ProjectStore:
             return
         atomic_torch_save(path, state)
 
+    def model_path(self, project_id: int) -> Path:
+        return self.directory(project_id) / "model.pt"
+
     def load_model(self, project_id: int) -> dict | None:
-        path = self.directory(project_id) / "model.pt"
+        path = self.model_path(project_id)
         return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
     def save_selector(self, project_id: int, state: dict) -> None:

@@ -92,20 +92,30 @@ class DropoutMasks:
         return hidden * (mask if mask.dtype == hidden.dtype else mask.to(hidden.dtype))
 
 
-def standardise(embeddings: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Zero mean, unit variance per dimension over the whole pool ([N, d] -> [N, d]).
+def standardisation(embeddings: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean [d] and unbiased std [d] (clamped to ``eps``) over the pool [N, d].
 
-    The variance is summed over row blocks of the centred copy: torch's ``std(dim=0)`` walks
+    The variance is summed over row blocks of the centred rows: torch's ``std(dim=0)`` walks
     columns of a row-major matrix and took 4x longer on a 100k pool (docs/performance.md).
     """
     n = embeddings.shape[0]
     mean = embeddings.mean(dim=0, keepdim=True)  # [1, d]
-    centred = embeddings - mean  # [N, d], the result once scaled in place
     squares = torch.zeros_like(mean)
-    for block in centred.split(STANDARDISE_BLOCK):
-        squares += block.square().sum(dim=0, keepdim=True)
+    for block in embeddings.split(STANDARDISE_BLOCK):
+        squares += (block - mean).square().sum(dim=0, keepdim=True)
     std = (squares / max(n - 1, 1)).sqrt_().clamp_min_(eps)  # unbiased, as torch.std
-    return centred.div_(std)
+    return mean.squeeze(0), std.squeeze(0)
+
+
+def standardise(
+    embeddings: torch.Tensor,
+    eps: float = 1e-6,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Zero mean, unit variance per dimension over the whole pool ([N, d] -> [N, d]), or with
+    given ``stats`` (mean [d], std [d] from ``standardisation``: new items as the pool was)."""
+    mean, std = stats if stats is not None else standardisation(embeddings, eps)
+    return (embeddings - mean).div_(std)
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:

@@ -28,11 +28,17 @@ def test_round_pushes_top_window_sets_version_and_sampling(tmp_path, ls):
     for position, p in enumerate(pushed):
         task = next(t for t in ls.tasks[7] if t["id"] == p["task"])
         expected = "pos" if "a" in task["data"]["text"] else "neg"
-        assert p["result"] == [
-            {"from_name": "sentiment", "to_name": "text", "type": "choices",
-             "value": {"choices": [expected]},
-             "meta": {"text": [f"AutoAL {version}: #{position + 1} of 30 to label; main reason: entropy"]}}
-        ]
+        [region] = p["result"]
+        confidence = region.pop("score")  # the model's probability of its guess
+        assert 0.5 < confidence <= 1.0
+        assert region == {
+            "from_name": "sentiment", "to_name": "text", "type": "choices",
+            "value": {"choices": [expected]},
+            "meta": {"text": [
+                f"AutoAL {version}: #{position + 1} of 30 to label; "
+                f"model's guess {expected} ({confidence:.0%}); main reason: entropy"
+            ]},
+        }  # fmt: skip
     entry = backend.store.load_history(7)[-1]
     assert entry["round"] == 1 and entry["model_version"] == version
     assert entry["labeled"] == 12 and entry["unlabeled"] == 30
