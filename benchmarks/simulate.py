@@ -237,11 +237,13 @@ def run_strategy(
     on_round=None,
     selector=None,
     options: dict | None = None,
+    serve_window: int | None = None,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
     and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
     selector to use instead of ``make_selector(name, **options)`` (the oracle's hindsight
-    selector)."""
+    selector). ``serve_window`` W: the annotators get a random task among the top W of the
+    order each time instead of the first one (see ``served``)."""
     num_items = pool.shape[0]
     minority = minority_class(pool_labels, num_classes)
     result = RunResult(name, seed)
@@ -274,7 +276,7 @@ def run_strategy(
                 model = _fit(pool, labels, num_classes, config, state.seed)
             metrics = held_out_metrics(model, test, test_labels, num_classes, minority)
             order = outcome.selection.order(seed=state.seed)
-            picked = order[: min(batch, order.numel())]
+            picked = served(order, batch, serve_window, state.seed)
             _record(result, name, seed, round_index, labels, metrics, outcome, start)
             result.selections.append(
                 {
@@ -301,6 +303,25 @@ def run_strategy(
     except Exception as error:  # reported per strategy, so one crash does not hide the others
         raise StrategyFailed(name, seed, round_index, error) from error
     return result
+
+
+def served(order: torch.Tensor, batch: int, window: int | None, seed: int) -> torch.Tensor:
+    """The ``batch`` items the annotators label from a round's ``order`` [M].
+
+    Top-first (``window`` None): the first ``batch``, as Label Studio's uncertainty sampling
+    serves them. With a window W, as Label Studio Enterprise serves a project with members
+    (``_get_random_unlocked``: a random task among all that hold a current prediction, i.e. the
+    top W pushed): a random ``batch`` of the top W; when W < batch, the rest at random from
+    everything else (Label Studio falls back to random once no task holds a prediction)."""
+    batch = min(batch, order.numel())
+    if window is None:
+        return order[:batch]
+    rng = torch.Generator().manual_seed(int(seed) + 7)
+    top = order[: min(window, order.numel())]
+    rest = order[top.numel() :]
+    shuffled = torch.cat((top[torch.randperm(top.numel(), generator=rng)],
+                          rest[torch.randperm(rest.numel(), generator=rng)]))  # fmt: skip
+    return shuffled[:batch]
 
 
 def _fit(
@@ -483,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for the rounds (default 1: the heads are small, and extra threads "
         "only add synchronisation, up to 20x slower on a busy machine); 0 keeps torch's default",
     )
+    parser.add_argument(
+        "--serve-window",
+        type=int,
+        default=None,
+        metavar="W",
+        help="serve a random task among the top W each time (Label Studio Enterprise projects "
+        "with members) instead of the first one",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -504,6 +533,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
+    if args.serve_window is not None and args.serve_window < 1:
+        raise SystemExit(f"--serve-window must be at least 1, got {args.serve_window}")
     device = resolve_device(args.device)
     started = time.perf_counter()
     data = load_dataset_for_cli(
@@ -566,6 +597,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     device=device,
                     on_round=lambda: bar.update(1),
                     options=options[name],
+                    serve_window=args.serve_window,
                 )
             except StrategyFailed as failure:
                 failed[name] = str(failure)
@@ -606,6 +638,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             n: mean_std([r.minority_recall[-1] for r in rs]) for n, rs in runs.items()
         },
     }
+    if args.serve_window is not None:
+        report["serve_window"] = args.serve_window
     if any(options.values()):
         report["selector_options"] = {n: _json_safe(o) for n, o in options.items() if o}
     matched = labels_to_match_random(runs)

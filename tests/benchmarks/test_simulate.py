@@ -263,3 +263,15 @@ def test_simulate_with_a_selector_option_and_a_long_tail(tmp_path, capsys):
     assert report["selector_options"] == {"albl": {"horizon": 3}}
     selections = [json.loads(x) for x in (tmp_path / "out" / "selections.jsonl").read_text().splitlines()]
     assert selections[0]["info"]["pmin"] == pytest.approx(min((np.log(9) / 27) ** 0.5, 1 / 18))
+
+
+def test_serving_at_random_within_the_window():
+    order = torch.arange(100, 200)
+    assert simulate.served(order, 5, None, 0).tolist() == [100, 101, 102, 103, 104]
+    within = simulate.served(order, 5, 30, 0)
+    assert len(set(within.tolist())) == 5 and all(100 <= i < 130 for i in within.tolist())
+    assert torch.equal(within, simulate.served(order, 5, 30, 0))  # seeded
+    assert not torch.equal(within, simulate.served(order, 5, 30, 1))
+    # A window smaller than the batch: all of it, then the rest at random from the others.
+    small = simulate.served(order, 20, 10, 0).tolist()
+    assert set(small[:10]) == set(range(100, 110)) and len(set(small)) == 20
