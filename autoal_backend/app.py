@@ -7,14 +7,13 @@ import logging
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from autoal_backend.service import Backend, RequestError
+from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError
 from autoal_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Label Studio's webhooks carry no auth; health checks must answer without it.
 OPEN_ROUTES = {"/webhook", "/health"}
-MODEL_CLASS = "AutoALBackend"
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
@@ -22,7 +21,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     worker thread starts with the first round, encoders load in it."""
     app = Flask("autoal_backend")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    backend = backend or Backend(settings)
+    if backend is None:
+        backend = Backend(settings)
+        backend.start()  # owed rounds resume; the reconciler catches up with Label Studio
     app.extensions["autoal"] = backend
 
     def body() -> dict:
@@ -67,7 +68,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
-        return jsonify(status="UP", model_class=MODEL_CLASS, strategy=settings.strategy)
+        return jsonify(backend.health())
 
     @app.post("/setup")
     def setup():
@@ -79,6 +80,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
 
     @app.post("/webhook")
     def webhook():
+        backend.check_webhook_secret(request.headers.get(WEBHOOK_SECRET_HEADER))
         return jsonify(backend.webhook(body())), 201
 
     @app.post("/train")

@@ -48,6 +48,30 @@ class RoundError(RuntimeError):
     """A round that cannot run (no project, nothing to rank); the message says why."""
 
 
+class RoundSkipped(Exception):
+    """Nothing changed since the last round: the round is skipped (not an error)."""
+
+
+def project_state(project: dict) -> dict[str, int]:
+    """Label Studio's counts of a project that change when there is something to learn."""
+    keys = ("task_number", "total_annotations_number", "skipped_annotations_number", "num_tasks_with_annotations")
+    return {k: int(project[k]) for k in keys if isinstance(project.get(k), int)}
+
+
+def round_fingerprint(record, settings: Settings, views: list["TaskView"]) -> str:
+    """A digest of what a round learns from: the label config, the effective settings, and
+    every task with its agreed label, votes and exclusion. Equal digests, equal rounds."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(record.label_config.encode())
+    digest.update(repr(sorted(record.settings.items())).encode())
+    digest.update(repr((settings.strategy, settings.push_window, settings.min_labels)).encode())
+    for view in sorted(views, key=lambda v: v.id):
+        digest.update(repr((view.id, view.choices, view.annotations, view.disagreement, view.excluded)).encode())
+    return digest.hexdigest()
+
+
 @dataclass
 class TaskView:
     """A task as the pool sees it.
@@ -357,7 +381,10 @@ class RoundRunner:
         ), stats
 
     # --- the round ----------------------------------------------------------------------
-    def run(self, project_id: int) -> RoundReport:
+    def run(self, project_id: int, force: bool = False, project: dict | None = None) -> RoundReport:
+        """One round. ``project``: Label Studio's project object, read by the caller at the
+        start of the round (its label config is the truth; its model_version says which of our
+        versions is live). ``force``: run even when nothing changed since the last round."""
         started = time.perf_counter()
         seconds: dict[str, float] = {}
         record = self.store.load_record(project_id)
@@ -366,27 +393,38 @@ class RoundRunner:
         spec = record.spec
         settings = self.project_settings(record)
         client = self.client_for(project_id)
-        # Burn the round number first: a failed push leaves predictions under this version,
-        # which a later round then deletes as stale.
+        if project is not None:
+            record.ls_state = project_state(project)
+        if record.pushing or record.stale_versions:
+            self.clean_up(client, record, project)
+
+        t = time.perf_counter()
+        # Every FULL_SYNC_EVERY rounds the task list is read in full, which also catches task
+        # data edited in place (new and deleted tasks are caught every round).
+        full_due = (record.round + 1) % FULL_SYNC_EVERY == 0
+        known = None if full_due else self.store.load_task_index(project_id, spec.data_key)
+        tasks, full_sync = client.sync_tasks(project_id, known=known)
+        if full_sync or known is None or len(tasks) != len(known):
+            self.store.save_task_index(project_id, spec.data_key, {t["id"]: t["data"] for t in tasks})
+        views = view_tasks(tasks, spec)
+        seconds["sync"] = time.perf_counter() - t
+        fingerprint = round_fingerprint(record, settings, views)
+        if fingerprint == record.fingerprint and not force:
+            self.save_record(record)
+            raise RoundSkipped(
+                f"project {project_id}: labels, tasks and settings unchanged since round "
+                f"{record.round}; nothing to learn"
+            )
+        excluded = {v.id: v.excluded for v in views if v.excluded}
+        views = [v for v in views if not v.excluded]
+
+        # The round runs: its number is burned now, so a failed push leaves predictions under a
+        # version that a later round (or the restart) deletes.
         round_number = record.round + 1
         version = round_version(project_id, round_number)
         previous = record.model_version
         record.round = round_number
         self.save_record(record)
-
-        t = time.perf_counter()
-        # Every FULL_SYNC_EVERY rounds the task list is read in full, which also catches task
-        # data edited in place (new and deleted tasks are caught every round).
-        known = None if round_number % FULL_SYNC_EVERY == 0 else self.store.load_task_index(
-            project_id, spec.data_key
-        )
-        tasks, full_sync = client.sync_tasks(project_id, known=known)
-        if full_sync or known is None or len(tasks) != len(known):
-            self.store.save_task_index(project_id, spec.data_key, {t["id"]: t["data"] for t in tasks})
-        views = view_tasks(tasks, spec)
-        excluded = {v.id: v.excluded for v in views if v.excluded}
-        views = [v for v in views if not v.excluded]
-        seconds["sync"] = time.perf_counter() - t
 
         t = time.perf_counter()
         views, embeddings, skipped = self.embed(project_id, views, spec, client, settings)
@@ -414,6 +452,8 @@ class RoundRunner:
         t = time.perf_counter()
         stale = [v for v in [previous, *record.stale_versions] if v != version]
         record.stale_versions = stale
+        # Recorded before the import: a crash from here on leaves a version the restart knows.
+        record.pushing = version
         self.save_record(record)
         client.import_predictions(project_id, predictions)
         fields: dict[str, object] = {"model_version": version}
@@ -421,6 +461,8 @@ class RoundRunner:
             fields["sampling"] = UNCERTAINTY_SAMPLING
         client.update_project(project_id, **fields)
         record.model_version = version
+        record.pushing = ""
+        self.save_record(record)
         record.stale_versions = self.delete_stale(client, project_id, stale)
         seconds["push"] = time.perf_counter() - t
 
@@ -442,6 +484,8 @@ class RoundRunner:
         self.store.save_model(project_id, exported)
         self.store.save_selector(project_id, saved_state(selector))
         self.store.save_ranking(project_id, ranking)
+        # Unreadable tasks are retried by the next round even when nothing else changed.
+        record.fingerprint = fingerprint if not skipped else ""
         self.save_record(record)
         seconds["total"] = time.perf_counter() - started
         entry = self.history_entry(
@@ -514,6 +558,24 @@ class RoundRunner:
         if current is not None and current.label_config != record.label_config:
             record.label_config = current.label_config
         self.store.save_record(record)
+
+    def clean_up(self, client: LabelStudioClient, record: ProjectRecord, project: dict | None) -> None:
+        """After a crash or a failed push: delete every one of our versions that is not the
+        project's live one in Label Studio, so that at most the current version holds our
+        predictions. A push that got as far as pointing the project at its version (then
+        crashed) is adopted as current."""
+        live = str((project or client.get_project(record.project_id)).get("model_version") or "")
+        own = f"autoal-{record.project_id}-r"
+        if live.startswith(own):
+            record.model_version = live
+        leftovers = [v for v in client.model_versions(record.project_id) if v.startswith(own) and v != live]
+        left = self.delete_stale(client, record.project_id, leftovers)
+        if leftovers:
+            log.info("project %s: deleted the predictions of %s (left over; live version %s)",
+                     record.project_id, sorted(set(leftovers) - set(left)), live or "none")  # fmt: skip
+        record.pushing = ""
+        record.stale_versions = left
+        self.save_record(record)
 
     def delete_stale(self, client: LabelStudioClient, project_id: int, versions: list[str]) -> list[str]:
         """Delete our own older versions' predictions; returns those that could not be

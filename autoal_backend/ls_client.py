@@ -16,6 +16,8 @@ import requests
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 60
+# Connecting never takes long on a working network; a Label Studio that is down must fail fast.
+CONNECT_TIMEOUT_S = 5
 IMPORT_BATCH = 1000
 TASK_PAGE = 5000
 IDEMPOTENT = {"GET", "PATCH", "DELETE"}
@@ -25,6 +27,19 @@ RETRY_DELAY_S = 0.5
 
 class LabelStudioError(RuntimeError):
     """A Label Studio call failed; the message has the call and status, never the key."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """Label Studio did not answer (connection refused or reset, a timeout, a 502/503/504):
+    an outage to ride out and retry, not a bug of the round."""
+
+
+class ProjectNotFound(LabelStudioError):
+    """Label Studio answers 404 (or 403) for the project: it does not exist for our token."""
 
 
 def is_jwt(key: str) -> bool:
@@ -50,10 +65,20 @@ class LabelStudioClient:
         return f"LabelStudioClient({self.url!r})"
 
     # --- auth ---------------------------------------------------------------------------
+    def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+        """One HTTP exchange; connection errors and timeouts become LabelStudioUnavailable."""
+        try:
+            return self.session.request(method, self.url + path, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise LabelStudioUnavailable(
+                f"{method} {path}: Label Studio at {self.url} did not answer ({type(exc).__name__})"
+            ) from None
+
     def _refresh_access(self) -> str:
-        response = self.session.post(
-            f"{self.url}/api/token/refresh", json={"refresh": self._api_key}, timeout=TIMEOUT_S
-        )
+        response = self._send(
+            "POST", "/api/token/refresh", json={"refresh": self._api_key},
+            timeout=(CONNECT_TIMEOUT_S, TIMEOUT_S),
+        )  # fmt: skip
         if response.status_code != 200:
             raise LabelStudioError(
                 f"POST /api/token/refresh: HTTP {response.status_code}; is LABEL_STUDIO_API_KEY "
@@ -84,27 +109,37 @@ class LabelStudioClient:
         answers 500 "database is locked" when writes collide (seen on 1.23.2 while
         annotators submit). POSTs are not retried: a repeated import would duplicate.
         """
-        kwargs.setdefault("timeout", TIMEOUT_S)
+        timeout = kwargs.pop("timeout", TIMEOUT_S)
+        kwargs["timeout"] = (CONNECT_TIMEOUT_S, timeout)
         attempts = 1 + (RETRIES if method in IDEMPOTENT else 0)
         for attempt in range(attempts):
-            response = self.session.request(
-                method, self.url + path, headers=self.auth_headers(), **kwargs
-            )
+            response = self._send(method, path, headers=self.auth_headers(), **kwargs)
             if response.status_code == 401 and is_jwt(self._api_key):
-                response = self.session.request(
-                    method, self.url + path, headers=self.auth_headers(refresh=True), **kwargs
-                )
+                response = self._send(method, path, headers=self.auth_headers(refresh=True), **kwargs)
             if response.status_code < 500 or attempt == attempts - 1:
                 break
             time.sleep(RETRY_DELAY_S * (attempt + 1))
         if response.status_code >= 400:
             body = response.text[:300].replace("\n", " ")
-            raise LabelStudioError(f"{method} {path}: HTTP {response.status_code}: {body}")
+            message = f"{method} {path}: HTTP {response.status_code}: {body}"
+            if response.status_code in (502, 503, 504):
+                raise LabelStudioUnavailable(message, response.status_code)
+            raise LabelStudioError(message, response.status_code)
         return response
 
     # --- calls --------------------------------------------------------------------------
     def get_project(self, project_id: int) -> dict:
-        return self.request("GET", f"/api/projects/{project_id}/").json()
+        """The project as Label Studio has it (label config, model_version, counts);
+        ProjectNotFound when our token cannot see it."""
+        try:
+            return self.request("GET", f"/api/projects/{project_id}/").json()
+        except LabelStudioError as exc:
+            if exc.status in (403, 404):
+                raise ProjectNotFound(
+                    f"project {project_id} is not in Label Studio at {self.url} for our token",
+                    exc.status,
+                ) from None
+            raise
 
     def list_task_data(
         self, project_id: int, page_size: int = TASK_PAGE, after_id: int | None = None

@@ -15,6 +15,7 @@ class Metrics:
         self.errors: dict[str, int] = defaultdict(int)
         self.skipped_tasks: dict[int, int] = {}
         self.webhooks: dict[str, int] = defaultdict(int)
+        self.skipped_rounds: dict[int, int] = defaultdict(int)
 
     def round_done(self, project_id: int, seconds: float, skipped: int) -> None:
         with self._lock:
@@ -22,6 +23,10 @@ class Metrics:
             self.round_seconds_sum[project_id] += seconds
             self.last_round_seconds[project_id] = seconds
             self.skipped_tasks[project_id] = skipped
+
+    def round_skipped(self, project_id: int) -> None:
+        with self._lock:
+            self.skipped_rounds[project_id] += 1
 
     def error(self, kind: str) -> None:
         with self._lock:
@@ -51,6 +56,12 @@ class Metrics:
             ]
             for pid, s in sorted(self.last_round_seconds.items()):
                 lines.append(f'autoal_round_seconds_last{{project="{pid}"}} {s:.6f}')
+            lines += [
+                "# HELP autoal_rounds_skipped_total Rounds skipped: nothing changed since the last one.",
+                "# TYPE autoal_rounds_skipped_total counter",
+            ]
+            for pid, n in sorted(self.skipped_rounds.items()):
+                lines.append(f'autoal_rounds_skipped_total{{project="{pid}"}} {n}')
             lines += [
                 "# HELP autoal_skipped_tasks Tasks left out of the latest round (unreadable data).",
                 "# TYPE autoal_skipped_tasks gauge",

@@ -5,20 +5,34 @@ Holds the settings, the project store, the round runner and the worker; answers 
 the request: Label Studio gives /webhook 1 s and /setup 3 s).
 """
 
+import hmac
 import logging
 import threading
+import time
 from pathlib import Path
 
 import requests
 import torch
 
 from autoal_backend.label_config import LabelSpec, UnsupportedConfigError, parse_label_config
-from autoal_backend.loop import EncoderFactory, RoundError, RoundRunner, why_text
-from autoal_backend.ls_client import LabelStudioClient, LabelStudioError
+from autoal_backend.loop import (
+    EncoderFactory,
+    RoundError,
+    RoundRunner,
+    RoundSkipped,
+    project_state,
+    why_text,
+)
+from autoal_backend.ls_client import (
+    LabelStudioClient,
+    LabelStudioError,
+    LabelStudioUnavailable,
+    ProjectNotFound,
+)
 from autoal_backend.metrics import Metrics
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking
-from autoal_backend.worker import Worker
+from autoal_backend.worker import RoundRequest, Worker
 from model.device import resolve_device
 from model.errors import ModelError
 
@@ -33,6 +47,11 @@ ROUND_ACTIONS = {
     "TASKS_CREATED",
 }
 NOTE_ACTIONS = {"PROJECT_UPDATED"}
+FORCE_ACTIONS = {"START_TRAINING", "train"}
+WEBHOOK_SECRET_HEADER = "X-AutoAL-Webhook-Secret"
+# Unknown projects named by webhooks wait in memory, never on disk, until Label Studio (asked
+# with our credentials) confirms them; at most this many at a time.
+MAX_UNVERIFIED = 20
 
 
 class RequestError(ValueError):
@@ -94,7 +113,11 @@ class Backend:
         self._setup_access: dict[int, tuple[str, str]] = {}
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self._rankings: dict[int, Ranking | None] = {}
-        self.changed: set[int] = set()  # projects whose label config changed since last round
+        self._unverified: set[int] = set()
+        # (since, reason) while Label Studio is unavailable: one warning per outage.
+        self.outage: tuple[float, str] | None = None
+        self._reconciler: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.runner = RoundRunner(
             settings,
             self.store,
@@ -105,7 +128,12 @@ class Backend:
             None if encoder_factory else default_encoder_identity,
         )
         self.worker = Worker(
-            self._run_round, self._round_failed, (LabelStudioError, RoundError, ModelError)
+            self._run_round,
+            self._round_failed,
+            expected_errors=(LabelStudioError, RoundError, ModelError),
+            retry_errors=(LabelStudioUnavailable,),
+            on_success=self._round_succeeded,
+            seed=settings.seed,
         )
 
     # --- Label Studio access --------------------------------------------------------------
@@ -132,23 +160,36 @@ class Backend:
     # --- projects -----------------------------------------------------------------------
     def register(self, project_id: int, label_config: str) -> ProjectRecord:
         """Remember ``project_id`` with its label config (UnsupportedConfigError if the
-        config is not one we can learn from). A config whose labels or fields changed drops
-        the selector state (its classes no longer mean the same) and sets
-        ``self.changed[project_id]``."""
+        config is not one we can learn from; RequestError 409 when the backend already tracks
+        ``AUTOAL_MAX_PROJECTS``). A config whose labels or fields changed drops the selector
+        state (its classes no longer mean the same)."""
         spec = parse_label_config(label_config)
         with self._lock:
             record = self.store.load_record(project_id)
             if record is None:
+                tracked = len(self.store.project_ids())
+                if tracked >= self.settings.max_projects:
+                    raise RequestError(
+                        f"this backend already tracks {tracked} projects, its limit "
+                        f"(AUTOAL_MAX_PROJECTS={self.settings.max_projects}); project {project_id} "
+                        "is not added",
+                        409,
+                    )
                 record = ProjectRecord(project_id, label_config)
                 self.store.save_record(record)
             elif record.label_config != label_config:
                 if record.spec != spec:
                     selector = self.store.directory(project_id) / "selector.pt"
                     selector.unlink(missing_ok=True)
-                    self.changed.add(project_id)
                 record.label_config = label_config
                 self.store.save_record(record)
             return record
+
+    def request_round(self, project_id: int, reason: str, force: bool = False) -> bool:
+        """Owe a round to a known project: written to disk first (a crash keeps it owed),
+        then queued. False when it joined one already pending."""
+        self.store.mark_pending(project_id, reason, force)
+        return self.worker.submit(project_id, reason, force)
 
     def record(self, project_id: int) -> ProjectRecord:
         record = self.store.load_record(project_id)
@@ -183,11 +224,11 @@ class Backend:
         if isinstance(hostname, str) and hostname and isinstance(token, str) and token:
             with self._lock:
                 self._setup_access[project_id] = (hostname.rstrip("/"), token)
-        if record.round == 0:
+        if record.round == 0 and not self.store.load_history(project_id):
             # A freshly connected project gets its cold-start order without waiting for a label.
-            self.worker.submit(project_id, "setup")
+            self.request_round(project_id, "setup")
         elif changed:
-            self.worker.submit(project_id, "settings changed")
+            self.request_round(project_id, "settings changed", force=True)
         return {"model_version": record.model_version}
 
     def set_project_settings(self, project_id: int, overrides: dict[str, str]) -> bool:
@@ -241,11 +282,21 @@ class Backend:
                 results.append({"result": [], "score": 1.0, "model_version": record.model_version})
         return {"results": results}
 
+    def check_webhook_secret(self, given: str | None) -> None:
+        """With ``AUTOAL_WEBHOOK_SECRET`` set, a webhook must carry it in the
+        ``X-AutoAL-Webhook-Secret`` header (Label Studio webhooks can send custom headers)."""
+        secret = self.settings.webhook_secret
+        if secret and not hmac.compare_digest((given or "").encode(), secret.encode()):
+            raise RequestError(f"webhook: missing or wrong {WEBHOOK_SECRET_HEADER} header", 401)
+
     def webhook(self, payload: dict) -> dict:
+        """A hint that something changed in a project: never the source of truth. Nothing
+        from the body is stored; a round (which reads Label Studio with our credentials) is
+        queued for a known project; an unknown one is checked against Label Studio first."""
         action = payload.get("action")
         if not isinstance(action, str) or not action:
             raise RequestError("'action' must be a non-empty string")
-        self.metrics.webhook(action)
+        self.metrics.webhook(action if action in ROUND_ACTIONS | NOTE_ACTIONS else "other")
         if action not in ROUND_ACTIONS and action not in NOTE_ACTIONS:
             return {"status": "ignored", "action": action}
         project = payload.get("project")
@@ -253,21 +304,33 @@ class Backend:
         if raw_id is None:
             raise RequestError(f"{action}: payload has no 'project' (object with 'id')")
         project_id = parse_project_id(raw_id, "project.id")
-        label_config = project.get("label_config") if isinstance(project, dict) else None
-        if isinstance(label_config, str) and label_config.strip():
-            try:
-                self.register(project_id, label_config)
-            except UnsupportedConfigError as exc:
-                raise RequestError(f"unsupported label config: {exc}", 422) from None
+        record = self.store.load_record(project_id)
+        if record is None:
+            return self._verify_unknown(project_id, action)
         if action in NOTE_ACTIONS:
-            # PROJECT_UPDATED also follows our own PATCH of model_version: a round for every
-            # one would loop forever. Only a changed label config (new classes) needs a round.
-            with self._lock:
-                changed = project_id in self.changed
-                self.changed.discard(project_id)
-            if not changed:
+            # PROJECT_UPDATED also follows our own PATCH of model_version: only a label config
+            # that differs from ours hints at new work (the round reads the real one).
+            hinted = project.get("label_config") if isinstance(project, dict) else None
+            if not isinstance(hinted, str) or hinted == record.label_config:
                 return {"status": "noted", "action": action, "project": project_id}
-        queued = self.worker.submit(project_id, action)
+        queued = self.request_round(project_id, action, force=action in FORCE_ACTIONS)
+        return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
+
+    def _verify_unknown(self, project_id: int, action: str) -> dict:
+        """An unknown project named by a webhook: queued for a check against Label Studio with
+        our own credentials (the round does it), kept in memory only, a few at a time."""
+        if not (self.settings.label_studio_url and self.settings.label_studio_api_key):
+            return {"status": "ignored", "action": action, "project": project_id,
+                    "reason": "unknown project: Label Studio connects it through /setup"}  # fmt: skip
+        with self._lock:
+            if project_id not in self._unverified and len(self._unverified) >= MAX_UNVERIFIED:
+                raise RequestError(
+                    f"{len(self._unverified)} unknown projects already wait for Label Studio to "
+                    "confirm them; try again later",
+                    429,
+                )
+            self._unverified.add(project_id)
+        queued = self.worker.submit(project_id, f"{action} (unknown project: checking Label Studio)")
         return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
 
     def train(self, payload: dict) -> dict:
@@ -283,7 +346,7 @@ class Backend:
                 raise RequestError(f"unsupported label config: {exc}", 422) from None
         else:
             self.record(project_id)
-        queued = self.worker.submit(project_id, "train")
+        queued = self.request_round(project_id, "train", force=True)
         return {"status": "queued" if queued else "coalesced", "project": project_id}
 
     def history(self, project_id: int) -> dict:
@@ -317,18 +380,157 @@ class Backend:
         return {"versions": versions}
 
     # --- the worker's side --------------------------------------------------------------
-    def _run_round(self, project_id: int) -> None:
-        if self.store.load_record(project_id) is None:
-            project = self.client_for(project_id).get_project(project_id)
-            self.register(project_id, str(project.get("label_config", "")))
-        report = self.runner.run(project_id)
-        with self._lock:
-            self._rankings[project_id] = report.ranking
-        self.metrics.round_done(project_id, report.entry["seconds"]["total"], len(report.skipped))
+    def _run_round(self, project_id: int, request: RoundRequest | None = None) -> None:
+        """One round, Label Studio first: the project as it is there decides (an unknown or
+        deleted project is dropped, its label config is the one used)."""
+        request = request or RoundRequest(["direct"], force=True)
+        pending = self.store.pending(project_id)
+        ticket = int(pending["ticket"]) if pending else None
+        client = self.client_for(project_id)
+        record = self.store.load_record(project_id)
+        try:
+            project = client.get_project(project_id)
+        except ProjectNotFound as exc:
+            self._drop_unknown(project_id, record, exc)
+            return
+        finally:
+            with self._lock:
+                self._unverified.discard(project_id)
+        config = str(project.get("label_config") or "")
+        if record is None or record.label_config != config:
+            try:
+                self.register(project_id, config)
+            except UnsupportedConfigError as exc:
+                raise RoundError(f"project {project_id}: unsupported label config: {exc}") from None
+            except RequestError as exc:
+                raise RoundError(str(exc)) from None
+        try:
+            report = self.runner.run(project_id, force=request.force, project=project)
+        except RoundSkipped as skipped:
+            log.info("%s (skipped)", skipped)
+            self.metrics.round_skipped(project_id)
+        else:
+            with self._lock:
+                self._rankings[project_id] = report.ranking
+            self.metrics.round_done(project_id, report.entry["seconds"]["total"], len(report.skipped))
+        if ticket is not None:
+            self.store.clear_pending(project_id, ticket)
 
-    def _round_failed(self, project_id: int, exc: BaseException) -> None:
+    def _drop_unknown(self, project_id: int, record: ProjectRecord | None, exc: Exception) -> None:
+        """Label Studio does not know the project (for our token). Nothing is kept of one that
+        never ran a round; a project that did keeps its state, and its rounds stop."""
+        if record is None:
+            log.debug("webhook for project %s ignored: %s", project_id, exc)
+            return
+        if record.round == 0:
+            log.warning("project %s: %s; its state is removed", project_id, exc)
+            self.store.forget(project_id)
+            return
+        raise RoundError(f"{exc}: its rounds stop until it is back") from None
+
+    def _round_failed(self, project_id: int, exc: BaseException, request: RoundRequest) -> None:
+        if isinstance(exc, LabelStudioUnavailable):
+            with self._lock:
+                first = self.outage is None
+                if first:
+                    self.outage = (time.monotonic(), str(exc))
+            if first:
+                log.warning(
+                    "Label Studio is unavailable (%s); rounds are retried with backoff (up to "
+                    "%g s apart) and the last queue stays served",
+                    exc, self.worker.backoff.cap_s,
+                )  # fmt: skip
+            self.metrics.error("label_studio")
+            return
         kind = "label_studio" if isinstance(exc, LabelStudioError) else "round"
         self.metrics.error(kind)
+
+    def _round_succeeded(self, project_id: int) -> None:
+        self._back_online()
+
+    def _back_online(self) -> None:
+        with self._lock:
+            outage, self.outage = self.outage, None
+        if outage is not None:
+            log.warning("Label Studio is reachable again after %.0f s", time.monotonic() - outage[0])
+
+    def health(self) -> dict:
+        """``/health``: UP, or DEGRADED with the reason while Label Studio is unavailable
+        (the backend still answers, and Label Studio serves the last pushed queue)."""
+        body: dict = {"status": "UP", "model_class": "AutoALBackend", "strategy": self.settings.strategy}
+        with self._lock:
+            outage = self.outage
+        if outage is not None:
+            retrying = self.worker.retrying()
+            body["status"] = "DEGRADED"
+            body["reason"] = (
+                f"Label Studio unavailable for {time.monotonic() - outage[0]:.0f} s ({outage[1]}); "
+                f"{len(retrying)} round(s) waiting to retry"
+            )
+        return body
+
+    # --- recovery ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Background recovery for a serving process: owed rounds are resumed at once, then
+        every ``AUTOAL_RECONCILE_SECONDS`` each project is compared with Label Studio and a
+        round runs where Label Studio changed without telling us (webhooks lost while the
+        backend was down)."""
+        self.resume()
+        if self.settings.reconcile_seconds > 0 and self._reconciler is None:
+            self._reconciler = threading.Thread(target=self._reconcile_loop, name="autoal-reconcile", daemon=True)
+            self._reconciler.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.worker.stop()
+
+    def resume(self) -> list[int]:
+        """Queue the rounds owed on disk (and a clean-up round for a push a crash cut short)."""
+        resumed = []
+        for project_id in self.store.project_ids():
+            pending = self.store.pending(project_id)
+            record = self.store.load_record(project_id)
+            if pending is not None:
+                self.worker.submit(project_id, "resume after restart", bool(pending.get("force")))
+                resumed.append(project_id)
+            elif record is not None and (record.pushing or record.stale_versions):
+                self.request_round(project_id, "clean up after restart")
+                resumed.append(project_id)
+        if resumed:
+            log.info("resuming the rounds owed to projects %s", resumed)
+        return resumed
+
+    def reconcile(self) -> list[int]:
+        """Compare every project's counts in Label Studio with the last round's; queue a
+        round where they differ. Returns those projects."""
+        owed = []
+        for project_id in self.store.project_ids():
+            record = self.store.load_record(project_id)
+            if record is None:
+                continue
+            try:
+                project = self.client_for(project_id).get_project(project_id)
+            except LabelStudioUnavailable:
+                return owed  # the outage is handled by the rounds' retries
+            except LabelStudioError as exc:
+                log.debug("reconcile: project %s: %s", project_id, exc)
+                continue
+            self._back_online()
+            changed = project_state(project) != record.ls_state or (
+                str(project.get("label_config") or "") != record.label_config
+            )
+            if changed and self.request_round(project_id, "reconcile: Label Studio changed"):
+                owed.append(project_id)
+        return owed
+
+    def _reconcile_loop(self) -> None:
+        delay = 1.0  # the first pass right after start: catch up on what happened while down
+        while not self._stopping.wait(delay):
+            try:
+                self.reconcile()
+            except Exception:  # never let the reconciler die
+                log.exception("reconcile failed")
+            delay = float(self.settings.reconcile_seconds)
 
     def metrics_text(self) -> str:
         return self.metrics.render(self.worker.queue_depth, int(self.worker.running is not None))

@@ -38,6 +38,15 @@ def _as_int(name: str, raw: str, minimum: int) -> int:
     return value
 
 
+def _as_hosts(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated host names (or host:port), lower-cased; '' = no restriction."""
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    bad = [h for h in hosts if "/" in h or " " in h]
+    if bad:
+        raise SettingsError(f"{name}: expected host names like images.example.com, got {bad}")
+    return hosts
+
+
 def _as_strategy(name: str, raw: str) -> str:
     return raw.strip() or "autoal"
 
@@ -83,10 +92,14 @@ class Settings:
     set_sampling: bool = True
     min_labels: int = 10
     seed: int = 0
+    max_projects: int = 200
+    webhook_secret: str = ""
+    reconcile_seconds: int = 60
+    allowed_hosts: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        # Never print the API key or the password, even in a debug log of the settings.
-        secret = {"label_studio_api_key", "basic_auth_pass"}
+        # Never print the API key, the password or the webhook secret, even in a debug log.
+        secret = {"label_studio_api_key", "basic_auth_pass", "webhook_secret"}
         shown = ", ".join(
             f"{f.name}={'***' if f.name in secret and getattr(self, f.name) else getattr(self, f.name)!r}"
             for f in fields(self)
@@ -119,6 +132,12 @@ class Settings:
             log_level=get("LOG_LEVEL", "INFO").upper(),
             device=get("DEVICE", "auto").strip().lower() or "auto",
             seed=_as_int("AUTOAL_SEED", get("AUTOAL_SEED", "0"), 0),
+            max_projects=_as_int("AUTOAL_MAX_PROJECTS", get("AUTOAL_MAX_PROJECTS", "200"), 1),
+            webhook_secret=get("AUTOAL_WEBHOOK_SECRET").strip(),
+            reconcile_seconds=_as_int(
+                "AUTOAL_RECONCILE_SECONDS", get("AUTOAL_RECONCILE_SECONDS", "60"), 0
+            ),
+            allowed_hosts=_as_hosts("AUTOAL_ALLOWED_HOSTS", get("AUTOAL_ALLOWED_HOSTS")),
             **project,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}

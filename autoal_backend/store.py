@@ -107,6 +107,14 @@ class ProjectRecord:
     Attributes:
         settings: the project's own setting overrides from /setup's extra params
             ({environment variable: raw value}); empty = the environment's settings.
+        pushing: the version whose predictions are being imported, written before the import
+            and cleared once the project points at it: after a crash, the restart knows which
+            predictions may be left over.
+        fingerprint: what the last completed round learned from (labels, tasks, config,
+            settings): a round that would see the same is skipped.
+        ls_state: Label Studio's counts when that round read the project (tasks,
+            annotations, skips): the reconciliation compares them to catch up on work missed
+            while the backend was down.
     """
 
     project_id: int
@@ -116,6 +124,9 @@ class ProjectRecord:
     labeled_round: dict[int, int] = field(default_factory=dict)
     stale_versions: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    pushing: str = ""
+    fingerprint: str = ""
+    ls_state: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.model_version:
@@ -140,6 +151,9 @@ class ProjectRecord:
             labeled_round={int(k): int(v) for k, v in data.get("labeled_round", {}).items()},
             stale_versions=[str(v) for v in data.get("stale_versions", [])],
             settings={str(k): str(v) for k, v in data.get("settings", {}).items()},
+            pushing=str(data.get("pushing", "")),
+            fingerprint=str(data.get("fingerprint", "")),
+            ls_state={str(k): int(v) for k, v in data.get("ls_state", {}).items()},
         )
 
 
@@ -223,6 +237,45 @@ class ProjectStore:
         return {
             int(i): ({data_key: v} if v is not None else {}) for i, v in saved["tasks"].items()
         }
+
+    # --- owed work ----------------------------------------------------------------------
+    def mark_pending(self, project_id: int, reason: str, force: bool = False) -> int:
+        """Record on disk that ``project_id`` owes a round (survives a crash); returns the
+        request's ticket. Requests add up: reasons are kept, ``force`` sticks."""
+        path = self.directory(project_id) / "pending.json"
+        with self._lock:
+            current = json.loads(path.read_text()) if path.is_file() else {"ticket": 0, "reasons": []}
+            reasons = [r for r in current.get("reasons", []) if r != reason][-4:] + [reason]
+            data = {
+                "ticket": int(current.get("ticket", 0)) + 1,
+                "reasons": reasons,
+                "force": bool(current.get("force")) or force,
+            }
+            atomic_write_json(path, data)
+            return data["ticket"]
+
+    def pending(self, project_id: int) -> dict | None:
+        path = self.directory(project_id) / "pending.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def clear_pending(self, project_id: int, ticket: int) -> bool:
+        """Forget the owed round once a round that started at ``ticket`` has done it; a
+        request that came in during the round (a newer ticket) stays owed."""
+        path = self.directory(project_id) / "pending.json"
+        with self._lock:
+            if not path.is_file():
+                return True
+            if int(json.loads(path.read_text()).get("ticket", 0)) != ticket:
+                return False
+            path.unlink()
+            return True
+
+    def forget(self, project_id: int) -> None:
+        """Remove everything kept about a project (one Label Studio does not know)."""
+        import shutil
+
+        with self._lock:
+            shutil.rmtree(self.directory(project_id), ignore_errors=True)
 
     # --- ranking and history ------------------------------------------------------------
     def save_ranking(self, project_id: int, ranking: Ranking) -> None:

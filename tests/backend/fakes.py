@@ -65,6 +65,8 @@ class FakeLabelStudio:
         self.calls: list[tuple[str, str]] = []
         self.fail_import = False
         self.locked_replies = 0  # answer this many requests with 500 "database is locked"
+        self.down = False  # every request fails to connect, as when Label Studio is stopped
+        self.delay_s = 0.0  # every request takes this long (a slow Label Studio)
         self._lock = threading.Lock()
         self.app = self._make_app()
 
@@ -114,7 +116,7 @@ class FakeLabelStudio:
 
     def session(self) -> requests.Session:
         session = requests.Session()
-        session.mount(LS_URL, FlaskAdapter(self.app))
+        session.mount(LS_URL, FlaskAdapter(self.app, self))
         return session
 
     # --- the REST API ---------------------------------------------------------------------
@@ -151,7 +153,15 @@ class FakeLabelStudio:
 
         @app.get("/api/projects/<int:pid>/")
         def get_project(pid: int):
-            return jsonify(project_or_404(pid))
+            project = dict(project_or_404(pid))
+            annotations = [a for t in self.tasks[pid] for a in t["annotations"]]
+            project.update(
+                task_number=len(self.tasks[pid]),
+                total_annotations_number=sum(not a["was_cancelled"] for a in annotations),
+                skipped_annotations_number=sum(bool(a["was_cancelled"]) for a in annotations),
+                num_tasks_with_annotations=sum(bool(t["annotations"]) for t in self.tasks[pid]),
+            )
+            return jsonify(project)
 
         @app.patch("/api/projects/<int:pid>/")
         def patch_project(pid: int):
@@ -205,6 +215,11 @@ class FakeLabelStudio:
                 self.predictions.append({**item, "project": pid})
             return jsonify(created=len(items))
 
+        @app.get("/api/projects/<int:pid>/model-versions/")
+        def list_versions(pid: int):
+            project_or_404(pid)
+            return jsonify(self.versions(pid))
+
         @app.delete("/api/projects/<int:pid>/model-versions/")
         def delete_version(pid: int):
             project_or_404(pid)
@@ -227,11 +242,19 @@ class FakeLabelStudio:
 class FlaskAdapter(requests.adapters.BaseAdapter):
     """A requests transport that hands requests to a Flask app's test client."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, ls: "FakeLabelStudio | None" = None) -> None:
         super().__init__()
         self.client = app.test_client()
+        self.ls = ls
 
     def send(self, prepared, **kwargs):
+        if self.ls is not None:
+            if self.ls.down:
+                raise requests.ConnectionError("Connection refused (fake Label Studio is down)")
+            if self.ls.delay_s:
+                import time
+
+                time.sleep(self.ls.delay_s)
         url = requests.utils.urlparse(prepared.url)
         reply = self.client.open(
             url.path,

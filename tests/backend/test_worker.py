@@ -7,7 +7,7 @@ def test_events_during_a_round_coalesce_into_one_next_round():
     started, release = threading.Event(), threading.Event()
     runs: list[int] = []
 
-    def run_round(project_id: int) -> None:
+    def run_round(project_id: int, request) -> None:
         runs.append(project_id)
         started.set()
         release.wait(10)
@@ -30,12 +30,12 @@ def test_a_failing_round_does_not_kill_the_worker():
     errors: list[tuple[int, str]] = []
     runs: list[int] = []
 
-    def run_round(project_id: int) -> None:
+    def run_round(project_id: int, request) -> None:
         runs.append(project_id)
         if project_id == 1:
             raise RuntimeError("Label Studio is down")
 
-    worker = Worker(run_round, lambda pid, exc: errors.append((pid, str(exc))))
+    worker = Worker(run_round, lambda pid, exc, request: errors.append((pid, str(exc))))
     worker.submit(1, "x")
     assert worker.wait_idle(10)
     worker.submit(2, "x")
@@ -45,7 +45,7 @@ def test_a_failing_round_does_not_kill_the_worker():
 
 
 def test_no_thread_until_the_first_submit():
-    worker = Worker(lambda pid: None)
+    worker = Worker(lambda pid, request: None)
     assert worker._thread is None
     worker.submit(1, "x")
     assert worker._thread is not None
