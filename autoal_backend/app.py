@@ -7,13 +7,14 @@ import logging
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from autoal_backend.openapi import openapi_spec
 from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError
 from autoal_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Label Studio's webhooks carry no auth; health checks must answer without it.
-OPEN_ROUTES = {"/webhook", "/health"}
+OPEN_ROUTES = {"/webhook", "/health", "/openapi.json"}
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
@@ -21,13 +22,18 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     worker thread starts with the first round, encoders load in it."""
     app = Flask("autoal_backend")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Larger bodies are refused (413) before they are read: memory stays bounded.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_mb * 1024 * 1024
     if backend is None:
         backend = Backend(settings)
         backend.start()  # owed rounds resume; the reconciler catches up with Label Studio
     app.extensions["autoal"] = backend
 
     def body() -> dict:
-        payload = request.get_json(silent=True)
+        try:
+            payload = request.get_json(silent=True)
+        except RecursionError:
+            raise RequestError("request body is JSON nested too deeply") from None
         if not isinstance(payload, dict):
             raise RequestError("request body must be a JSON object")
         return payload
@@ -86,6 +92,10 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     @app.post("/train")
     def train():
         return jsonify(backend.train(body())), 201
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(openapi_spec(settings.basic_auth))
 
     @app.get("/metrics")
     def metrics():

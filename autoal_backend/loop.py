@@ -97,26 +97,21 @@ class TaskView:
 
 def _recency(annotation: dict) -> tuple[str, int]:
     """Sort key: older first (update time, then id)."""
-    return (str(annotation.get("updated_at") or annotation.get("created_at") or ""), int(annotation.get("id") or 0))
-
-
-def latest_annotation(task: dict) -> dict | None:
-    """The newest non-cancelled annotation of ``task`` (by update time, then id)."""
-    kept = [
-        a
-        for a in task.get("annotations") or []
-        if isinstance(a, dict) and not a.get("was_cancelled")
-    ]
-    return max(kept, key=_recency) if kept else None
+    number = annotation.get("id")
+    return (
+        str(annotation.get("updated_at") or annotation.get("created_at") or ""),
+        number if isinstance(number, int) and not isinstance(number, bool) else 0,
+    )
 
 
 def annotation_choices(annotation: dict, spec: LabelSpec) -> list[str] | None:
     """The choices an annotation gives for our ``<Choices>`` tag; None when it gives none."""
-    for region in annotation.get("result") or []:
+    result = annotation.get("result")
+    for region in result if isinstance(result, list) else []:
         if not isinstance(region, dict) or region.get("from_name") != spec.from_name:
             continue
-        value = region.get("value") or {}
-        choices = value.get("choices")
+        value = region.get("value")
+        choices = value.get("choices") if isinstance(value, dict) else None
         if isinstance(choices, list):
             return [str(c) for c in choices]
     return None
@@ -165,9 +160,10 @@ def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
     """Each exported task with its agreed label (or why it is left out)."""
     views = []
     for task in tasks:
-        if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+        if not isinstance(task, dict) or type(task.get("id")) is not int:
             continue
-        annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+        raw = task.get("annotations")
+        annotations = [a for a in raw if isinstance(a, dict)] if isinstance(raw, list) else []
         kept = sorted((a for a in annotations if not a.get("was_cancelled")), key=_recency)
         if not kept:
             skipped = any(a.get("was_cancelled") for a in annotations)
@@ -309,6 +305,7 @@ class RoundRunner:
                     label_studio_url=client.url,
                     headers_for=client.headers_for,
                     session=client.session,
+                    allowed_hosts=settings.allowed_hosts,
                 )
             except TaskDataError as exc:
                 return exc

@@ -96,6 +96,7 @@ class Settings:
     webhook_secret: str = ""
     reconcile_seconds: int = 60
     allowed_hosts: tuple[str, ...] = ()
+    max_body_mb: int = 64
 
     def __repr__(self) -> str:
         # Never print the API key, the password or the webhook secret, even in a debug log.
@@ -138,6 +139,7 @@ class Settings:
                 "AUTOAL_RECONCILE_SECONDS", get("AUTOAL_RECONCILE_SECONDS", "60"), 0
             ),
             allowed_hosts=_as_hosts("AUTOAL_ALLOWED_HOSTS", get("AUTOAL_ALLOWED_HOSTS")),
+            max_body_mb=_as_int("AUTOAL_MAX_BODY_MB", get("AUTOAL_MAX_BODY_MB", "64"), 1),
             **project,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}

@@ -8,8 +8,10 @@ import base64
 import binascii
 import hashlib
 import io
+import time
+import warnings
 from collections.abc import Callable
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
@@ -17,7 +19,13 @@ from PIL import Image, UnidentifiedImageError
 from autoal_backend.label_config import LabelSpec
 
 MAX_BYTES = 50 * 1024 * 1024  # a bigger "image" is a mistake, not a task
-TIMEOUT_S = 20
+# Decoded size cap: a small PNG can claim a gigapixel canvas (a decompression bomb).
+MAX_PIXELS = 40_000_000
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 20  # between two chunks
+TOTAL_TIMEOUT_S = 60  # for the whole body: a server that trickles bytes is cut off
+MAX_REDIRECTS = 3
+REDIRECTS = {301, 302, 303, 307, 308}
 
 # Returns extra request headers for a URL (Label Studio's auth for its own files), or {}.
 HeaderProvider = Callable[[str], dict[str, str]]
@@ -87,37 +95,99 @@ def resolve_url(value: str, label_studio_url: str) -> str:
     )
 
 
+def host_allowed(url: str, label_studio_url: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """With ``allowed_hosts`` set (``AUTOAL_ALLOWED_HOSTS``), only Label Studio's own host and
+    those hosts (``name`` or ``name:port``) may be fetched from; unset, any host may."""
+    if not allowed_hosts:
+        return True
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    own = urlsplit(label_studio_url) if label_studio_url else None
+    if own is not None and (own.hostname or "").lower() == host and own.port == parts.port:
+        return True
+    return host in allowed_hosts or with_port in allowed_hosts
+
+
 def fetch_bytes(
     value: str,
     *,
     label_studio_url: str = "",
     headers_for: HeaderProvider | None = None,
     session: requests.Session | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> bytes:
-    """The bytes behind ``value`` (data URI, URL or Label Studio path)."""
+    """The bytes behind ``value`` (data URI, URL or Label Studio path), at most MAX_BYTES,
+    within TOTAL_TIMEOUT_S, from an allowed host (redirects are followed only to allowed
+    hosts, at most MAX_REDIRECTS)."""
     if value.startswith("data:"):
+        if len(value) > MAX_BYTES * 4 // 3 + 1024:
+            raise TaskDataError(f"data URI is larger than {MAX_BYTES} bytes")
         return decode_data_uri(value)
     url = resolve_url(value, label_studio_url)
-    headers = headers_for(url) if headers_for else {}
     getter = session.get if session is not None else requests.get
+    for _hop in range(MAX_REDIRECTS + 1):
+        if not host_allowed(url, label_studio_url, allowed_hosts):
+            raise TaskDataError(
+                f"{url[:120]}: host {urlsplit(url).hostname!r} is not Label Studio's nor in AUTOAL_ALLOWED_HOSTS"
+            )
+        headers = headers_for(url) if headers_for else {}
+        try:
+            response = getter(
+                url, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                stream=True, allow_redirects=False,
+            )  # fmt: skip
+        except requests.RequestException as exc:
+            raise TaskDataError(f"cannot fetch {url[:120]}: {type(exc).__name__}") from None
+        location = response.headers.get("Location")
+        if response.status_code in REDIRECTS and location:
+            response.close()
+            url = urljoin(url, location)
+            continue
+        break
+    else:
+        raise TaskDataError(f"cannot fetch {value[:120]}: more than {MAX_REDIRECTS} redirects")
     try:
-        response = getter(url, headers=headers, timeout=TIMEOUT_S)
+        if response.status_code != 200:
+            raise TaskDataError(f"cannot fetch {url[:120]}: HTTP {response.status_code}")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BYTES:
+            raise TaskDataError(f"{url[:120]} is larger than {MAX_BYTES} bytes ({declared} declared)")
+        return _read_capped(response, url)
+    finally:
+        response.close()
+
+
+def _read_capped(response: requests.Response, url: str) -> bytes:
+    """The body, chunk by chunk, stopping at MAX_BYTES or TOTAL_TIMEOUT_S."""
+    deadline = time.monotonic() + TOTAL_TIMEOUT_S
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            body += chunk
+            if len(body) > MAX_BYTES:
+                raise TaskDataError(f"{url[:120]} is larger than {MAX_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise TaskDataError(f"{url[:120]}: no complete answer within {TOTAL_TIMEOUT_S} s")
     except requests.RequestException as exc:
         raise TaskDataError(f"cannot fetch {url[:120]}: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise TaskDataError(f"cannot fetch {url[:120]}: HTTP {response.status_code}")
-    body = response.content
-    if len(body) > MAX_BYTES:
-        raise TaskDataError(f"{url[:120]} is larger than {MAX_BYTES} bytes")
-    return body
+    return bytes(body)
 
 
 def decode_image(body: bytes) -> Image.Image:
-    """RGB PIL image from encoded bytes."""
+    """RGB PIL image from encoded bytes; refuses a canvas above MAX_PIXELS before decoding it."""
     try:
-        image = Image.open(io.BytesIO(body))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            image = Image.open(io.BytesIO(body))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise TaskDataError(
+                    f"image of {width} x {height} pixels is larger than {MAX_PIXELS} pixels "
+                    "(a decompression bomb, or far too large to label)"
+                )
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise TaskDataError(f"not a readable image ({len(body)} bytes): {exc}") from None
     return image.convert("RGB")
 
@@ -129,17 +199,16 @@ def load_item(
     label_studio_url: str = "",
     headers_for: HeaderProvider | None = None,
     session: requests.Session | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> Image.Image | str:
     """What the encoder takes for ``task``: a PIL image, or the text."""
     value = raw_value(task, spec)
-    if spec.modality == "text":
-        if spec.value_type != "url":
-            return value
-        body = fetch_bytes(
-            value, label_studio_url=label_studio_url, headers_for=headers_for, session=session
-        )
-        return body.decode("utf-8", errors="replace")
+    if spec.modality == "text" and spec.value_type != "url":
+        return value
     body = fetch_bytes(
-        value, label_studio_url=label_studio_url, headers_for=headers_for, session=session
-    )
+        value, label_studio_url=label_studio_url, headers_for=headers_for, session=session,
+        allowed_hosts=allowed_hosts,
+    )  # fmt: skip
+    if spec.modality == "text":
+        return body.decode("utf-8", errors="replace")
     return decode_image(body)

@@ -266,6 +266,8 @@ class FlaskAdapter(requests.adapters.BaseAdapter):
         response = requests.Response()
         response.status_code = reply.status_code
         response._content = reply.get_data()
+        response._content_consumed = True  # iter_content (streamed reads) replays _content
+        response.raw = io.BytesIO(response._content)
         response.headers = requests.structures.CaseInsensitiveDict(reply.headers)
         response.url = prepared.url
         response.request = prepared
