@@ -58,6 +58,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
 
     @app.errorhandler(RequestError)
     def request_error(exc: RequestError):
+        if request.path == "/setup":
+            # Label Studio shows only our status code to its user: the reason goes to the log.
+            log.warning("/setup refused (%s): %s", exc.status, exc)
         return jsonify(error=str(exc)), exc.status
 
     @app.errorhandler(HTTPException)

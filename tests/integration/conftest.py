@@ -56,12 +56,15 @@ class LabelStudioAPI:
 
     server: LabelStudioServer
     session: requests.Session = field(default_factory=requests.Session)
+    token: str | None = None  # another user's legacy token; None = the admin's
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"} if self.token else self.server.headers
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 60)
-        reply = self.session.request(
-            method, self.server.url + path, headers=self.server.headers, **kwargs
-        )
+        reply = self.session.request(method, self.server.url + path, headers=self.headers, **kwargs)
         assert reply.status_code < 400, f"{method} {path}: HTTP {reply.status_code}: {reply.text[:500]}"
         return reply
 
@@ -76,7 +79,7 @@ class LabelStudioAPI:
             reply = self.session.get(
                 f"{self.server.url}/api/tasks",
                 params={"project": project_id, "page": page, "page_size": 500, "fields": "all"},
-                headers=self.server.headers,
+                headers=self.headers,
                 timeout=60,
             )
             if reply.status_code == 404:  # past the last page
@@ -113,13 +116,34 @@ class LabelStudioAPI:
             "POST", f"/api/tasks/{task_id}/annotations/", json={"result": result}
         ).json()
 
-    def connect_backend(self, project_id: int, url: str, title: str = "AutoAL") -> dict:
-        reply = self.call(
-            "POST",
-            "/api/ml",
-            json={"project": project_id, "url": url, "title": title, "is_interactive": False},
-        )
-        return reply.json()
+    def connect_backend(
+        self, project_id: int, url: str, title: str = "AutoAL", extra_params: dict | None = None
+    ) -> dict:
+        payload: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False}
+        if extra_params is not None:
+            payload["extra_params"] = extra_params
+        return self.call("POST", "/api/ml", json=payload).json()
+
+    def sign_up(self, email: str, password: str) -> LabelStudioAPI:
+        """A new member of the organisation, signed up through Label Studio's own sign-up
+        page (the invite link), with their own legacy token: another annotator."""
+        invite = self.call("GET", "/api/invite").json()
+        session = requests.Session()
+        page = f"{self.server.url}/user/signup/?token={invite['token']}"
+        session.get(page, timeout=60)
+        reply = session.post(
+            page,
+            data={"email": email, "password": password,
+                  "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")},
+            headers={"Referer": page},
+            timeout=60,
+        )  # fmt: skip
+        assert reply.status_code < 400, reply.text[:300]
+        token = session.get(f"{self.server.url}/api/current-user/token", timeout=60)
+        assert token.status_code == 200, f"sign-up of {email} failed: {token.text[:300]}"
+        member = LabelStudioAPI(self.server)
+        member.token = token.json()["token"]
+        return member
 
 
 class BackendProcess:
