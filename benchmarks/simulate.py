@@ -35,6 +35,7 @@ import torch
 from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
+from model.estimate import audit_accuracy, interleave_audit, reweighted_accuracy
 from model.pool import make_pool
 from model.selection import make_selector, parse_selector_options, selector_names
 from model.task_model import TaskModel
@@ -49,6 +50,10 @@ CSV_FIELDS = [
     "accuracy",
     "macro_f1",
     "minority_recall",
+    "estimate",
+    "estimate_low",
+    "estimate_high",
+    "audit_estimate",
     "cold_start",
     "train_s",
     "select_s",
@@ -238,12 +243,19 @@ def run_strategy(
     selector=None,
     options: dict | None = None,
     serve_window: int | None = None,
+    audit_fraction: float = 0.0,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
     and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
     selector to use instead of ``make_selector(name, **options)`` (the oracle's hindsight
     selector). ``serve_window`` W: the annotators get a random task among the top W of the
-    order each time instead of the first one (see ``served``)."""
+    order each time instead of the first one (see ``served``). ``audit_fraction``: that share
+    of the queue is served at random, as the backend's AUTOAL_AUDIT_FRACTION does.
+
+    Every round also computes the project page's accuracy estimates of its model (the
+    prequential, reweighted one and, with audits, the audit one: ``model.estimate``) from the
+    labels the annotator gives its batch, so they can be held against the true test
+    accuracy."""
     num_items = pool.shape[0]
     minority = minority_class(pool_labels, num_classes)
     result = RunResult(name, seed)
@@ -276,8 +288,13 @@ def run_strategy(
                 model = _fit(pool, labels, num_classes, config, state.seed)
             metrics = held_out_metrics(model, test, test_labels, num_classes, minority)
             order = outcome.selection.order(seed=state.seed)
+            order, audit = interleave_audit(order.cpu(), audit_fraction, state.seed)
+            order = order.to(device)
             picked = served(order, batch, serve_window, state.seed)
-            _record(result, name, seed, round_index, labels, metrics, outcome, start)
+            audited = set(order.cpu()[audit].tolist())
+            in_audit = torch.tensor([int(i) in audited for i in picked.tolist()]) if audited else None
+            estimates = page_estimates(model, pool, pool_labels, labels, picked, in_audit, state.seed)
+            _record(result, name, seed, round_index, labels, metrics, outcome, start, estimates=estimates)
             result.selections.append(
                 {
                     "strategy": name,
@@ -333,7 +350,24 @@ def _fit(
     return TaskModel.fit(pool[labeled], targets, config=config.task_model, seed=seed)
 
 
-def _record(result, name, seed, round_index, labels, metrics, outcome, start, seconds=None):
+def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed) -> dict:
+    """The project page's estimates of ``model``'s accuracy from the labels of ``picked``
+    (chosen from the unlabeled items; ``in_audit`` [B] marks those served at random), as the
+    backend computes them a round later."""
+    guess = model.predict_proba(pool[picked]).argmax(dim=1)
+    correct = (guess == pool_labels[picked]).float().cpu()
+    unlabeled = torch.nonzero(labels < 0).flatten()
+    out = {}
+    reweighted = reweighted_accuracy(correct, pool[picked].cpu(), pool[unlabeled].cpu(), seed)
+    if reweighted is not None:
+        out |= {"estimate": reweighted.value, "estimate_low": reweighted.low, "estimate_high": reweighted.high}
+    audit = audit_accuracy(correct[in_audit]) if in_audit is not None and bool(in_audit.any()) else None
+    if audit is not None:
+        out["audit_estimate"] = audit.value
+    return out
+
+
+def _record(result, name, seed, round_index, labels, metrics, outcome, start, seconds=None, estimates=None):
     """Append one point of the learning curve and its CSV row."""
     count = int((labels >= 0).sum())
     seconds = outcome.seconds if outcome is not None else (seconds or {})
@@ -350,12 +384,34 @@ def _record(result, name, seed, round_index, labels, metrics, outcome, start, se
             "accuracy": round(metrics.accuracy, 6),
             "macro_f1": round(metrics.macro_f1, 6),
             "minority_recall": round(metrics.minority_recall, 6),
+            **{k: round(v, 6) for k, v in (estimates or {}).items()},
             "cold_start": bool(outcome.cold_start) if outcome is not None else False,
             "train_s": round(seconds.get("train", 0.0), 4),
             "select_s": round(seconds.get("select", 0.0), 4),
             "round_s": round(time.perf_counter() - start, 4),
         }
     )
+
+
+def estimate_error(results: list[RunResult], key: str) -> dict[str, float | None]:
+    """Bias (mean of estimate - true test accuracy), spread (std) and how often the true
+    accuracy fell inside the estimate's 95% band, over every round of every seed."""
+    errors, inside = [], []
+    for result in results:
+        for row in result.rows:
+            if key in row:
+                errors.append(row[key] - row["accuracy"])
+                if key == "estimate":
+                    inside.append(row["estimate_low"] <= row["accuracy"] <= row["estimate_high"])
+    if not errors:
+        return {"bias": None, "spread": None, "band_coverage": None}
+    array = np.asarray(errors)
+    return {
+        "bias": round(float(array.mean()), 4),
+        "spread": round(float(array.std()), 4),
+        "band_coverage": round(float(np.mean(inside)), 3) if inside else None,
+        "rounds": int(array.size),
+    }
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -512,6 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a random task among the top W each time (Label Studio Enterprise projects "
         "with members) instead of the first one",
     )
+    parser.add_argument(
+        "--audit-fraction",
+        type=float,
+        default=0.0,
+        help="serve this share of the queue at random, as AUTOAL_AUDIT_FRACTION does (0: none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -533,6 +595,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
+    if not 0.0 <= args.audit_fraction < 1.0:
+        raise SystemExit(f"--audit-fraction must lie in [0, 1), got {args.audit_fraction}")
     if args.serve_window is not None and args.serve_window < 1:
         raise SystemExit(f"--serve-window must be at least 1, got {args.serve_window}")
     device = resolve_device(args.device)
@@ -598,6 +662,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     on_round=lambda: bar.update(1),
                     options=options[name],
                     serve_window=args.serve_window,
+                    audit_fraction=args.audit_fraction,
                 )
             except StrategyFailed as failure:
                 failed[name] = str(failure)
@@ -640,6 +705,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
     }
     if args.serve_window is not None:
         report["serve_window"] = args.serve_window
+    report["estimate_error"] = {n: estimate_error(rs, "estimate") for n, rs in runs.items()}
+    if args.audit_fraction > 0:
+        report["audit_fraction"] = args.audit_fraction
+        report["audit_estimate_error"] = {n: estimate_error(rs, "audit_estimate") for n, rs in runs.items()}
     if any(options.values()):
         report["selector_options"] = {n: _json_safe(o) for n, o in options.items() if o}
     matched = labels_to_match_random(runs)

@@ -133,7 +133,10 @@ def test_simulate_end_to_end(tmp_path, capsys):
         "aubc_macro_f1",
         "final_macro_f1",
         "final_minority_recall",
+        "estimate_error",
     }
+    for error in report["estimate_error"].values():
+        assert set(error) == {"bias", "spread", "band_coverage", "rounds"} and error["rounds"] == 4
     assert report["dataset"] == "blobs"
     # Random reaches its own final accuracy by the end at the latest.
     assert 10 <= report["labels_to_match_random"]["random"] <= 20

@@ -1,0 +1,46 @@
+"""The leave-one-data-set-out report: per-seed AUBC from simulate's CSV, paired differences
+with known answers, the comparison against the best single strategy."""
+
+import csv
+
+import pytest
+
+from benchmarks import loo
+
+
+def write_rounds(path, curves: dict[tuple[str, int], list[float]]):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["strategy", "seed", "round", "labeled", "accuracy",
+                                                    "macro_f1", "minority_recall"])  # fmt: skip
+        writer.writeheader()
+        for (strategy, seed), accuracy in curves.items():
+            for r, a in enumerate(accuracy):
+                writer.writerow({"strategy": strategy, "seed": seed, "round": r, "labeled": 20 + 20 * r,
+                                 "accuracy": a, "macro_f1": a - 0.1, "minority_recall": a / 2})  # fmt: skip
+
+
+def test_paired_differences_known_answer():
+    result = loo.paired({0: 0.8, 1: 0.7, 2: 0.9}, {0: 0.7, 1: 0.7, 2: 0.8})
+    assert result["mean"] == pytest.approx(0.0667, abs=1e-4)
+    assert result["wins"] == 2 and result["seeds"] == 3
+    assert result["std"] == pytest.approx(0.0577, abs=1e-4)
+
+
+def test_a_set_summary_compares_autoal_with_uniform_and_the_best_single(tmp_path):
+    curves = {}
+    for seed in range(3):
+        curves[("autoal", seed)] = [0.5, 0.7, 0.80 + 0.01 * seed]
+        curves[("uniform", seed)] = [0.5, 0.6, 0.80]
+        curves[("margin", seed)] = [0.5, 0.65, 0.85]
+        curves[("random", seed)] = [0.5, 0.55, 0.6]
+    write_rounds(tmp_path / "rounds.csv", curves)
+    report = loo.summarise_set(tmp_path, "toy")
+    assert report["best_single"] == "margin"  # the best of the single strategies
+    assert list(report["aubc"]) == ["autoal", "margin", "uniform", "random"]
+    # AUBC = mean of the two trapezoids: autoal .675 + .0025 seed, uniform .625, margin .6625.
+    diff = report["autoal_minus"]["uniform"]
+    assert diff["mean"] == pytest.approx(0.0525, abs=1e-4) and diff["wins"] == 3
+    assert report["autoal_minus"]["best_single"]["mean"] == pytest.approx(0.015, abs=1e-4)
+    assert "margin" in report["final_minority_recall"]
+    text = loo.markdown("small", [report])
+    assert "| autoal |" in text and "(margin)" in text
