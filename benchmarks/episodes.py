@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import default_cache_dir, load_dataset, long_tail_subset
-from model.autoal.prior import TrainingRound, item_values
+from model.autoal.prior import TrainingRound
 from model.autoal.state import round_features
 from model.pool import make_pool
 from model.ranking import rank_order
@@ -411,22 +411,24 @@ def load_episodes(paths: list[Path]) -> list[dict]:
     return [torch.load(p, weights_only=False) for p in paths]
 
 
+def action_gains(record: dict, gain: str = "accuracy_gain") -> torch.Tensor:
+    """[A] a recorded round's true gain of each prior action (``model.autoal.prior``) over the
+    uniform mixture: the candidate rows are each strategy (0..K-1), uniform (K), uniform
+    without each strategy (K+1..2K), then random mixtures (not actions)."""
+    k = len(PORTFOLIO)
+    values = record[gain].float()
+    order = torch.cat((torch.tensor([k]), torch.arange(k), torch.arange(k + 1, 2 * k + 1)))
+    return values[order] - values[k]
+
+
 def training_rounds(episodes: list[dict], gain: str = "accuracy_gain") -> list[TrainingRound]:
     """The prior's training rounds from recorded episodes; each family (and regime) weighs
     alike in the objective, however many rounds it holds."""
-    rounds: list[TrainingRound] = []
-    for episode in episodes:
-        for record in episode["rounds"]:
-            items, value = item_values(record["batches"].long(), record[gain], UNIFORM_ROW)
-            rounds.append(
-                TrainingRound(
-                    record["features"],
-                    record["scores"][items].float(),
-                    value,
-                    int(record["batch"]),
-                    f"{episode['family']}/{episode['regime']}",
-                )
-            )
+    rounds = [
+        TrainingRound(record["features"], action_gains(record, gain), f"{episode['family']}/{episode['regime']}")
+        for episode in episodes
+        for record in episode["rounds"]
+    ]
     per_group: dict[str, int] = {}
     for r in rounds:
         per_group[r.group] = per_group.get(r.group, 0) + 1

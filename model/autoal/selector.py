@@ -27,7 +27,7 @@ from dataclasses import asdict, fields
 import torch
 
 from model.autoal.config import AutoALConfig
-from model.autoal.prior import load_prior
+from model.autoal.prior import action_weights, load_prior
 from model.autoal.search import (
     Projection,
     SearchNet,
@@ -124,14 +124,21 @@ class AutoALSelector:
         base = uniform_weights(len(self.portfolio), device)
         if self.prior is not None:
             features = round_features(state, scores, self.portfolio, candidates)
-            base = self.prior.weights(features).to(device)
+            probabilities = self.prior.probabilities(features)
+            action = int(probabilities.argmax())
+            base = action_weights(self.portfolio)[action].to(device)
             info["state"] = _named(list(FEATURES), features)
+            info["prior_action"] = self.prior.actions[action]
+            info["prior_probabilities"] = _named(self.prior.actions, probabilities)
             info["prior_weights"] = _named(self.portfolio, base)
         seconds["prior"] = time.perf_counter() - start
 
         weights = base.expand(candidates.numel(), -1)  # [M, K]
         if self.config.online:
-            weights = self._search(state, candidates, base, info, seconds)
+            # The online search needs every strategy in play: it starts from the prior's
+            # weights mixed with a tenth of the uniform mixture.
+            start_from = 0.9 * base + 0.1 * uniform_weights(len(self.portfolio), device)
+            weights = self._search(state, candidates, start_from, info, seconds)
         info["shrinkage"] = self.shrinkage if self.config.online else 0.0
         contributions = weights * scores  # [M, K]
         self.rounds += 1

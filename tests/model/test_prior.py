@@ -1,5 +1,5 @@
-"""The SearchNet prior: state features with known values, the truth it learns from, training
-that is deterministic and learns what the truth says, and the shipped file."""
+"""The SearchNet prior: state features with known values, actions, training that is
+deterministic and learns what the truth says, and the shipped file."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.autoal import FEATURES, Prior, PriorTrainingConfig, TrainingRound, train_prior
-from model.autoal.prior import PRIOR_FILE, hard_gain, item_values, load_prior
+from model.autoal.prior import PRIOR_FILE, action_names, action_weights, chosen_gain, load_prior
 from model.autoal.state import round_features, top_agreement
 from model.pool import make_pool
 from model.strategies import PORTFOLIO, score_matrix
@@ -50,50 +50,60 @@ def test_round_features_on_a_balanced_labeled_pool():
     assert 0.0 <= values["top_agreement"] <= 1.0 and 0.0 < values["predicted_balance"] <= 1.0
 
 
-def test_item_values_credit_each_item_with_its_batches_gain_over_the_reference():
-    batches = torch.tensor([[0, 1], [1, 2], [3, 4]])
-    gains = torch.tensor([0.03, 0.01, 0.02])
-    items, value = item_values(batches, gains, reference=1)
-    assert items.tolist() == [0, 1, 2, 3, 4]
-    # Item 1 sits in batches 0 and 1: mean of (.02, 0); item 2 only in the reference batch.
-    assert value.tolist() == pytest.approx([0.02, 0.01, 0.0, 0.01, 0.01])
+def test_actions_are_uniform_each_strategy_and_uniform_without_each():
+    names = action_names(NAMES)
+    assert names == ["uniform", "only random", "only margin", "only kmeans",
+                     "without random", "without margin", "without kmeans"]  # fmt: skip
+    weights = action_weights(NAMES)
+    assert torch.allclose(weights[0], torch.full((3,), 1 / 3))
+    assert torch.equal(weights[1:4], torch.eye(3))
+    assert torch.allclose(weights[6], torch.tensor([0.5, 0.5, 0.0]))
 
 
-def regime_rounds(count: int = 40, items: int = 60, batch: int = 10, seed: int = 0):
+def regime_rounds(count: int = 60, seed: int = 0, noise: float = 0.005):
     """Simulated rounds of a task family with a known answer: below 100 labels the k-means
-    batch gains 2 points over the uniform mixture's and margin's loses 1; above 400 labels the
-    other way round. Features: log(1 + labels) varies, the others are noise."""
+    batch gains 2 points over the uniform mixture's and margin's loses 1; above 400 labels
+    margin gains 2 and k-means loses 1; the other actions tie with uniform. The truth is noisy
+    (as measured gains are); the features: log(1 + labels) varies, the others are noise."""
     gen = torch.Generator().manual_seed(seed)
     rounds = []
+    names = action_names(NAMES)
     for i in range(count):
         low = i % 2 == 0
-        labeled = 20 + 60 * torch.rand(1, generator=gen).item() if low else 400 + 400 * torch.rand(1, generator=gen).item()
+        labeled = 20 + 60 * float(torch.rand(1, generator=gen)) if low else 400 + 400 * float(torch.rand(1, generator=gen))
         features = torch.randn(len(FEATURES), generator=gen)
         features[0] = torch.log1p(torch.tensor(labeled))
-        scores = torch.stack([torch.randperm(items, generator=gen).float() / (items - 1) for _ in NAMES], dim=1)
-        uniform = scores.mean(dim=1)
-        picks = [scores[:, j].topk(batch).indices for j in range(3)] + [uniform.topk(batch).indices]
-        gains = torch.tensor([0.0, -0.01, 0.02, 0.0] if low else [0.0, 0.02, -0.01, 0.0])
-        union, value = item_values(torch.stack(picks), gains, reference=3)
-        rounds.append(TrainingRound(features, scores[union], value, batch, "family"))
+        gains = noise * torch.randn(len(names), generator=gen)
+        gains[0] = 0.0
+        gains[names.index("only kmeans")] += 0.02 if low else -0.01
+        gains[names.index("only margin")] += -0.01 if low else 0.02
+        rounds.append(TrainingRound(features, gains, "family"))
     return rounds
 
 
-def weights_at(prior: Prior, labeled: float) -> dict[str, float]:
+def chosen_at(prior: Prior, labeled: float) -> str:
     features = prior.mean.clone()
     features[0] = torch.log1p(torch.tensor(labeled))
-    return dict(zip(NAMES, prior.weights(features).tolist(), strict=True))
+    return prior.actions[prior.choose(features)]
 
 
 def test_the_prior_learns_diversity_early_and_uncertainty_late():
     prior = train_prior(regime_rounds(), NAMES, PriorTrainingConfig(steps=400))
-    early, late = weights_at(prior, 40.0), weights_at(prior, 600.0)
-    assert early["kmeans"] > early["margin"] + 0.1, early
-    assert late["margin"] > late["kmeans"] + 0.1, late
-    assert prior.meta["hard_gain_over_uniform"] > 0.0
+    assert chosen_at(prior, 40.0) == "only kmeans"
+    assert chosen_at(prior, 600.0) == "only margin"
+    late = prior.mean.clone()
+    late[0] = torch.log1p(torch.tensor(600.0))
+    assert torch.equal(prior.weights(late), torch.tensor([0.0, 1.0, 0.0]))  # margin's weights
+    assert prior.meta["chosen_gain_over_uniform"] > 0.01
     held_out = regime_rounds(seed=1)
-    learned = hard_gain(torch.stack([prior.weights(r.features) for r in held_out]), held_out)
-    assert float(learned.mean()) > float(hard_gain(torch.full((3,), 1 / 3), held_out).mean())
+    assert float(chosen_gain(prior, held_out).mean()) > 0.01
+
+
+def test_an_untrained_or_strongly_pulled_prior_is_the_uniform_mixture():
+    untrained = train_prior(regime_rounds(count=4), NAMES, PriorTrainingConfig(steps=0))
+    assert chosen_at(untrained, 40.0) == "uniform"
+    pulled = train_prior(regime_rounds(), NAMES, PriorTrainingConfig(steps=400, pull=1.0))
+    assert chosen_at(pulled, 40.0) == "uniform" and chosen_at(pulled, 600.0) == "uniform"
 
 
 def test_prior_training_is_deterministic_and_round_trips_through_json(tmp_path):
@@ -106,13 +116,8 @@ def test_prior_training_is_deterministic_and_round_trips_through_json(tmp_path):
     first.save(path)
     loaded = load_prior(str(path))
     x = torch.randn(5, len(FEATURES))
-    assert torch.equal(loaded.weights(x), first.weights(x))
+    assert torch.equal(loaded.probabilities(x), first.probabilities(x))
     assert loaded.meta["command"] == "test" and loaded.portfolio == NAMES
-
-
-def test_a_strong_pull_keeps_the_prior_at_the_uniform_mixture():
-    prior = train_prior(regime_rounds(), NAMES, PriorTrainingConfig(steps=200, pull=10.0))
-    assert max(abs(w - 1 / 3) for w in weights_at(prior, 40.0).values()) < 0.03
 
 
 def test_a_prior_of_other_features_is_refused(tmp_path):
@@ -134,3 +139,5 @@ def test_the_shipped_prior_loads_and_covers_the_portfolio():
         assert key in prior.meta
     weights = prior.weights(prior.mean)
     assert weights.shape == (len(PORTFOLIO),) and abs(float(weights.sum()) - 1.0) < 1e-5
+    # Excluded from its training: nothing (the shipped prior is trained on every family).
+    assert prior.meta["data"]["excluded"] == []
