@@ -12,7 +12,7 @@ export AUTOAL_LS_VENV := $(LS_VENV)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install label-studio test test-fast lint demo bench-simulate bench-large bench-oracle bench-speed bench-latency clean
+.PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-chaos bench-speed bench-latency clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,16 @@ install: $(VENV)/.installed
 
 label-studio: $(LS_VENV)/.installed
 
+## make browser: Debian's Chromium and its ChromeDriver for the page tests (nothing downloads a browser).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 ## make test: install everything, then run every test (real Label Studio included).
 ## pytest's exit 5 (no test collected) fails like any other failure.
-test: install label-studio
+test: install label-studio browser
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
@@ -50,6 +57,16 @@ lint: install
 ## make demo: a local Label Studio + the backend + a demo project with the loop connected.
 demo: install label-studio
 	$(PY) -m scripts.demo $(DEMO_ARGS)
+
+## make meta-train: simulated labeling episodes (cached under ~/.cache/autoal-backend/episodes;
+## ~1.5 h on 2 cores the first time), then the shipped prior, model/autoal/prior.json (seconds),
+## and the leave-one-data-set-out priors the benchmarks judge (results/priors/).
+meta-train: install
+	$(PY) -m benchmarks.episodes --families all --regimes small,large --episodes 30 --large-episodes 10 --workers 2
+	for d in digits mnist bbc rotten; do \
+		$(PY) -m benchmarks.meta_train --exclude $$d --out results/priors/loo-$$d.json || exit 1; \
+	done
+	$(PY) -m benchmarks.meta_train --out model/autoal/prior.json
 
 ## Benchmarks (results under results/; the figures quoted in docs/ came from these).
 BENCH_DATASETS ?= digits mnist bbc rotten
@@ -72,6 +89,16 @@ bench-oracle: install
 		$(PY) -m benchmarks.oracle --dataset $$d --curve --initial 20 --batch 20 --rounds 10 \
 			--seeds 5 --out results/oracle-curve/$$d || exit 1; \
 	done
+
+## The issue-9 protocol: every selector, each data set judged with a prior that never saw it.
+bench-loo: install
+	$(PY) -m benchmarks.loo --budget small --seeds 10 --workers 2 --out results/loo
+
+bench-loo-large: install
+	$(PY) -m benchmarks.loo --budget large --seeds 5 --workers 2 --out results/loo
+
+bench-chaos: install label-studio
+	$(PY) -m benchmarks.chaos --tasks 300
 
 bench-speed: install
 	$(PY) -m benchmarks.speed --pool 1000,10000,100000 --dim 384 --classes 10 --labeled 1000 \

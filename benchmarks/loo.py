@@ -37,7 +37,7 @@ from model.strategies import strategy_names
 
 BUDGETS = {"small": (20, 20, 10), "large": (20, 50, 20)}
 MIN_POOL = {"small": 0, "large": 2000}
-COMPARED = ("uniform", "schedule", "albl", "random", "tailor", "autoal_labels")
+COMPARED = ("uniform", "schedule", "albl", "random", "tailor", "autoal_online", "autoal_labels")
 
 
 def set_name(dataset: str, imbalance: float) -> str:
@@ -169,6 +169,7 @@ def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Pat
         "--initial", str(initial), "--batch", str(batch), "--rounds", str(rounds),
         "--seeds", str(args.seeds), "--out", str(out), "--no-progress",
         "--selector-option", f"autoal.prior={prior}",
+        "--selector-option", f"autoal_online.prior={prior}",
     ]  # fmt: skip
     for option in args.selector_option:
         command += ["--selector-option", option]

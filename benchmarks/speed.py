@@ -64,6 +64,7 @@ ROUND_STAGES = (
     "autoal.cross_fit",
     "autoal.search",
     "autoal.portfolio",
+    "autoal.prior",
     "autoal.weigh",
     "validate",
     "ranking",
@@ -161,6 +162,7 @@ def one_round(
     validation_folds: int,
     device: torch.device,
     task_steps: int = 0,
+    selector_name: str = "autoal",
 ) -> tuple[float, float, dict[str, float]]:
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
@@ -195,12 +197,12 @@ def one_round(
     synchronise(device)
     stages["standardise"] = time.perf_counter() - t
     timer.pool_features = state.features
-    selector = make_selector("autoal", device=device)
+    selector = make_selector(selector_name, device=device)
     with timer:
         result = run_round(state, selector, config)
     synchronise(device)
     t = time.perf_counter()
-    runner.rank(state, result, spec, "speed-r1")
+    runner.rank(state, result, spec, "speed-r1", settings)
     stages["ranking"] = time.perf_counter() - t
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stages["train"] = result.seconds.get("train", 0.0)
@@ -222,6 +224,7 @@ def measure_pool(
     validation_folds: int,
     device_name: str,
     task_steps: int = 0,
+    selector: str = "autoal",
 ) -> dict:
     """Every repeat of the round on one pool size (run in a fresh process by ``main``)."""
     from model.device import resolve_device
@@ -238,7 +241,7 @@ def measure_pool(
     walls, cpus, per_stage = [], [], defaultdict(list)
     for _ in range(repeats):
         wall, cpu, stages = one_round(
-            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps
+            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps, selector
         )
         walls.append(wall)
         cpus.append(cpu)
@@ -353,7 +356,7 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
             runner = RoundRunner(settings, ProjectStore(Path(root)), device, lambda *_: client,
                                  lambda *_: encoder)
             start = time.perf_counter()
-            kept, embeddings, skipped = runner.embed(1, views, spec, client)
+            kept, embeddings, skipped = runner.embed(1, views, spec, client, settings)
             synchronise(device)
             path_s.append(time.perf_counter() - start)
             if skipped or embeddings.shape[0] != items:
@@ -502,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task-steps", type=int, default=0,
                         help="task-model Adam steps (0: the backend's default); for smoke tests")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--selector", default="autoal",
+                        help="the round's selector (autoal, autoal_online, uniform, ...)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
                         help="comma-separated encoders to compare with the embedding path; "
@@ -539,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             pool=pool, labeled=args.labeled, dim=args.dim, classes=args.classes,
             budget=args.budget, repeats=args.repeats, seed=args.seed,
             validation_folds=args.validation_folds, device_name=str(device),
-            task_steps=args.task_steps,
+            task_steps=args.task_steps, selector=args.selector,
         )
         pools[str(pool)] = result
         top = sorted(result["stages"].items(), key=lambda kv: -kv[1])[:4]
@@ -577,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": args.budget, "repeats": args.repeats,
             "validation_folds": args.validation_folds, "seed": args.seed,
             "task_steps": args.task_steps or "default",
+            "selector": args.selector,
         },
         "environment": env,
     }

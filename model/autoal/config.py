@@ -42,8 +42,8 @@ class AutoALConfig:
     strategy scores as inputs, validation evidence pooled across rounds, a rank signal.
     """
 
-    prior: str = "none"
-    online: bool = True
+    prior: str = "default"
+    online: bool = False
     folds: int = 3
     budget_fraction: float = 0.25
     temperature: float = 0.2

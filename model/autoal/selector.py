@@ -15,8 +15,9 @@ One round (``AutoALSelector.select``):
    where it is.
 
 Which combination is the default is decided by measurement (docs/benchmarks.md): ``autoal``
-is always the design that measures best; ``autoal_labels`` is the published design (no prior,
-the search on the project's own labels only).
+is always the design that measures best; ``autoal_online`` adds the online search to the
+prior; ``autoal_labels`` is the published design (no prior, the search on the project's own
+labels only).
 """
 
 from __future__ import annotations
@@ -244,6 +245,17 @@ register_selector(
     "autoal",
     description="AutoAL: SearchNet weights over the portfolio (the design that measures best)",
 )(AutoALSelector)
+
+
+@register_selector(
+    "autoal_online",
+    description="AutoAL's prior, then the bi-level search on the project's labels, shrunk toward it",
+)
+class OnlineAutoAL(AutoALSelector):
+    """The prior's choice as the start, refined by the per-project bi-level search."""
+
+    name = "autoal_online"
+    defaults = {"online": True}
 
 
 @register_selector(

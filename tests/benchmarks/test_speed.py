@@ -24,6 +24,7 @@ def test_tiny_run_reports_every_stage_and_the_encoder_comparison(capsys, tmp_pat
         "--pool", "40,80", "--dim", "8", "--classes", "3", "--labeled", "30", "--budget", "5",
         "--repeats", "2", "--encoders", "pixels", "--images", "12", "--encoder-repeats", "1",
         "--device", "cpu", "--in-process", "--task-steps", "20", "--plot", str(plot),
+        "--selector", "autoal_online",
     )  # fmt: skip
     assert set(report["pools"]) == {"40", "80"}
     for pool, entry in report["pools"].items():
@@ -50,6 +51,14 @@ def test_tiny_run_reports_every_stage_and_the_encoder_comparison(capsys, tmp_pat
     )
     assert report["config"]["labeled"] == 30 and report["environment"]["device"] == "cpu"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_default_round_times_the_prior(capsys):
+    report = run_main(capsys, "--pool", "40", "--labeled", "30", "--repeats", "1", "--encoders", "none",
+                      "--device", "cpu", "--in-process", "--task-steps", "20")  # fmt: skip
+    stages = report["pools"]["40"]["stages"]
+    assert stages["autoal.prior"] > 0 and "autoal.cross_fit" not in stages
+    assert report["config"]["selector"] == "autoal"
 
 
 def test_pool_none_skips_the_rounds(capsys):

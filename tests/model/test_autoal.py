@@ -1,5 +1,6 @@
-"""AutoAL: the relaxation has real gradients, the search finds the informative strategy, the
-selector is reproducible, warm-started and restorable. Tiny synthetic data, known answers."""
+"""AutoAL's online search (the published design, ``autoal_labels``): the relaxation has real
+gradients, the search finds the informative strategy, the selector is reproducible,
+warm-started and restorable. Tiny synthetic data, known answers."""
 
 import json
 
@@ -9,6 +10,7 @@ import torch
 from model.autoal import (
     AutoALConfig,
     AutoALSelector,
+    LabelOnlyAutoAL,
     SearchNet,
     cross_fit,
     fit_search_net,
@@ -185,7 +187,7 @@ def test_selector_prefers_margin_over_random_on_overlapping_blobs():
     state = blobs(n_per_class=150, labeled_per_class=40)
     # The paper's signal (held-out loss), which margin predicts here (correlation ~.86).
     # Global weights (no embedding), so the mean weight is the strategy's.
-    selector = AutoALSelector(portfolio=["random", "margin"], folds=4, signal="loss", embed_dims=0)
+    selector = LabelOnlyAutoAL(portfolio=["random", "margin"], folds=4, signal="loss", embed_dims=0)
     selection = selector.select(state, state.unlabeled_indices())
     weights = selection.info["mean_weights"]
     assert selection.info["searched"] is True
@@ -195,10 +197,10 @@ def test_selector_prefers_margin_over_random_on_overlapping_blobs():
 def test_selection_contract_and_reproducibility():
     state = blobs()
     candidates = state.unlabeled_indices()
-    first = make_selector("autoal", portfolio=["random", "margin", "entropy"]).select(
+    first = make_selector("autoal_labels", portfolio=["random", "margin", "entropy"]).select(
         state, candidates
     )
-    second = make_selector("autoal", portfolio=["random", "margin", "entropy"]).select(
+    second = make_selector("autoal_labels", portfolio=["random", "margin", "entropy"]).select(
         state, candidates
     )
     m = candidates.numel()
@@ -213,7 +215,7 @@ def test_selection_contract_and_reproducibility():
 
 def test_too_few_labels_means_no_search_and_the_uniform_mixture():
     state = blobs(labeled_per_class=2)
-    selection = AutoALSelector(portfolio=["random", "margin"]).select(
+    selection = LabelOnlyAutoAL(portfolio=["random", "margin"]).select(
         state, state.unlabeled_indices()
     )
     assert selection.info["searched"] is False
@@ -223,10 +225,10 @@ def test_too_few_labels_means_no_search_and_the_uniform_mixture():
 def test_state_dict_round_trips_through_json_and_warm_starts():
     state = blobs()
     candidates = state.unlabeled_indices()
-    selector = AutoALSelector(portfolio=["random", "margin"], steps=20)
+    selector = LabelOnlyAutoAL(portfolio=["random", "margin"], steps=20)
     selector.select(state, candidates)
     saved = json.loads(json.dumps(selector.state_dict()))
-    restored = AutoALSelector(portfolio=["random", "margin"], steps=20)
+    restored = LabelOnlyAutoAL(portfolio=["random", "margin"], steps=20)
     restored.load_state_dict(saved)
     assert restored.rounds == 1
     x = selector.projection(state.features[candidates])
@@ -240,15 +242,15 @@ def test_state_dict_round_trips_through_json_and_warm_starts():
 
 def test_state_of_another_selector_or_portfolio_starts_fresh():
     state = blobs()
-    selector = AutoALSelector(portfolio=["random", "margin"], steps=5)
+    selector = LabelOnlyAutoAL(portfolio=["random", "margin"], steps=5)
     selector.select(state, state.unlabeled_indices())
     saved = saved_state(selector)
-    same = AutoALSelector(portfolio=["random", "margin"], steps=5)
+    same = LabelOnlyAutoAL(portfolio=["random", "margin"], steps=5)
     assert restore_state(same, saved) is None and same.rounds == 1
-    other = AutoALSelector(portfolio=["margin", "entropy"])
+    other = LabelOnlyAutoAL(portfolio=["margin", "entropy"])
     assert "portfolio" in restore_state(other, saved) and other.net is None
     albl = make_selector("albl", portfolio=["random", "margin"])
-    assert "written by selector 'autoal'" in restore_state(albl, saved)
+    assert "written by selector 'autoal_labels'" in restore_state(albl, saved)
     assert "predates" in restore_state(same, selector.state_dict())  # no envelope
 
 
@@ -256,7 +258,7 @@ def test_state_of_another_selector_or_portfolio_starts_fresh():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     state = blobs()
-    cpu = AutoALSelector(portfolio=["random", "margin"]).select(state, state.unlabeled_indices())
+    cpu = LabelOnlyAutoAL(portfolio=["random", "margin"]).select(state, state.unlabeled_indices())
     cuda_state = make_pool(
         state.features.cuda(),
         torch.where(state.labeled, state.class_indices(), -1).cuda(),
@@ -271,7 +273,7 @@ def test_cuda_matches_cpu():
         seed=state.seed,
     )
     cuda_state.model, cuda_state.probs = model, model.predict_proba(cuda_state.features)
-    gpu = AutoALSelector(portfolio=["random", "margin"]).select(
+    gpu = LabelOnlyAutoAL(portfolio=["random", "margin"]).select(
         cuda_state, cuda_state.unlabeled_indices()
     )
     assert gpu.priority.device.type == "cuda"
@@ -333,12 +335,12 @@ def test_search_pulls_toward_its_base_not_toward_uniform():
 def test_a_state_saved_with_an_option_since_removed_still_loads():
     state = blobs(labeled_per_class=20)
     candidates = state.unlabeled_indices()
-    selector = AutoALSelector(portfolio=["margin", "random"], steps=20)
+    selector = LabelOnlyAutoAL(portfolio=["margin", "random"], steps=20)
     selector.select(state, candidates)
     saved = json.loads(json.dumps(selector.state_dict()))
     # As saved by 0.1.0, which had options since removed.
     saved["config"] |= {"strategy_prior": False, "score_inputs": False, "evidence_decay": 0.0}
-    restored = AutoALSelector(portfolio=["margin", "random"], steps=20)
+    restored = LabelOnlyAutoAL(portfolio=["margin", "random"], steps=20)
     restored.load_state_dict(saved)
     a, b = selector.select(state, candidates), restored.select(state, candidates)
     assert torch.allclose(a.priority, b.priority, atol=1e-5)

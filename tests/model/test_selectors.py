@@ -41,7 +41,7 @@ def pool(labels_per_class: int, classes: int = 4, per_class: int = 40, seed: int
 def test_registry_lists_mixtures_then_strategies_and_explains_bad_names():
     names = selector_names()
     assert names[:3] == ["autoal", "uniform", "albl"]
-    assert {"autoal_labels", "schedule", "tailor"} <= set(mixture_names())
+    assert {"autoal_online", "autoal_labels", "schedule", "tailor"} <= set(mixture_names())
     assert names[len(mixture_names()) :] == strategy_names()
     with pytest.raises(UnknownNameError, match="valid: .*tailor"):
         make_selector("bandit")
@@ -50,11 +50,12 @@ def test_registry_lists_mixtures_then_strategies_and_explains_bad_names():
     assert selector_options("margin") == {}
 
 
-@pytest.mark.parametrize("name", ["autoal", "uniform", "albl", "schedule", "tailor", "autoal_labels"])
+@pytest.mark.parametrize("name", ["autoal", "uniform", "albl", "schedule", "tailor", "autoal_online", "autoal_labels"])
 def test_every_mixture_honours_the_selection_contract(name):
     state, _ = pool(labels_per_class=5)
     candidates = state.unlabeled_indices()
-    options = {} if name == "schedule" else {"portfolio": SMALL}
+    # The prior is trained for the whole portfolio; the others run on a small one.
+    options = {} if name in ("schedule", "autoal", "autoal_online") else {"portfolio": SMALL}
     first = make_selector(name, **options).select(state, candidates)
     again = make_selector(name, **options).select(state, candidates)
     m = candidates.numel()
