@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from autoal_backend import overview, pages
 from autoal_backend.openapi import openapi_spec
 from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError
 from autoal_backend.settings import Settings
@@ -74,10 +75,61 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
         backend.metrics.error("request")
         return jsonify(error=f"internal error ({type(exc).__name__}); see the backend log"), 500
 
-    @app.get("/")
+    def wants_html() -> bool:
+        accept = request.accept_mimetypes
+        return accept.accept_html and accept["text/html"] > accept["application/json"]
+
     @app.get("/health")
     def health():
         return jsonify(backend.health())
+
+    @app.get("/")
+    def index():
+        # A browser gets the projects page; Label Studio and scripts get the health JSON.
+        if wants_html():
+            return Response(pages.projects_page(backend.project_rows()), mimetype="text/html")
+        return jsonify(backend.health())
+
+    @app.get("/projects/<project_id>")
+    def project_page(project_id: str):
+        overview = overview_of(project_id)
+        return Response(pages.project_page(overview), mimetype="text/html")
+
+    @app.get("/projects/<project_id>/tasks/<task_id>/thumbnail")
+    def thumbnail(project_id: str, task_id: str):
+        from autoal_backend.service import parse_project_id
+
+        data = backend.thumbnail(parse_project_id(project_id, "project id"), parse_project_id(task_id, "task id"))
+        return Response(data, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/projects")
+    def api_projects():
+        return jsonify(projects=backend.project_rows())
+
+    def overview_of(project_id: str) -> dict:
+        from autoal_backend.service import parse_project_id
+
+        return overview.project_overview(backend, parse_project_id(project_id, "project id"))
+
+    @app.get("/api/projects/<project_id>")
+    def api_project(project_id: str):
+        return jsonify(overview_of(project_id))
+
+    @app.get("/api/projects/<project_id>/<part>")
+    def api_project_part(project_id: str, part: str):
+        data = overview_of(project_id)
+        parts = {
+            "status": data["project"]["status"],
+            "curve": data["learning_curve"],
+            "labels": data["labels_over_rounds"],
+            "weights": data["weights_over_rounds"],
+            "top": data["top"],
+            "timings": data["timings"],
+            "disagreements": data["disagreements"],
+        }
+        if part not in parts:
+            raise RequestError(f"unknown part {part!r}; valid: {', '.join(parts)}", 404)
+        return jsonify(parts[part])
 
     @app.post("/setup")
     def setup():

@@ -6,6 +6,7 @@ under a new model_version, point the project at it, delete the previous version 
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_ver
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache
+from model.estimate import audit_accuracy, calibrated_accuracy, interleave_audit
 from model.export import export_state
 from model.pool import PoolState
 from model.ranking import rank_normalise
@@ -219,6 +221,33 @@ class RoundReport:
     skipped: dict[int, str] = field(default_factory=dict)
 
 
+class EmbedProgress:
+    """Embedding progress of one round: published for the page and /metrics after every
+    chunk, and a log line every ``LOG_EVERY_S`` with items/s and the time left."""
+
+    LOG_EVERY_S = 5.0
+
+    def __init__(self, runner: "RoundRunner", project_id: int, total: int, pool: int) -> None:
+        self.runner, self.project_id, self.total, self.pool = runner, project_id, total, pool
+        self.done = 0
+        self.started = self.logged = time.perf_counter()
+        runner.set_stage(project_id, "embedding", done=0, total=total, pool=pool)
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        rate = self.done / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else None
+        self.runner.set_stage(
+            self.project_id, "embedding", done=self.done, total=self.total, pool=self.pool,
+            items_per_second=round(rate, 1), seconds_left=None if left is None else round(left, 1),
+        )  # fmt: skip
+        if now - self.logged >= self.LOG_EVERY_S and self.done < self.total:
+            self.logged = now
+            log.info("project %s: embedded %d of %d new tasks (%.0f items/s, about %.0f s left)",
+                     self.project_id, self.done, self.total, rate, left or 0.0)  # fmt: skip
+
+
 class RoundRunner:
     """Runs rounds; owns the encoders (built once per name) and their caches."""
 
@@ -238,6 +267,31 @@ class RoundRunner:
         self.encoder_factory = encoder_factory
         self.identity = identity
         self._encoders: dict[str, object] = {}
+        # What each project's round is doing now (the page and /metrics read it).
+        self._progress: dict[int, dict] = {}
+        self._progress_lock = threading.Lock()
+
+    # --- progress -----------------------------------------------------------------------
+    def set_stage(self, project_id: int, stage: str | None, **details) -> None:
+        """Publish the running round's stage (None: the round is over)."""
+        with self._progress_lock:
+            if stage is None:
+                self._progress.pop(project_id, None)
+                return
+            current = self._progress.get(project_id, {"round_started": time.time()})
+            self._progress[project_id] = {
+                "stage": stage,
+                "since": time.time(),
+                "round_started": current["round_started"],
+                **details,
+            }
+
+    def progress(self, project_id: int | None = None) -> dict:
+        """{project: {stage, since, ...}} of running rounds (or one project's, {} if idle)."""
+        with self._progress_lock:
+            if project_id is not None:
+                return dict(self._progress.get(project_id, {}))
+            return {pid: dict(p) for pid, p in self._progress.items()}
 
     def encoder_name(self, spec: LabelSpec, settings: Settings) -> str:
         """The project's encoder setting (``name[@key=value,...]``) for its modality."""
@@ -312,6 +366,7 @@ class RoundRunner:
 
         size = ENCODE_CHUNK.get(spec.modality, ENCODE_BATCH)
         chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
+        meter = EmbedProgress(self, project_id, len(missing), len(readable))
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             pending = [pool.submit(load, p) for p in chunks[0]] if chunks else []
             for number, batch in enumerate(chunks):
@@ -329,6 +384,7 @@ class RoundRunner:
                 vectors = self.encoder_for(spec, settings).encode([it for _, it in good]).float().cpu()  # [b, dim]
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
+                meter.add(len(batch))
         kept = [i for i in range(len(readable)) if i not in failed]
         for task_id, reason in skipped.items():
             log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
@@ -395,6 +451,13 @@ class RoundRunner:
         if record.pushing or record.stale_versions:
             self.clean_up(client, record, project)
 
+        self.set_stage(project_id, "syncing")
+        try:
+            return self._run(project_id, record, spec, settings, client, force, started, seconds)
+        finally:
+            self.set_stage(project_id, None)
+
+    def _run(self, project_id, record, spec, settings, client, force, started, seconds) -> RoundReport:
         t = time.perf_counter()
         # Every FULL_SYNC_EVERY rounds the task list is read in full, which also catches task
         # data edited in place (new and deleted tasks are caught every round).
@@ -432,6 +495,7 @@ class RoundRunner:
         state, stats = self.build_pool(record, views, embeddings, round_number, spec, settings)
         if int((~state.labeled).sum()) == 0:
             raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
+        estimate = self.accuracy_estimate(project_id, state, views, round_number, spec)
         selector = make_selector(settings.strategy, device=self.device)
         saved = self.store.load_selector(project_id)
         if saved:
@@ -440,12 +504,14 @@ class RoundRunner:
                 # A changed strategy (or portfolio) must never break a round: start it fresh.
                 log.info("project %s: %s starts fresh: %s", project_id, selector.name, reason)
         config = RoundConfig(min_labels=settings.min_labels, validation_folds=3)
+        self.set_stage(project_id, "training", labeled=int(state.labeled.sum()))
         # The validation score only goes into the history: it is computed after the push, so
         # the annotators' queue does not wait for its 3 extra fits (docs/performance.md).
         result = run_round(state, selector, replace(config, validation_folds=0))
         seconds.update(result.seconds)
 
         ranking, predictions, top = self.rank(state, result, spec, version, settings)
+        self.set_stage(project_id, "pushing", predictions=len(predictions))
         t = time.perf_counter()
         stale = [v for v in [previous, *record.stale_versions] if v != version]
         record.stale_versions = stale
@@ -464,6 +530,7 @@ class RoundRunner:
         seconds["push"] = time.perf_counter() - t
 
         if not result.cold_start:
+            self.set_stage(project_id, "validating")
             t = time.perf_counter()
             result.validation_accuracy = cross_validated_accuracy(state, config)
             if result.validation_accuracy is not None:
@@ -490,12 +557,52 @@ class RoundRunner:
         )
         entry["full_sync"] = full_sync
         entry["disagreements"] = disagreements(views)
+        if estimate is not None:
+            entry["accuracy_estimate"] = estimate
         self.store.append_history(project_id, entry)
         log.info(
             "project %s round %s: %s labeled, %s pushed as %s in %.2f s",
             project_id, round_number, entry["labeled"], len(predictions), version, seconds["total"],
         )
         return RoundReport(entry, ranking, skipped)
+
+    def accuracy_estimate(
+        self, project_id: int, state: PoolState, views: list[TaskView], round_number: int, spec: LabelSpec
+    ) -> dict | None:
+        """The previous round's model judged by the labels given since (``model.estimate``):
+        its guesses on the newly labeled tasks, through a calibration curve, averaged over the
+        pool it ranked; and, for tasks it served at random, the unbiased audit estimate. None
+        without a previous model or new labels."""
+        previous = self.store.load_ranking(project_id)
+        if previous is None or not previous.certainty:
+            return None
+        history = self.store.load_history(project_id)
+        labeled_then = history[-1]["labeled"] if history else None
+        rows = torch.nonzero(state.labeled & (state.labeled_round == round_number)).flatten().tolist()
+        correct, certainty, audited = [], [], []
+        for row in rows:
+            view = views[row]
+            if view.id not in previous.certainty:
+                continue  # not ranked by the previous round (a new task)
+            guess = previous.choices.get(view.id) or []
+            correct.append(float(sorted(guess) == sorted(view.choices or [])))
+            certainty.append(previous.certainty[view.id])
+            audited.append(view.id in previous.audit)
+        if not correct:
+            return None
+        hits = torch.tensor(correct)
+        pool = torch.tensor(list(previous.certainty.values()))
+        calibrated = calibrated_accuracy(hits, torch.tensor(certainty), pool, seed=state.seed)
+        in_audit = torch.tensor(audited)
+        audit = audit_accuracy(hits[in_audit]) if bool(in_audit.any()) else None
+        return {
+            "of_version": previous.model_version,
+            "labeled": labeled_then,
+            "judged": len(correct),
+            "raw": round(float(hits.mean()), 4),
+            "calibrated": calibrated.to_json() if calibrated else None,
+            "audit": audit.to_json() if audit else None,
+        }
 
     def rank(self, state: PoolState, result, spec: LabelSpec, version: str, settings: Settings):
         """Scores for every candidate (lower = sooner), predictions for the top window only,
@@ -512,22 +619,35 @@ class RoundRunner:
         # priorities, so the scores are spread evenly whatever the selector's scale.
         scores = (1.0 - rank_normalise(priority, seed=state.seed)).cpu().tolist()
         why = selection.top_strategy()
-        picked, confidence = predicted_choices(result.probs, selection.candidates, spec)
+        picked, confidence, certainty = predicted_choices(result.probs, selection.candidates, spec)
         ranking = Ranking(
             version,
             scores=dict(zip(ids, scores, strict=True)),
             choices=dict(zip(ids, picked, strict=True)),
             why=dict(zip(ids, why, strict=True)),
             confidence=dict(zip(ids, confidence, strict=True)),
+            certainty=dict(zip(ids, certainty, strict=True)) if certainty else {},
         )
         order = sorted(range(len(ids)), key=lambda i: (scores[i], i))
+        audit: set[int] = set()
+        if settings.audit_fraction > 0 and result.probs is not None:
+            # A share of the queue served at random: its labels judge the model without bias.
+            mixed, is_audit = interleave_audit(torch.tensor(order), settings.audit_fraction, state.seed)
+            order = mixed.tolist()
+            audit = {ids[i] for i, flag in zip(order, is_audit.tolist(), strict=True) if flag}
+            spread = sorted(scores)
+            for position, i in enumerate(order):
+                scores[i] = spread[position]
+            ranking.scores = dict(zip(ids, scores, strict=True))
+            ranking.audit = audit
         window = order[: settings.push_window]
         predictions = [
             {
                 "task": ids[i],
                 "result": spec.result(
                     picked[i],
-                    why_text(version, why[i], picked[i], confidence[i], position, len(ids)),
+                    why_text(version, "served at random to measure accuracy (audit)" if ids[i] in audit else why[i],
+                             picked[i], confidence[i], position, len(ids)),
                     confidence[i],
                 ),
                 "score": scores[i],
@@ -543,6 +663,11 @@ class RoundRunner:
                 "strategy": why[i],
                 "predicted": picked[i],
                 "confidence": [round(c, 4) for c in confidence[i]],
+                "contributions": {
+                    name: round(float(v), 5)
+                    for name, v in zip(selection.strategy_names, selection.contributions[i].tolist(), strict=True)
+                },
+                "audit": ids[i] in audit,
             }
             for i in window[:HISTORY_TOP]
         ]
@@ -619,19 +744,24 @@ class RoundRunner:
 
 def predicted_choices(
     probs: torch.Tensor | None, candidates: torch.Tensor, spec: LabelSpec
-) -> tuple[list[list[str]], list[list[float]]]:
-    """Per candidate, the model's guess and its probability for each chosen label: the top
-    class (single-choice) or every label above 0.5 (multi-choice); nothing in a cold start."""
+) -> tuple[list[list[str]], list[list[float]], list[float]]:
+    """Per candidate, the model's guess, its probability for each chosen label, and its
+    probability that the whole guess is right: the top class (single-choice), or every label
+    above 0.5 with the product over labels of max(p, 1 - p) (multi-choice). Nothing in a cold
+    start."""
+    m = candidates.numel()
     if probs is None:
-        return [[] for _ in range(candidates.numel())], [[] for _ in range(candidates.numel())]
+        return [[] for _ in range(m)], [[] for _ in range(m)], []
     rows = probs[candidates].cpu()  # [M, C]
     if spec.multilabel:
         chosen = [torch.nonzero(row > 0.5).flatten().tolist() for row in rows]
+        certainty = torch.maximum(rows, 1 - rows).prod(dim=1).tolist()
     else:
         chosen = [[int(j)] for j in rows.argmax(dim=1).tolist()]
+        certainty = rows.max(dim=1).values.tolist()
     picked = [[spec.labels[j] for j in js] for js in chosen]
     confidence = [[round(float(row[j]), 6) for j in js] for row, js in zip(rows, chosen, strict=True)]
-    return picked, confidence
+    return picked, confidence, [round(c, 6) for c in certainty]
 
 
 def why_text(

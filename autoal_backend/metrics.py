@@ -16,6 +16,7 @@ class Metrics:
         self.skipped_tasks: dict[int, int] = {}
         self.webhooks: dict[str, int] = defaultdict(int)
         self.skipped_rounds: dict[int, int] = defaultdict(int)
+        self.lag_seconds: dict[int, float] = {}
 
     def round_done(self, project_id: int, seconds: float, skipped: int) -> None:
         with self._lock:
@@ -23,6 +24,10 @@ class Metrics:
             self.round_seconds_sum[project_id] += seconds
             self.last_round_seconds[project_id] = seconds
             self.skipped_tasks[project_id] = skipped
+
+    def round_lag(self, project_id: int, seconds: float) -> None:
+        with self._lock:
+            self.lag_seconds[project_id] = seconds
 
     def round_skipped(self, project_id: int) -> None:
         with self._lock:
@@ -36,7 +41,13 @@ class Metrics:
         with self._lock:
             self.webhooks[action] += 1
 
-    def render(self, queue_depth: int, running: int) -> str:
+    def render(
+        self,
+        queue_depth: int,
+        running: int,
+        pending: list[int] | None = None,
+        progress: dict[int, dict] | None = None,
+    ) -> str:
         lines = [
             "# HELP autoal_rounds_total Active-learning rounds completed.",
             "# TYPE autoal_rounds_total counter",
@@ -56,6 +67,18 @@ class Metrics:
             ]
             for pid, s in sorted(self.last_round_seconds.items()):
                 lines.append(f'autoal_round_seconds_last{{project="{pid}"}} {s:.6f}')
+            lines += [
+                "# HELP autoal_round_seconds_count Completed rounds (with _sum: the mean round time).",
+                "# TYPE autoal_round_seconds_count counter",
+            ]
+            for pid, n in sorted(self.rounds.items()):
+                lines.append(f'autoal_round_seconds_count{{project="{pid}"}} {n}')
+            lines += [
+                "# HELP autoal_webhook_to_round_seconds From the first event behind a round to its start.",
+                "# TYPE autoal_webhook_to_round_seconds gauge",
+            ]
+            for pid, s in sorted(self.lag_seconds.items()):
+                lines.append(f'autoal_webhook_to_round_seconds{{project="{pid}"}} {s:.3f}')
             lines += [
                 "# HELP autoal_rounds_skipped_total Rounds skipped: nothing changed since the last one.",
                 "# TYPE autoal_rounds_skipped_total counter",
@@ -80,6 +103,18 @@ class Metrics:
             ]
             for action, n in sorted(self.webhooks.items()):
                 lines.append(f'autoal_webhooks_total{{action="{action}"}} {n}')
+        lines += [
+            "# HELP autoal_round_pending 1 for each project that waits for a round (queue depth per project).",
+            "# TYPE autoal_round_pending gauge",
+        ]
+        lines += [f'autoal_round_pending{{project="{pid}"}} 1' for pid in sorted(pending or [])]
+        lines += [
+            "# HELP autoal_embedding_progress Share of the new tasks a running round has embedded.",
+            "# TYPE autoal_embedding_progress gauge",
+        ]
+        for pid, p in sorted((progress or {}).items()):
+            if p.get("stage") == "embedding" and p.get("total"):
+                lines.append(f'autoal_embedding_progress{{project="{pid}"}} {p["done"] / p["total"]:.4f}')
         lines += [
             "# HELP autoal_queue_depth Projects waiting for a round.",
             "# TYPE autoal_queue_depth gauge",

@@ -51,7 +51,8 @@ def openapi_spec(basic_auth: bool = False) -> dict:
     paths = {
         "/health": {"get": _route("Liveness: UP, or DEGRADED with a reason while Label Studio is down",
                                   {"200": {"description": "the backend answers", **status}}, ())},  # fmt: skip
-        "/": {"get": _route("The same as /health", {"200": {"description": "ok", **status}}, auth, **guarded)},
+        "/": {"get": _route("The projects page for a browser (Accept: text/html), else the same as /health",
+                            {"200": {"description": "ok", **status}}, auth, **guarded)},  # fmt: skip
         "/setup": {"post": _route(
             "Label Studio connects a project: its label config, and its own settings in extra_params",
             {"200": {"description": "the project's current model version",
@@ -114,6 +115,34 @@ def openapi_spec(basic_auth: bool = False) -> dict:
             parameters=[{"name": "project_id", "in": "path", "required": True, "schema": PROJECT_ID}],
             **guarded)},  # fmt: skip
         "/openapi.json": {"get": _route("This description", {"200": {"description": "OpenAPI 3", **_json(json_object)}}, ())},
+        "/projects/{project_id}": {"get": _route(
+            "The project's page (HTML): learning curve, labels per class, weights, why the top tasks are first",
+            {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            (400, 404, *auth),
+            parameters=[{"name": "project_id", "in": "path", "required": True, "schema": PROJECT_ID}],
+            **guarded)},  # fmt: skip
+        "/projects/{project_id}/tasks/{task_id}/thumbnail": {"get": _route(
+            "A small PNG of an image task",
+            {"200": {"description": "the thumbnail", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}},
+            (400, 404, *auth),
+            parameters=[{"name": "project_id", "in": "path", "required": True, "schema": PROJECT_ID},
+                        {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}],
+            **guarded)},  # fmt: skip
+        "/api/projects": {"get": _route(
+            "The projects this backend tracks, with their status",
+            {"200": {"description": "the list", **_json(json_object)}}, auth, **guarded)},
+        "/api/projects/{project_id}": {"get": _route(
+            "Everything the project page shows, as JSON",
+            {"200": {"description": "the overview", **_json(json_object)}}, (400, 404, *auth),
+            parameters=[{"name": "project_id", "in": "path", "required": True, "schema": PROJECT_ID}],
+            **guarded)},  # fmt: skip
+        "/api/projects/{project_id}/{part}": {"get": _route(
+            "One part of the overview: status, curve, labels, weights, top, timings or disagreements",
+            {"200": {"description": "the part", **_json({})}}, (400, 404, *auth),
+            parameters=[{"name": "project_id", "in": "path", "required": True, "schema": PROJECT_ID},
+                        {"name": "part", "in": "path", "required": True, "schema": {"type": "string", "enum": [
+                            "status", "curve", "labels", "weights", "top", "timings", "disagreements"]}}],
+            **guarded)},  # fmt: skip
     }
     spec: dict[str, Any] = {
         "openapi": "3.0.3",

@@ -360,6 +360,42 @@ class Backend:
             "rounds": self.store.load_history(project_id),
         }
 
+    def project_rows(self) -> list[dict]:
+        from autoal_backend.overview import project_row
+
+        return [project_row(self, pid) for pid in self.store.project_ids()]
+
+    def thumbnail(self, project_id: int, task_id: int, size: int = 96) -> bytes:
+        """A small PNG of an image task (for the project page), made once and kept."""
+        import io
+
+        from autoal_backend.task_data import TaskDataError, load_item
+
+        record = self.record(project_id)
+        spec = record.spec
+        if spec.modality != "image":
+            raise RequestError(f"project {project_id} labels texts: no thumbnails", 404)
+        path = self.store.directory(project_id) / "thumbnails" / f"{task_id}.png"
+        if path.is_file():
+            return path.read_bytes()
+        data = (self.store.load_task_index(project_id, spec.data_key) or {}).get(task_id)
+        if data is None:
+            raise RequestError(f"project {project_id} has no task {task_id}", 404)
+        client = self.client_for(project_id)
+        try:
+            image = load_item({"id": task_id, "data": data}, spec, label_studio_url=client.url,
+                              headers_for=client.headers_for, session=client.session,
+                              allowed_hosts=self.settings.allowed_hosts)  # fmt: skip
+        except TaskDataError as exc:
+            raise RequestError(f"task {task_id}: {exc}", 404) from None
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        from autoal_backend.store import atomic_write_bytes
+
+        atomic_write_bytes(path, buffer.getvalue())
+        return buffer.getvalue()
+
     def model_file(self, project_id: int) -> tuple[Path, str]:
         """The latest round's exported classifier (``model.export``) and its download name."""
         record = self.record(project_id)
@@ -384,6 +420,8 @@ class Backend:
         """One round, Label Studio first: the project as it is there decides (an unknown or
         deleted project is dropped, its label config is the one used)."""
         request = request or RoundRequest(["direct"], force=True)
+        if request.first_at:
+            self.metrics.round_lag(project_id, max(0.0, time.monotonic() - request.first_at))
         pending = self.store.pending(project_id)
         ticket = int(pending["ticket"]) if pending else None
         client = self.client_for(project_id)
@@ -415,6 +453,7 @@ class Backend:
             self.metrics.round_done(project_id, report.entry["seconds"]["total"], len(report.skipped))
         if ticket is not None:
             self.store.clear_pending(project_id, ticket)
+        self.store.save_last_error(project_id, None)
 
     def _drop_unknown(self, project_id: int, record: ProjectRecord | None, exc: Exception) -> None:
         """Label Studio does not know the project (for our token). Nothing is kept of one that
@@ -429,6 +468,13 @@ class Backend:
         raise RoundError(f"{exc}: its rounds stop until it is back") from None
 
     def _round_failed(self, project_id: int, exc: BaseException, request: RoundRequest) -> None:
+        if self.store.load_record(project_id) is not None:
+            self.store.save_last_error(project_id, {
+                "time": time.time(),
+                "kind": type(exc).__name__,
+                "message": str(exc) or type(exc).__name__,
+                "retrying": isinstance(exc, LabelStudioUnavailable),
+            })  # fmt: skip
         if isinstance(exc, LabelStudioUnavailable):
             with self._lock:
                 first = self.outage is None
@@ -533,4 +579,9 @@ class Backend:
             delay = float(self.settings.reconcile_seconds)
 
     def metrics_text(self) -> str:
-        return self.metrics.render(self.worker.queue_depth, int(self.worker.running is not None))
+        return self.metrics.render(
+            self.worker.queue_depth,
+            int(self.worker.running is not None),
+            self.worker.pending_projects(),
+            self.runner.progress(),
+        )

@@ -38,6 +38,16 @@ def _as_int(name: str, raw: str, minimum: int) -> int:
     return value
 
 
+def _as_fraction(name: str, raw: str, maximum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number between 0 and {maximum:g}, got {raw!r}") from None
+    if not 0.0 <= value <= maximum:
+        raise SettingsError(f"{name}: expected a number between 0 and {maximum:g}, got {value:g}")
+    return value
+
+
 def _as_hosts(name: str, raw: str) -> tuple[str, ...]:
     """Comma-separated host names (or host:port), lower-cased; '' = no restriction."""
     hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
@@ -63,6 +73,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AUTOAL_IMAGE_ENCODER": ("image_encoder", _as_encoder),
     "AUTOAL_TEXT_ENCODER": ("text_encoder", _as_encoder),
     "AUTOAL_SET_SAMPLING": ("set_sampling", _as_bool),
+    "AUTOAL_AUDIT_FRACTION": ("audit_fraction", lambda n, raw: _as_fraction(n, raw, 0.5)),
 }
 PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_STRATEGY": "autoal",
@@ -71,6 +82,7 @@ PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_IMAGE_ENCODER": "",
     "AUTOAL_TEXT_ENCODER": "",
     "AUTOAL_SET_SAMPLING": "true",
+    "AUTOAL_AUDIT_FRACTION": "0",
 }
 
 
@@ -97,6 +109,7 @@ class Settings:
     reconcile_seconds: int = 60
     allowed_hosts: tuple[str, ...] = ()
     max_body_mb: int = 64
+    audit_fraction: float = 0.0
 
     def __repr__(self) -> str:
         # Never print the API key, the password or the webhook secret, even in a debug log.

@@ -72,6 +72,9 @@ class Ranking:
         choices: {task id: predicted choice values}; empty in a cold-start round.
         why: {task id: the strategy that contributed most to the task's priority}.
         confidence: {task id: the model's probability of each predicted choice}.
+        audit: the tasks placed in the queue at random (AUTOAL_AUDIT_FRACTION).
+        certainty: {task id: the model's probability that its whole guess is right} (the top
+            class's probability; for multi-label the product over labels of max(p, 1 - p)).
     """
 
     model_version: str
@@ -79,6 +82,8 @@ class Ranking:
     choices: dict[int, list[str]] = field(default_factory=dict)
     why: dict[int, str] = field(default_factory=dict)
     confidence: dict[int, list[float]] = field(default_factory=dict)
+    audit: set[int] = field(default_factory=set)
+    certainty: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -87,6 +92,8 @@ class Ranking:
             "choices": {str(k): v for k, v in self.choices.items()},
             "why": {str(k): v for k, v in self.why.items()},
             "confidence": {str(k): v for k, v in self.confidence.items()},
+            "audit": sorted(self.audit),
+            "certainty": {str(k): v for k, v in self.certainty.items()},
         }
 
     @classmethod
@@ -97,6 +104,8 @@ class Ranking:
             choices={int(k): list(v) for k, v in data.get("choices", {}).items()},
             why={int(k): str(v) for k, v in data.get("why", {}).items()},
             confidence={int(k): [float(p) for p in v] for k, v in data.get("confidence", {}).items()},
+            audit={int(t) for t in data.get("audit", [])},
+            certainty={int(k): float(v) for k, v in data.get("certainty", {}).items()},
         )
 
 
@@ -269,6 +278,18 @@ class ProjectStore:
                 return False
             path.unlink()
             return True
+
+    def save_last_error(self, project_id: int, error: dict | None) -> None:
+        """The last failed round's error in plain words (None: the last round went well)."""
+        path = self.directory(project_id) / "last_error.json"
+        if error is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write_json(path, error)
+
+    def load_last_error(self, project_id: int) -> dict | None:
+        path = self.directory(project_id) / "last_error.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def forget(self, project_id: int) -> None:
         """Remove everything kept about a project (one Label Studio does not know)."""

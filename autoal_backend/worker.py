@@ -41,12 +41,14 @@ class RoundRequest:
         force: run even when nothing changed since the last round (Start Training).
         attempts: failed attempts in a row because Label Studio was unavailable.
         not_before: monotonic time before which it must not start (the backoff).
+        first_at: monotonic time of the first event behind it (the lag to its round).
     """
 
     reasons: list[str] = field(default_factory=list)
     force: bool = False
     attempts: int = 0
     not_before: float = 0.0
+    first_at: float = 0.0
 
     KEEP = 5
 
@@ -59,6 +61,7 @@ class RoundRequest:
         for reason in other.reasons:
             self.add(reason, other.force)
         self.not_before = max(self.not_before, other.not_before)
+        self.first_at = min(self.first_at, other.first_at) if self.first_at else other.first_at
 
     @property
     def reason(self) -> str:
@@ -110,7 +113,7 @@ class Worker:
             request = self._pending.get(project_id)
             fresh = request is None
             if request is None:
-                request = self._pending[project_id] = RoundRequest()
+                request = self._pending[project_id] = RoundRequest(first_at=self._clock())
             request.add(reason, force)
             self._ensure_thread()
             self._cond.notify_all()
@@ -130,6 +133,10 @@ class Worker:
     def running(self) -> int | None:
         with self._cond:
             return self._running
+
+    def pending_projects(self) -> list[int]:
+        with self._cond:
+            return list(self._pending)
 
     def retrying(self) -> dict[int, tuple[int, float]]:
         """{project: (failed attempts, seconds until the next one)} of rounds in backoff."""

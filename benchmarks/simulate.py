@@ -35,7 +35,7 @@ import torch
 from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
-from model.estimate import audit_accuracy, interleave_audit, reweighted_accuracy
+from model.estimate import POOLED_BATCHES, audit_accuracy, calibrated_accuracy, interleave_audit
 from model.pool import make_pool
 from model.selection import make_selector, parse_selector_options, selector_names
 from model.task_model import TaskModel
@@ -265,6 +265,7 @@ def run_strategy(
     labels[first] = pool_labels[first]
     labeled_round[first] = 0
     ids = torch.arange(num_items, device=device)
+    judged: list = []  # earlier batches' (correct, confidence) for the page's estimate
     round_index = 0
     try:
         if selector is None:
@@ -293,7 +294,7 @@ def run_strategy(
             picked = served(order, batch, serve_window, state.seed)
             audited = set(order.cpu()[audit].tolist())
             in_audit = torch.tensor([int(i) in audited for i in picked.tolist()]) if audited else None
-            estimates = page_estimates(model, pool, pool_labels, labels, picked, in_audit, state.seed)
+            estimates = page_estimates(model, pool, pool_labels, labels, picked, in_audit, state.seed, judged)
             _record(result, name, seed, round_index, labels, metrics, outcome, start, estimates=estimates)
             result.selections.append(
                 {
@@ -350,17 +351,24 @@ def _fit(
     return TaskModel.fit(pool[labeled], targets, config=config.task_model, seed=seed)
 
 
-def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed) -> dict:
+def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed, judged: list) -> dict:
     """The project page's estimates of ``model``'s accuracy from the labels of ``picked``
     (chosen from the unlabeled items; ``in_audit`` [B] marks those served at random), as the
-    backend computes them a round later."""
-    guess = model.predict_proba(pool[picked]).argmax(dim=1)
+    backend computes them a round later; ``judged`` keeps the earlier batches' (correct,
+    confidence), pooled as the backend pools them."""
+    probs = model.predict_proba(pool[picked])
+    confidence, guess = probs.max(dim=1)
     correct = (guess == pool_labels[picked]).float().cpu()
-    unlabeled = torch.nonzero(labels < 0).flatten()
+    unlabeled = torch.nonzero(labels < 0).flatten()  # the pool the batch was chosen from
+    pool_confidence = model.predict_proba(pool[unlabeled]).max(dim=1).values.cpu()
+    judged.append((correct, confidence.cpu()))
+    recent = judged[-POOLED_BATCHES:]
     out = {}
-    reweighted = reweighted_accuracy(correct, pool[picked].cpu(), pool[unlabeled].cpu(), seed)
-    if reweighted is not None:
-        out |= {"estimate": reweighted.value, "estimate_low": reweighted.low, "estimate_high": reweighted.high}
+    calibrated = calibrated_accuracy(
+        torch.cat([c for c, _ in recent]), torch.cat([p for _, p in recent]), pool_confidence, seed
+    )
+    if calibrated is not None:
+        out |= {"estimate": calibrated.value, "estimate_low": calibrated.low, "estimate_high": calibrated.high}
     audit = audit_accuracy(correct[in_audit]) if in_audit is not None and bool(in_audit.any()) else None
     if audit is not None:
         out["audit_estimate"] = audit.value

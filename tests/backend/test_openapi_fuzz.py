@@ -59,9 +59,9 @@ def test_no_generated_request_gets_a_server_error(api_schema):
 
 def test_the_description_lists_every_route(app):
     paths = app.test_client().get("/openapi.json").get_json()["paths"]
+    import re
+
     routes = {
-        rule.rule.replace("<project_id>", "{project_id}")
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        re.sub(r"<(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
     }
     assert routes == set(paths)

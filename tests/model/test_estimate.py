@@ -6,9 +6,9 @@ import torch
 
 from model.estimate import (
     band,
-    density_ratio,
+    calibrated_accuracy,
+    calibration,
     interleave_audit,
-    reweighted_accuracy,
     weighted_estimate,
 )
 
@@ -29,19 +29,31 @@ def test_weighted_estimate_and_effective_size():
     assert weighted_estimate(torch.zeros(0)) is None
 
 
-def test_the_density_ratio_down_weights_where_the_queue_looked_most():
+def test_calibration_recovers_a_known_curve_and_falls_back_to_the_confidence():
     gen = torch.Generator().manual_seed(0)
-    pool = torch.randn(2000, 5, generator=gen)
-    # The queue picked mostly from the x0 > 1 corner, a few elsewhere.
-    selected = torch.cat((torch.randn(40, 5, generator=gen) * 0.3 + torch.tensor([2.0, 0, 0, 0, 0]),
-                          torch.randn(10, 5, generator=gen)))  # fmt: skip
-    weights = density_ratio(selected, pool)
-    assert weights.shape == (50,) and weights.mean() == pytest.approx(1.0, abs=1e-5)
-    assert weights[:40].mean() < weights[40:].mean() / 2
-    # The model is right on the typical items and wrong in the corner: the reweighted estimate
-    # moves toward the pool's (typical) accuracy.
-    correct = torch.cat((torch.zeros(40), torch.ones(10)))
-    assert reweighted_accuracy(correct, selected, pool).value > weighted_estimate(correct).value + 0.2
+    confidence = 0.3 + 0.69 * torch.rand(4000, generator=gen)
+    # The model is overconfident: right with probability sigmoid(0.5 logit(c)).
+    right = torch.sigmoid(0.5 * torch.logit(confidence))
+    correct = (torch.rand(4000, generator=gen) < right).float()
+    a, b = calibration(correct, confidence)
+    assert a == pytest.approx(0.5, abs=0.08) and b == pytest.approx(0.0, abs=0.08)
+    # With two labels, the pull toward "the confidence is right" dominates.
+    a, b = calibration(torch.tensor([1.0, 0.0]), torch.tensor([0.9, 0.6]))
+    assert 0.5 < a < 1.5 and abs(b) < 0.5
+
+
+def test_the_calibrated_estimate_undoes_the_queues_preference_for_unsure_tasks():
+    gen = torch.Generator().manual_seed(1)
+    pool = torch.rand(5000, generator=gen) * 0.5 + 0.5  # confidences of the pool's guesses
+    truth = float(pool.mean())  # a calibrated model: accuracy = mean confidence
+    queue = pool.sort().values[:200]  # the queue took the 200 least sure
+    correct = (torch.rand(200, generator=gen) < queue).float()
+    naive = float(correct.mean())
+    estimate = calibrated_accuracy(correct, queue, pool, seed=0)
+    assert naive < truth - 0.2  # the queue's own picks read far too low
+    assert abs(estimate.value - truth) < abs(naive - truth) / 3
+    assert estimate.low <= estimate.value <= estimate.high and estimate.n == 200
+    assert calibrated_accuracy(torch.zeros(0), torch.zeros(0), pool) is None
 
 
 def test_audit_positions_are_spaced_and_drawn_from_the_whole_order():

@@ -1,0 +1,184 @@
+"""What the project pages (and their JSON under /api/projects) show, built from the round
+history, the store and the running round: one function per view, JSON-able results.
+
+The learning curve is the honest one: the previous round's model judged by the labels given
+since (prequential), reweighted to the pool the queue chose them from, with its 95% band, and
+the unbiased audit estimate when AUTOAL_AUDIT_FRACTION serves some tasks at random
+(``model.estimate``). Cross-validated accuracy on the labeled items is shown next to it, dashed:
+the queue picks hard items, so it reads low.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoal_backend.service import Backend
+
+# A class with fewer labels than this (or than a fifth of the mean per class) gets a warning.
+FEW_LABELS = 5
+STATUS_WORDS = {
+    "syncing": "reading the project from Label Studio",
+    "embedding": "embedding new tasks",
+    "training": "training the model and ranking the queue",
+    "pushing": "writing the new queue to Label Studio",
+    "validating": "scoring the model (cross-validation)",
+}
+
+
+def status(backend: Backend, project_id: int) -> dict:
+    """idle / queued / retrying / a running stage (with embedding progress), and the last
+    failed round's error in plain words."""
+    progress = backend.runner.progress(project_id)
+    retrying = backend.worker.retrying().get(project_id)
+    out: dict = {"state": "idle", "text": "idle: the queue is up to date"}
+    if progress:
+        stage = progress["stage"]
+        out = {"state": stage, "text": STATUS_WORDS.get(stage, stage),
+               "for_seconds": round(time.time() - progress["since"], 1),
+               "round_seconds": round(time.time() - progress["round_started"], 1)}  # fmt: skip
+        if stage == "embedding" and progress.get("total"):
+            out["embedded"] = progress["done"]
+            out["to_embed"] = progress["total"]
+            out["items_per_second"] = progress.get("items_per_second")
+            out["seconds_left"] = progress.get("seconds_left")
+            out["text"] = f"embedding new tasks: {progress['done']:,} of {progress['total']:,}"
+            if progress.get("seconds_left") is not None:
+                out["text"] += f", about {progress['seconds_left']:.0f} s left"
+    elif retrying is not None:
+        attempts, wait = retrying
+        out = {"state": "retrying", "attempts": attempts, "retry_in_seconds": round(wait, 1),
+               "text": f"waiting to retry (attempt {attempts + 1} in {wait:.0f} s)"}  # fmt: skip
+    elif project_id in backend.worker.pending_projects():
+        out = {"state": "queued", "text": "a round is queued"}
+    error = backend.store.load_last_error(project_id)
+    if error:
+        out["last_error"] = {
+            "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(error["time"])),
+            "message": error["message"],
+            "kind": error["kind"],
+            "retrying": error.get("retrying", False),
+        }
+    return out
+
+
+def project_row(backend: Backend, project_id: int) -> dict:
+    """One line of the projects list."""
+    record = backend.store.load_record(project_id)
+    history = backend.store.load_history(project_id)
+    last = history[-1] if history else {}
+    return {
+        "project": project_id,
+        "labels": list(record.spec.labels) if record else [],
+        "labeled": last.get("labeled", 0),
+        "unlabeled": last.get("unlabeled"),
+        "rounds": len(history),
+        "last_round": last.get("time"),
+        "model_version": record.model_version if record else None,
+        "strategy": backend.runner.project_settings(record).strategy if record else None,
+        "status": status(backend, project_id),
+    }
+
+
+def learning_curve(history: list[dict]) -> dict:
+    """Points of the estimates against labels: reweighted (with band), audit, cross-validated."""
+    calibrated, audit, cross = [], [], []
+    for entry in history:
+        estimate = entry.get("accuracy_estimate") or {}
+        labeled = estimate.get("labeled")
+        if labeled is not None and estimate.get("calibrated"):
+            r = estimate["calibrated"]
+            calibrated.append({"labeled": labeled, "value": r["value"], "low": r["low"], "high": r["high"],
+                               "n": r["n"], "raw": estimate.get("raw")})  # fmt: skip
+        if labeled is not None and estimate.get("audit"):
+            a = estimate["audit"]
+            audit.append({"labeled": labeled, "value": a["value"], "low": a["low"], "high": a["high"], "n": a["n"]})
+        if entry.get("validation_accuracy") is not None:
+            cross.append({"labeled": entry["labeled"], "value": round(entry["validation_accuracy"], 4)})
+    return {
+        "calibrated": calibrated,
+        "audit": audit,
+        "cross_validated": cross,
+        "explanation": (
+            "Each point judges a round's model by the labels annotators gave afterwards to the "
+            "tasks it had guessed on (prequential). The queue picks tasks the model is unsure "
+            "of, where it is wrong more often, so their plain accuracy reads low; but the chance "
+            "that a guess of a given confidence is right is the same there as anywhere. So a "
+            "calibration curve (right or wrong against the model's confidence) is fitted on "
+            "them and averaged over every task in the pool; the band is a 95% bootstrap "
+            "interval. For the model's surest tasks, which the queue rarely shows, the curve "
+            "extrapolates. With AUTOAL_AUDIT_FRACTION set, a share of tasks is served at random: "
+            "their points ('audit') are unbiased, at the cost of those labels. The dashed line "
+            "is cross-validation on the labeled tasks, biased low by the queue's choice."
+        ),
+    }
+
+
+def labels_over_rounds(history: list[dict], labels: list[str]) -> dict:
+    """Labels per class after each round, and warnings for classes with too few."""
+    points = [{"labeled": e["labeled"], "counts": e.get("label_distribution", {})} for e in history]
+    warnings = []
+    if points:
+        counts = points[-1]["counts"]
+        mean = sum(counts.values()) / max(len(labels), 1)
+        for label in labels:
+            n = counts.get(label, 0)
+            if n < FEW_LABELS or n < 0.2 * mean:
+                warnings.append(f"'{label}' has only {n} label{'s' if n != 1 else ''} "
+                                f"(mean per class {mean:.0f}): the model knows little about it")  # fmt: skip
+    return {"rounds": points, "warnings": warnings}
+
+
+def weights_over_rounds(history: list[dict]) -> dict:
+    """The strategies' mean shares of the priority in each round (what the search chose)."""
+    rounds = [
+        {"round": e["round"], "labeled": e["labeled"], "weights": e.get("mean_weights", {}),
+         "action": (e.get("info") or {}).get("prior_action"),
+         "state": (e.get("info") or {}).get("state"), "cold_start": e.get("cold_start", False)}
+        for e in history
+    ]  # fmt: skip
+    return {"rounds": rounds}
+
+
+def top_tasks(backend: Backend, project_id: int, limit: int = 20) -> list[dict]:
+    """The head of the latest queue with why each task is there and what it shows."""
+    history = backend.store.load_history(project_id)
+    record = backend.store.load_record(project_id)
+    if not history or record is None:
+        return []
+    spec = record.spec
+    index = backend.store.load_task_index(project_id, spec.data_key) or {}
+    rows = []
+    for position, task in enumerate(history[-1].get("top", [])[:limit]):
+        value = (index.get(task["task"]) or {}).get(spec.data_key)
+        row = {**task, "position": position + 1}
+        if spec.modality == "text" and spec.value_type != "url" and isinstance(value, str):
+            row["text"] = value[:400]
+        elif spec.modality == "image":
+            row["thumbnail"] = f"/projects/{project_id}/tasks/{task['task']}/thumbnail"
+        rows.append(row)
+    return rows
+
+
+def timings(history: list[dict], last: int = 10) -> list[dict]:
+    return [{"round": e["round"], "time": e.get("time"), "seconds": e.get("seconds", {})} for e in history[-last:]]
+
+
+def project_overview(backend: Backend, project_id: int) -> dict:
+    """Everything the project page shows, as JSON."""
+    record = backend.record(project_id)
+    history = backend.store.load_history(project_id)
+    labels = list(record.spec.labels)
+    last = history[-1] if history else {}
+    return {
+        "project": project_row(backend, project_id),
+        "labels": labels,
+        "settings": dict(record.settings),
+        "learning_curve": learning_curve(history),
+        "labels_over_rounds": labels_over_rounds(history, labels),
+        "weights_over_rounds": weights_over_rounds(history),
+        "top": top_tasks(backend, project_id),
+        "timings": timings(history),
+        "disagreements": last.get("disagreements", {"tasks": 0, "flagged": []}),
+    }
