@@ -7,19 +7,21 @@ round's model predicted a task before anyone labeled it, so the label that came 
 prediction made without it.
 
 - ``calibrated_accuracy``: the queue chooses tasks by what the model says about them (how sure
-  it is), so the chance that a guess of a given confidence is right is the same among the
-  queue's tasks as in the pool. A calibration curve P(right | confidence) is fitted on the newly
-  labeled tasks (logistic in the logit of the confidence, pulled toward "confidence is right"
-  when they are few) and averaged over every task of the pool. Where the queue never looks (the
-  model's surest tasks) the curve extrapolates; its bias is measured in simulation
-  (docs/benchmarks.md). The band is a bootstrap over the judged tasks.
+  it is), so the chance that a guess of a given confidence is right is about the same among
+  the queue's tasks as in the pool. The pool is split into strata by the model's confidence;
+  each stratum's accuracy comes from the judged guesses in it, shrunk toward the stratum's
+  own confidence where they are few, and the strata are averaged by their share of the pool
+  (post-stratification). Where the queue never looks (the model's surest tasks) the estimate
+  takes the model at its word; its bias is measured in simulation (docs/benchmarks.md). The
+  band is a bootstrap over the judged guesses.
 - ``audit_accuracy``: with ``AUTOAL_AUDIT_FRACTION`` > 0, a share of the queue is served at
   random (``interleave_audit``): their labels are a uniform sample of the pool, and the model's
   guesses on them an unbiased estimate (Wilson band), at the price of those labels.
 
-A density-ratio reweighting of the batch on the embeddings' principal components was tried
-first and dropped: it cannot see the model's confidence, which is what the queue selects on
-(bias -0.38 on MNIST, docs/benchmarks.md).
+Tried first and dropped (docs/benchmarks.md): a density-ratio reweighting of the batch on
+the embeddings' principal components (it cannot see the model's confidence, what the queue
+selects on: 0.38 low on MNIST), and a logistic calibration curve (it diverged on small
+separable batches).
 """
 
 from __future__ import annotations
@@ -69,33 +71,35 @@ def weighted_estimate(correct: torch.Tensor, weights: torch.Tensor | None = None
     return Estimate(p, low, high, n_eff)
 
 
-# Pseudo-observations' worth of pull toward "the confidence is right": a batch of 20 hard
-# tasks, nearly all wrong, must not drag the curve to zero on its own.
-CALIBRATION_PRIOR = 10.0
-# Prequential batches pooled for the curve: the current one and the two before it.
+# Confidence strata of the pool, and how many pseudo-labels a stratum's own confidence is
+# worth: a stratum the queue sampled little falls back toward what the model claims there.
+STRATA = 5
+SHRINK = 5.0
+# Prequential batches pooled: the current one and the two before it.
 POOLED_BATCHES = 3
 
 
-def calibration(
-    correct: torch.Tensor, confidence: torch.Tensor, prior: float = CALIBRATION_PRIOR
-) -> tuple[float, float]:
-    """(a, b) of P(right | c) = sigmoid(a logit(c) + b) fitted to 0/1 ``correct`` [n] and the
-    guesses' ``confidence`` [n] by maximum likelihood, with ``prior`` pseudo-observations'
-    worth of pull toward (1, 0), i.e. "the confidence is right" (Newton steps)."""
-    x = torch.logit(confidence.double().clamp(1e-4, 1 - 1e-4))
-    y = correct.double()
-    theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    centre = theta.clone()
-    design = torch.stack((x, torch.ones_like(x)), dim=1)  # [n, 2]
-    for _ in range(25):
-        p = torch.sigmoid(design @ theta)
-        gradient = design.t() @ (y - p) - prior * (theta - centre)
-        hessian = -(design.t() * (p * (1 - p))) @ design - prior * torch.eye(2, dtype=torch.float64)
-        step = torch.linalg.solve(hessian, gradient)
-        theta = theta - step
-        if float(step.abs().max()) < 1e-8:
-            break
-    return float(theta[0]), float(theta[1])
+def stratified(
+    correct: torch.Tensor, confidence: torch.Tensor, pool_confidence: torch.Tensor
+) -> float:
+    """Post-stratified accuracy: the pool split into ``STRATA`` strata by the confidence of its
+    guesses (equal shares), each stratum's accuracy estimated from the judged guesses that fall
+    in it, shrunk toward the stratum's mean confidence by ``SHRINK`` pseudo-labels, and the
+    strata averaged by their share of the pool."""
+    pool = pool_confidence.double()
+    edges = torch.quantile(pool, torch.linspace(0, 1, STRATA + 1, dtype=torch.float64)[1:-1])
+    pool_stratum = torch.bucketize(pool, edges)
+    judged_stratum = torch.bucketize(confidence.double(), edges)
+    total = 0.0
+    for k in range(STRATA):
+        in_pool = pool_stratum == k
+        if not bool(in_pool.any()):
+            continue
+        claimed = float(pool[in_pool].mean())
+        hits = correct.double()[judged_stratum == k]
+        accuracy = (float(hits.sum()) + SHRINK * claimed) / (hits.numel() + SHRINK)
+        total += float(in_pool.double().mean()) * accuracy
+    return total
 
 
 def calibrated_accuracy(
@@ -107,19 +111,18 @@ def calibrated_accuracy(
 ) -> Estimate | None:
     """The pool's accuracy from the guesses judged so far: ``correct`` [n] (0/1) with their
     ``confidence`` [n], and the confidence of every pool task's guess [m] (judged ones
-    included). None when nothing was judged."""
+    included), post-stratified on confidence (``stratified``); the band is a bootstrap over
+    the judged guesses. None when nothing was judged."""
     n = correct.numel()
-    if n == 0:
+    if n == 0 or pool_confidence.numel() == 0:
         return None
-    pool = torch.logit(pool_confidence.double().clamp(1e-4, 1 - 1e-4))
-
-    def estimate(rows: torch.Tensor) -> float:
-        a, b = calibration(correct[rows], confidence[rows])
-        return float(torch.sigmoid(a * pool + b).mean())
-
-    value = estimate(torch.arange(n))
+    value = stratified(correct, confidence, pool_confidence)
     gen = generator(seed)
-    draws = sorted(estimate(torch.randint(n, (n,), generator=gen)) for _ in range(resamples))
+    draws = []
+    for _ in range(resamples):
+        rows = torch.randint(n, (n,), generator=gen)
+        draws.append(stratified(correct[rows], confidence[rows], pool_confidence))
+    draws.sort()
     low = draws[int(0.025 * resamples)]
     high = draws[min(resamples - 1, int(0.975 * resamples))]
     return Estimate(value, min(low, value), max(high, value), float(n))

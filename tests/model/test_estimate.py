@@ -7,8 +7,8 @@ import torch
 from model.estimate import (
     band,
     calibrated_accuracy,
-    calibration,
     interleave_audit,
+    stratified,
     weighted_estimate,
 )
 
@@ -29,17 +29,14 @@ def test_weighted_estimate_and_effective_size():
     assert weighted_estimate(torch.zeros(0)) is None
 
 
-def test_calibration_recovers_a_known_curve_and_falls_back_to_the_confidence():
-    gen = torch.Generator().manual_seed(0)
-    confidence = 0.3 + 0.69 * torch.rand(4000, generator=gen)
-    # The model is overconfident: right with probability sigmoid(0.5 logit(c)).
-    right = torch.sigmoid(0.5 * torch.logit(confidence))
-    correct = (torch.rand(4000, generator=gen) < right).float()
-    a, b = calibration(correct, confidence)
-    assert a == pytest.approx(0.5, abs=0.08) and b == pytest.approx(0.0, abs=0.08)
-    # With two labels, the pull toward "the confidence is right" dominates.
-    a, b = calibration(torch.tensor([1.0, 0.0]), torch.tensor([0.9, 0.6]))
-    assert 0.5 < a < 1.5 and abs(b) < 0.5
+def test_strata_the_queue_never_saw_fall_back_to_the_models_own_confidence():
+    pool = torch.linspace(0.5, 1.0, 1000)
+    # Judged guesses only in the least confident fifth, all of them wrong.
+    judged = torch.linspace(0.5, 0.59, 30)
+    value = stratified(torch.zeros(30), judged, pool)
+    # Lowest stratum: (0 + 5 x 0.55) / 35; the other four keep their mean confidence.
+    expected = 0.2 * (5 * 0.55 / 35) + 0.2 * sum(0.55 + 0.1 * k for k in range(1, 5))
+    assert value == pytest.approx(expected, abs=0.01)
 
 
 def test_the_calibrated_estimate_undoes_the_queues_preference_for_unsure_tasks():
