@@ -14,10 +14,10 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-chaos bench-speed bench-latency clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
 	$(PY) -m pip install -q --no-deps -r requirements-assets.txt
 	touch $@
 

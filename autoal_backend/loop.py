@@ -350,6 +350,9 @@ class RoundRunner:
                 skipped[view.id] = str(exc)
         embeddings, missing = cache.lookup(keys)
         failed: set[int] = set()
+        if missing and settings.ray_address:
+            return self._embed_on_ray(project_id, readable, keys, missing, skipped, spec, client, settings,
+                                      cache)  # fmt: skip
 
         def load(position: int):
             try:
@@ -385,6 +388,37 @@ class RoundRunner:
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
                 meter.add(len(batch))
+        kept = [i for i in range(len(readable)) if i not in failed]
+        for task_id, reason in skipped.items():
+            log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
+        return [readable[i] for i in kept], embeddings[kept], skipped
+
+    def _embed_on_ray(self, project_id, readable, keys, missing, skipped, spec, client, settings, cache):
+        """The missing embeddings through a Ray Data job (``model.encoders.ray_engine``) that
+        writes into this project's cache; then the round reads the cache as always."""
+        from autoal_backend.task_data import RemoteLoader
+        from model.encoders.ray_engine import RayEmbedder, RayUnavailable
+
+        references = [raw_value(readable[p].task, spec) for p in missing]
+        loader = RemoteLoader(spec, client.url, client.api_key, settings.allowed_hosts)
+        embedder = RayEmbedder(settings.ray_address, self.encoder_name(spec, settings),
+                               self.store.embeddings_dir(project_id), loader)  # fmt: skip
+        self.set_stage(project_id, "embedding", done=0, total=len(missing), pool=len(readable), engine="ray")
+        started = time.perf_counter()
+        try:
+            failed_at = embedder.embed([keys[p] for p in missing], references)
+        except RayUnavailable as exc:
+            raise RoundError(f"project {project_id}: {exc}; the next round retries") from None
+        seconds = time.perf_counter() - started
+        log.info("project %s: embedded %d tasks on Ray (%s) in %.1f s (%.0f items/s)", project_id,
+                 len(missing) - len(failed_at), settings.ray_address, seconds, len(missing) / max(seconds, 1e-9))  # fmt: skip
+        failed = {missing[i] for i in failed_at}
+        for i, reason in failed_at.items():
+            skipped[readable[missing[i]].id] = reason
+        embeddings, still = cache.lookup(keys)
+        failed |= set(still) - failed
+        for position in still:
+            skipped.setdefault(readable[position].id, "the Ray job left no embedding for it")
         kept = [i for i in range(len(readable)) if i not in failed]
         for task_id, reason in skipped.items():
             log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)

@@ -64,6 +64,12 @@ class LabelStudioClient:
     def __repr__(self) -> str:
         return f"LabelStudioClient({self.url!r})"
 
+    @property
+    def api_key(self) -> str:
+        """The key itself, for workers that fetch Label Studio's files on their own (Ray);
+        never logged."""
+        return self._api_key
+
     # --- auth ---------------------------------------------------------------------------
     def _send(self, method: str, path: str, **kwargs) -> requests.Response:
         """One HTTP exchange; connection errors and timeouts become LabelStudioUnavailable."""

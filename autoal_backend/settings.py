@@ -110,6 +110,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     max_body_mb: int = 64
     audit_fraction: float = 0.0
+    ray_address: str = ""
 
     def __repr__(self) -> str:
         # Never print the API key, the password or the webhook secret, even in a debug log.
@@ -153,6 +154,7 @@ class Settings:
             ),
             allowed_hosts=_as_hosts("AUTOAL_ALLOWED_HOSTS", get("AUTOAL_ALLOWED_HOSTS")),
             max_body_mb=_as_int("AUTOAL_MAX_BODY_MB", get("AUTOAL_MAX_BODY_MB", "64"), 1),
+            ray_address=get("AUTOAL_RAY_ADDRESS").strip(),
             **project,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}

@@ -212,3 +212,39 @@ def load_item(
     if spec.modality == "text":
         return body.decode("utf-8", errors="replace")
     return decode_image(body)
+
+
+class RemoteLoader:
+    """``load_item`` for a task reference, as a picklable callable for Ray workers: the raw
+    value (URL, Label Studio path, data URI or text) in, the encoder's input out. Each worker
+    builds its own Label Studio client on first use, so auth tokens (a PAT's access token
+    included) are refreshed where they are used."""
+
+    def __init__(
+        self, spec: LabelSpec, label_studio_url: str, api_key: str, allowed_hosts: tuple[str, ...] = ()
+    ) -> None:
+        self.spec = spec
+        self.label_studio_url = label_studio_url
+        self.api_key = api_key
+        self.allowed_hosts = tuple(allowed_hosts)
+        self._client = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    def __call__(self, value: str) -> Image.Image | str:
+        if self.spec.modality == "text" and self.spec.value_type != "url":
+            return value
+        if self._client is None and self.label_studio_url and self.api_key:
+            from autoal_backend.ls_client import LabelStudioClient
+
+            self._client = LabelStudioClient(self.label_studio_url, self.api_key)
+        client = self._client
+        task = {"id": 0, "data": {self.spec.data_key: value}}
+        return load_item(
+            task, self.spec, label_studio_url=self.label_studio_url,
+            headers_for=client.headers_for if client is not None else None,
+            session=client.session if client is not None else None,
+            allowed_hosts=self.allowed_hosts,
+        )  # fmt: skip
+
