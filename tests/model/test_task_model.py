@@ -116,6 +116,9 @@ def test_standardise_zero_mean_unit_variance_and_constant_columns():
     torch.testing.assert_close(z.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(z[:, :2].std(dim=0), torch.ones(2))
     assert torch.isfinite(z).all() and (z[:, 2] == 0).all()
+    copy = x.clone()
+    same = standardise(copy, in_place=True)
+    assert same.data_ptr() == copy.data_ptr() and torch.equal(same, z)  # no second pool, same values
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
