@@ -12,7 +12,7 @@ export AUTOAL_LS_VENV := $(LS_VENV)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-chaos bench-speed bench-latency clean
+.PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-window bench-chaos bench-speed bench-latency clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,9 @@ bench-loo: install
 
 bench-loo-large: install
 	$(PY) -m benchmarks.loo --budget large --seeds 5 --workers 2 --out results/loo
+
+bench-window: install
+	$(PY) -m benchmarks.window --datasets digits,bbc --windows 10,30,100 --strategies autoal,uniform,margin --seeds 5
 
 bench-chaos: install label-studio
 	$(PY) -m benchmarks.chaos --tasks 300

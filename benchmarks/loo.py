@@ -88,6 +88,87 @@ def final_values(rounds_csv: Path, metric: str) -> dict[str, dict[int, float]]:
     return out
 
 
+def estimate_errors(rounds_csv: Path) -> dict:
+    """How the project page's accuracy estimate (``model.estimate``, from the labels the
+    annotator gives each batch) compares with the true test accuracy, over every round of every
+    selector and seed: bias (mean of estimate - truth), spread (its std), mean absolute error
+    and how often the truth fell inside the 95% band."""
+    errors, inside = [], []
+    with open(rounds_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("estimate") in (None, "") or row.get("cold_start") == "True":
+                continue
+            truth = float(row["accuracy"])
+            errors.append(float(row["estimate"]) - truth)
+            inside.append(float(row["estimate_low"]) <= truth <= float(row["estimate_high"]))
+    if not errors:
+        return {}
+    array = np.asarray(errors)
+    return {
+        "bias": round(float(array.mean()), 4),
+        "spread": round(float(array.std()), 4),
+        "mae": round(float(np.abs(array).mean()), 4),
+        "band_coverage": round(float(np.mean(inside)), 3),
+        "rounds": int(array.size),
+    }
+
+
+def policy_actions(selections: Path, selector: str = "autoal") -> dict[str, dict[str, int]]:
+    """What the prior chose: {labels-per-class bucket: {action: rounds}} from a simulate run's
+    selections.jsonl (rounds where the prior was not asked, such as cold starts, do not count)."""
+    out: dict[str, dict[str, int]] = {}
+    if not selections.is_file():
+        return out
+    with open(selections) as handle:
+        for line in handle:
+            record = json.loads(line)
+            info = record.get("info") or {}
+            action = info.get("prior_action") if isinstance(info, dict) else None
+            if record.get("strategy") != selector or not action:
+                continue
+            per_class = float(np.exp(info["state"]["log_labels_per_class"]))
+            bucket = next(b for b in PER_CLASS_BUCKETS if per_class < b[1])[0]
+            counts = out.setdefault(bucket, {})
+            counts[action] = counts.get(action, 0) + 1
+    return out
+
+
+PER_CLASS_BUCKETS = (("<5", 5.0), ("5-10", 10.0), ("10-20", 20.0), ("20-50", 50.0), (">=50", float("inf")))
+
+
+def plot_policy(reports: list[dict], path: Path) -> None:
+    """Share of rounds per prior action against labels per class, all sets together."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals: dict[str, dict[str, int]] = {}
+    for report in reports:
+        for bucket, counts in report.get("policy_actions", {}).items():
+            for action, n in counts.items():
+                totals.setdefault(bucket, {})[action] = totals.setdefault(bucket, {}).get(action, 0) + n
+    buckets = [b for b, _ in PER_CLASS_BUCKETS if b in totals]
+    if not buckets:
+        return
+    actions = sorted({a for c in totals.values() for a in c}, key=lambda a: (a != "uniform", a))
+    figure, axes = plt.subplots(figsize=(7, 3.8))
+    bottom = np.zeros(len(buckets))
+    palette = plt.get_cmap("tab20").colors
+    for index, action in enumerate(actions):
+        share = np.array([totals[b].get(action, 0) / sum(totals[b].values()) for b in buckets])
+        axes.bar(buckets, share, bottom=bottom, label=action, color=palette[index % 20])
+        bottom += share
+    axes.set_xlabel("labels per class when the round ran")
+    axes.set_ylabel("share of AutoAL's rounds")
+    axes.set_title("What the leave-one-out prior chose")
+    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def paired(a: dict[int, float], b: dict[int, float]) -> dict:
     """Mean, std, paired t and wins of a - b over their common seeds."""
     seeds = sorted(set(a) & set(b))
@@ -129,6 +210,8 @@ def summarise_set(out: Path, name: str) -> dict:
     }
     if "autoal" in f1 and "uniform" in f1:
         report["autoal_minus_uniform_macro_f1"] = paired(f1["autoal"], f1["uniform"])
+    report["estimate_error"] = estimate_errors(rounds)
+    report["policy_actions"] = policy_actions(out / "selections.jsonl")
     return report
 
 
@@ -158,6 +241,14 @@ def markdown(budget: str, reports: list[dict]) -> str:
             if name in r["aubc_macro_f1"] else "" for r in reports
         ]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "The page's accuracy estimate against the true test accuracy, every round of every "
+              "selector after the cold start: bias / spread / share of rounds inside the 95% band.", "",
+              header, "|---" * (len(reports) + 1) + "|"]  # fmt: skip
+    cells = [
+        f"{e['bias']:+.3f} / {e['spread']:.3f} / {e['band_coverage']:.2f}" if (e := r.get("estimate_error")) else ""
+        for r in reports
+    ]
+    lines.append("| estimate | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,9 +259,11 @@ def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Pat
         "--imbalance", f"{imbalance:g}", "--strategies", args.strategies,
         "--initial", str(initial), "--batch", str(batch), "--rounds", str(rounds),
         "--seeds", str(args.seeds), "--out", str(out), "--no-progress",
-        "--selector-option", f"autoal.prior={prior}",
-        "--selector-option", f"autoal_online.prior={prior}",
     ]  # fmt: skip
+    chosen = {s.strip() for s in args.strategies.split(",")}
+    for selector in ("autoal", "autoal_online"):  # the selectors that take a prior
+        if "all" in chosen or selector in chosen:
+            command += ["--selector-option", f"{selector}.prior={prior}"]
     for option in args.selector_option:
         command += ["--selector-option", option]
     log = out.with_suffix(".log")
@@ -220,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = [summarise_set(root / set_name(d, r), set_name(d, r)) for d, r in jobs]
     (root / "summary.json").write_text(json.dumps(reports, indent=1))
     (root / "summary.md").write_text(markdown(args.budget, reports))
+    plot_policy(reports, root / "policy.png")
     print(markdown(args.budget, reports))
     print(json.dumps(reports))
     return 0

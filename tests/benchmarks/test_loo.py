@@ -44,3 +44,39 @@ def test_a_set_summary_compares_autoal_with_uniform_and_the_best_single(tmp_path
     assert "margin" in report["final_minority_recall"]
     text = loo.markdown("small", [report])
     assert "| autoal |" in text and "(margin)" in text
+
+
+def test_estimate_errors_known_answer(tmp_path):
+    rows = [  # (accuracy, estimate, low, high, cold start)
+        (0.50, 0.60, 0.40, 0.70, "True"),  # cold start: not counted
+        (0.70, 0.75, 0.70, 0.80, "False"),  # +.05, inside
+        (0.80, 0.70, 0.65, 0.75, "False"),  # -.10, outside
+        (0.90, 0.92, 0.85, 0.95, "False"),  # +.02, inside
+    ]
+    with open(tmp_path / "rounds.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["strategy", "seed", "accuracy", "estimate", "estimate_low", "estimate_high", "cold_start"])
+        for row in rows:
+            writer.writerow(["uniform", 0, *row])
+    errors = loo.estimate_errors(tmp_path / "rounds.csv")
+    assert errors["rounds"] == 3
+    assert errors["bias"] == pytest.approx(-0.01, abs=1e-4)
+    assert errors["mae"] == pytest.approx(0.0567, abs=1e-4)
+    assert errors["band_coverage"] == pytest.approx(0.667, abs=1e-3)
+
+
+def test_policy_actions_are_counted_per_labels_per_class_bucket(tmp_path):
+    import json
+    import math
+
+    def record(strategy, per_class, action):
+        info = {"state": {"log_labels_per_class": math.log(per_class)}, "prior_action": action}
+        return json.dumps({"strategy": strategy, "info": info})
+
+    lines = [record("autoal", 2, "only kmeans"), record("autoal", 3, "only kmeans"), record("autoal", 12, "uniform"),
+             record("uniform", 12, "uniform"), json.dumps({"strategy": "autoal", "info": {}})]  # fmt: skip
+    (tmp_path / "selections.jsonl").write_text("\n".join(lines) + "\n")
+    assert loo.policy_actions(tmp_path / "selections.jsonl") == {"<5": {"only kmeans": 2}, "10-20": {"uniform": 1}}
+    report = {"policy_actions": loo.policy_actions(tmp_path / "selections.jsonl")}
+    loo.plot_policy([report], tmp_path / "policy.png")
+    assert (tmp_path / "policy.png").stat().st_size > 1000
