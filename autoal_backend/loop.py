@@ -36,6 +36,16 @@ ENCODE_BATCH = 64
 # sorts each call by length, so a 64-text call padded every text to the longest of 64 random
 # ones; a decoded photo is megabytes, so images stay at 64 (two chunks in memory at once).
 ENCODE_CHUNK = {"text": 1024, "image": ENCODE_BATCH}
+# ...but never fewer than this many chunks when there are enough items: the page's "embedding
+# n of N" moves only between chunks (300 texts in one call read "0 of 300" for half a minute).
+PROGRESS_STEPS = 10
+
+
+def chunk_size(modality: str, total: int) -> int:
+    """Items per encoder call for ``total`` items to embed: the modality's chunk, smaller for
+    small jobs so that progress shows (down to ``ENCODE_BATCH``)."""
+    largest = ENCODE_CHUNK.get(modality, ENCODE_BATCH)
+    return max(1, min(largest, max(ENCODE_BATCH, -(-total // PROGRESS_STEPS))))
 FETCH_THREADS = 8
 HISTORY_TOP = 20
 # Tasks whose annotators disagree, listed in the round history (all are counted).
@@ -367,7 +377,7 @@ class RoundRunner:
             except TaskDataError as exc:
                 return exc
 
-        size = ENCODE_CHUNK.get(spec.modality, ENCODE_BATCH)
+        size = chunk_size(spec.modality, len(missing))
         chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
         meter = EmbedProgress(self, project_id, len(missing), len(readable))
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:

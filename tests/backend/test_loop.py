@@ -218,3 +218,27 @@ def test_switching_the_strategy_mid_project_runs_the_next_round_fresh(tmp_path, 
 
 def backend_selector(tmp_path) -> dict:
     return torch.load(tmp_path / "models" / "7" / "selector.pt", weights_only=False)
+
+
+def test_embedding_progress_moves_within_a_small_text_job(tmp_path, ls):
+    from autoal_backend.loop import ENCODE_BATCH, chunk_size
+
+    assert chunk_size("text", 300) == ENCODE_BATCH  # five steps, not one call of 300
+    assert chunk_size("text", 100_000) == 1024  # a big job keeps the long length-sorted calls
+    assert chunk_size("image", 100_000) == ENCODE_BATCH
+    assert chunk_size("text", 5) == ENCODE_BATCH
+    text_project(ls, 7, labeled=12, unlabeled=188)
+    encoder = FakeEncoder()
+    backend = make_backend(make_settings(tmp_path), ls, encoder)
+    seen = []
+    publish = backend.runner.set_stage
+
+    def spy(project_id, stage, **details):
+        if stage == "embedding":
+            seen.append(details["done"])
+        publish(project_id, stage, **details)
+
+    backend.runner.set_stage = spy
+    run(backend, 7)
+    assert encoder.calls == [64, 64, 64, 8]
+    assert seen == [0, 64, 128, 192, 200]
