@@ -126,7 +126,7 @@ def policy_actions(selections: Path, selector: str = "autoal") -> dict[str, dict
             action = info.get("prior_action") if isinstance(info, dict) else None
             if record.get("strategy") != selector or not action:
                 continue
-            per_class = float(np.exp(info["state"]["log_labels_per_class"]))
+            per_class = float(np.expm1(info["state"]["log_labels_per_class"]))  # log1p in the state
             bucket = next(b for b in PER_CLASS_BUCKETS if per_class < b[1])[0]
             counts = out.setdefault(bucket, {})
             counts[action] = counts.get(action, 0) + 1

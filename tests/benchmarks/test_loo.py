@@ -70,7 +70,7 @@ def test_policy_actions_are_counted_per_labels_per_class_bucket(tmp_path):
     import math
 
     def record(strategy, per_class, action):
-        info = {"state": {"log_labels_per_class": math.log(per_class)}, "prior_action": action}
+        info = {"state": {"log_labels_per_class": math.log1p(per_class)}, "prior_action": action}
         return json.dumps({"strategy": strategy, "info": info})
 
     lines = [record("autoal", 2, "only kmeans"), record("autoal", 3, "only kmeans"), record("autoal", 12, "uniform"),
