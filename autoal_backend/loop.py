@@ -528,6 +528,9 @@ class RoundRunner:
         round_number = record.round + 1
         version = round_version(project_id, round_number)
         previous = record.model_version
+        if settings.push_window == AUTO_WINDOW:
+            labeled_now = sum(v.choices is not None for v in views)
+            settings = replace(settings, push_window=auto_window(self.store.load_history(project_id), labeled_now))
         record.round = round_number
         self.save_record(record)
 
@@ -602,6 +605,7 @@ class RoundRunner:
         )
         entry["full_sync"] = full_sync
         entry["disagreements"] = disagreements(views)
+        entry["push_window"] = settings.push_window
         if estimate is not None:
             entry["accuracy_estimate"] = estimate
         self.store.append_history(project_id, entry)
@@ -807,6 +811,28 @@ def predicted_choices(
     picked = [[spec.labels[j] for j in js] for js in chosen]
     confidence = [[round(float(row[j]), 6) for j in js] for row, js in zip(rows, chosen, strict=True)]
     return picked, confidence, [round(c, 6) for c in certainty]
+
+
+# AUTOAL_PUSH_WINDOW=auto: the window is sized to the labels that arrive between two rounds.
+AUTO_WINDOW = 0
+AUTO_WINDOW_MIN, AUTO_WINDOW_MAX, AUTO_WINDOW_ROUNDS = 10, 100, 5
+
+
+def auto_window(history: list[dict], labeled_now: int) -> int:
+    """The push window for ``AUTOAL_PUSH_WINDOW=auto``: the most labels that arrived between two
+    of the last ``AUTO_WINDOW_ROUNDS`` rounds, this one (``labeled_now``) included (at least
+    ``AUTO_WINDOW_MIN``, at most ``AUTO_WINDOW_MAX``; the maximum before any labels arrived).
+
+    Where Label Studio serves a random task among those holding a current prediction
+    (Enterprise projects with members), the window is what the annotators label in random
+    order: sized to one round's labels, they label the selector's batch, in another order;
+    larger, a random part of it (docs/benchmarks.md measures the cost). The selector's batch is
+    the window, so k-means picks that many centres."""
+    labeled = [int(e.get("labeled", 0)) for e in history[-AUTO_WINDOW_ROUNDS:]] + [labeled_now]
+    steps = [b - a for a, b in zip(labeled, labeled[1:], strict=False) if b > a]
+    if not steps:
+        return AUTO_WINDOW_MAX
+    return max(AUTO_WINDOW_MIN, min(AUTO_WINDOW_MAX, max(steps)))
 
 
 def keep_rows(embeddings: torch.Tensor, kept: list[int]) -> torch.Tensor:

@@ -57,6 +57,17 @@ def _as_hosts(name: str, raw: str) -> tuple[str, ...]:
     return hosts
 
 
+def _as_window(name: str, raw: str) -> int:
+    """A push window: a count >= 1, or ``auto`` (0: sized per round to the labels that arrive
+    between two rounds, ``autoal_backend.loop.auto_window``)."""
+    if raw.strip().lower() == "auto":
+        return 0
+    try:
+        return _as_int(name, raw, 1)
+    except SettingsError:
+        raise SettingsError(f"{name}: expected an integer >= 1 or 'auto', got {raw.strip()!r}") from None
+
+
 def _as_strategy(name: str, raw: str) -> str:
     return raw.strip() or "autoal"
 
@@ -68,7 +79,7 @@ def _as_encoder(name: str, raw: str) -> str:
 # The settings a project may override: environment variable -> (Settings field, parser).
 PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AUTOAL_STRATEGY": ("strategy", _as_strategy),
-    "AUTOAL_PUSH_WINDOW": ("push_window", lambda n, raw: _as_int(n, raw, 1)),
+    "AUTOAL_PUSH_WINDOW": ("push_window", _as_window),
     "AUTOAL_MIN_LABELS": ("min_labels", lambda n, raw: _as_int(n, raw, 1)),
     "AUTOAL_IMAGE_ENCODER": ("image_encoder", _as_encoder),
     "AUTOAL_TEXT_ENCODER": ("text_encoder", _as_encoder),

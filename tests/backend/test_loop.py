@@ -242,3 +242,24 @@ def test_embedding_progress_moves_within_a_small_text_job(tmp_path, ls):
     run(backend, 7)
     assert encoder.calls == [64, 64, 64, 8]
     assert seen == [0, 64, 128, 192, 200]
+
+
+def test_an_auto_window_follows_the_labels_that_arrive_between_rounds(tmp_path, ls):
+    from autoal_backend.loop import auto_window
+
+    assert auto_window([], 12) == 100  # nothing seen yet: the largest window
+    # The last five rounds and this one: steps 2, 26, 7, 13, 5 (the 12 of the first is too old).
+    assert auto_window([{"labeled": n} for n in (0, 12, 14, 40, 47, 60)], 65) == 26
+    assert auto_window([{"labeled": n} for n in (0, 1, 2)], 3) == 10  # never below ten
+    assert auto_window([{"labeled": 0}], 500) == 100
+    assert auto_window([{"labeled": 5}], 5) == 100  # no labels between rounds: no evidence
+    text_project(ls, 7, labeled=12, unlabeled=60)
+    backend = make_backend(make_settings(tmp_path, AUTOAL_PUSH_WINDOW="auto"), ls)
+    run(backend, 7)
+    assert backend.store.load_history(7)[-1]["push_window"] == 100
+    for task in range(712, 726):
+        ls.annotate(7, task, ["pos"])
+    run(backend, 7)
+    entry = backend.store.load_history(7)[-1]
+    assert entry["push_window"] == 14 and entry["pushed"] == 14
+    assert len(ls.versions(7)) == 1 and list(ls.versions(7).values()) == [14]

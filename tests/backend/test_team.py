@@ -83,7 +83,7 @@ def test_project_settings_parse_like_the_environment():
     assert parse_project_settings(None, defaults) == {}
     for extra, words in [
         ({"strategy": "best"}, "AUTOAL_STRATEGY: unknown strategy 'best'; valid: autoal"),
-        ({"push_window": 0}, "AUTOAL_PUSH_WINDOW: expected an integer >= 1, got 0"),
+        ({"push_window": 0}, "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'"),
         ({"min_labels": "many"}, "AUTOAL_MIN_LABELS: expected an integer, got 'many'"),
         ({"image_encoder": "minilm"}, "AUTOAL_IMAGE_ENCODER: 'minilm' encodes texts, not images"),
         ({"image_encoder": "pixels@size=3"}, "AUTOAL_IMAGE_ENCODER: unknown option of encoder 'pixels'"),
@@ -93,7 +93,7 @@ def test_project_settings_parse_like_the_environment():
         with pytest.raises(SettingsError, match=words):
             parse_project_settings(extra, defaults)
     # The environment says the same for the same value.
-    with pytest.raises(SettingsError, match="AUTOAL_PUSH_WINDOW: expected an integer >= 1, got 0"):
+    with pytest.raises(SettingsError, match="AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'"):
         Settings.from_env({"AUTOAL_PUSH_WINDOW": "0"})
 
 
@@ -115,7 +115,7 @@ def test_setup_extra_params_set_a_projects_own_settings(tmp_path, ls):
     assert client.get("/projects/8/history").get_json()["strategy"] == "entropy"  # the environment
     bad = client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {"push_window": -2}})
     assert bad.status_code == 422
-    assert bad.get_json()["error"] == "AUTOAL_PUSH_WINDOW: expected an integer >= 1, got -2"
+    assert bad.get_json()["error"] == "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '-2'"
     # Back to the environment's settings: a new round applies them.
     assert client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {}}).status_code == 200
     assert backend.worker.wait_idle(60)
