@@ -310,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for future in futures:
                 print(f"done: {future.result()}", file=sys.stderr, flush=True)
+    if args.summary_only:  # the sets that were run; say which are missing
+        missing = [set_name(d, r) for d, r in jobs if not (root / set_name(d, r) / "rounds.csv").is_file()]
+        if missing:
+            print(f"not run (no rounds.csv): {', '.join(missing)}", file=sys.stderr)
+        jobs = [(d, r) for d, r in jobs if set_name(d, r) not in missing]
     reports = [summarise_set(root / set_name(d, r), set_name(d, r)) for d, r in jobs]
     (root / "summary.json").write_text(json.dumps(reports, indent=1))
     (root / "summary.md").write_text(markdown(args.budget, reports))
