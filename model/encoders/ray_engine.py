@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.encoders import encoder_identity, get_encoder, parse_encoder
+from model.encoders import encoder_identity, encoder_modality, get_encoder, parse_encoder
 from model.encoders.cache import EmbeddingCache
 
 BATCH = 64
+TEXT_BATCH = 1024
 CONNECT_SECONDS = 5.0
 
 
@@ -40,7 +41,10 @@ class RayUnavailable(RuntimeError):
 class EmbedBatch:
     """A Ray Data actor: the encoder of ``spec`` and the cache, built once per actor."""
 
-    def __init__(self, spec: str, cache_dir: str, load: Callable[[Any], Any], device: str) -> None:
+    def __init__(self, spec: str, cache_dir: str, load: Callable[[Any], Any], device: str, threads: int = 1) -> None:
+        # One actor per CPU slot: torch's default of one thread per core in every actor
+        # oversubscribes the node (two actors x two threads on two cores ran at 35%).
+        torch.set_num_threads(max(1, threads))
         name, options = parse_encoder(spec)
         self.encoder = get_encoder(name, device, **options)
         self.cache = EmbeddingCache(cache_dir, self.encoder.name, self.encoder.dim)
@@ -128,15 +132,19 @@ class RayEmbedder:
         cpus = max(1, int(resources.get("CPU", 1)))
         actors = self.actors or (gpus if gpus else cpus)
         rows = [{"key": k, "reference": r} for k, r in zip(keys, references, strict=True)]
-        blocks = max(1, min(-(-len(rows) // BATCH), 4 * actors))
+        # Texts in long calls, as in process (the encoder sorts each call by length, so short
+        # calls pad more); images in 64s (a decoded photo is megabytes).
+        batch = TEXT_BATCH if encoder_modality(parse_encoder(self.spec)[0]) == "text" else BATCH
+        batch = max(1, min(batch, -(-len(rows) // actors)))  # every actor gets work
+        blocks = max(1, min(-(-len(rows) // batch), 4 * actors))
         actors = min(actors, blocks)  # an actor with no block to read only costs a start-up
         try:
             dataset = ray.data.from_items(rows, override_num_blocks=blocks)
             out = dataset.map_batches(
                 EmbedBatch,
                 fn_constructor_kwargs={"spec": self.spec, "cache_dir": self.cache_dir, "load": self.load,
-                                       "device": "cuda" if gpus else "cpu"},  # fmt: skip
-                batch_size=BATCH,
+                                       "device": "cuda" if gpus else "cpu", "threads": 1},  # fmt: skip
+                batch_size=batch,
                 concurrency=actors,
                 num_gpus=1 if gpus else 0,
                 num_cpus=0 if gpus else 1,
