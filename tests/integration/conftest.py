@@ -65,6 +65,15 @@ class LabelStudioAPI:
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 60)
         reply = self.session.request(method, self.server.url + path, headers=self.headers, **kwargs)
+        # Label Studio on SQLite answers 500 ("database is locked", in its log) when a request
+        # waits more than SQLite's 5 s for the write lock, e.g. /next (it writes the stream
+        # history) while the backend imports a round's predictions on a loaded 2-core machine.
+        # A person reloads the page; a GET here is retried as they would (twice, 2 s apart).
+        for _ in range(2):
+            if method != "GET" or reply.status_code != 500:
+                break
+            time.sleep(2.0)
+            reply = self.session.request(method, self.server.url + path, headers=self.headers, **kwargs)
         assert reply.status_code < 400, f"{method} {path}: HTTP {reply.status_code}: {reply.text[:500]}"
         return reply
 

@@ -62,6 +62,10 @@ def test_a_team_with_overlap_trains_on_agreed_labels_and_flags_conflicts(ls_api,
     labeled = sum(t["total_annotations"] > 0 for t in tasks)
     assert doubled, "the project's overlap gave no task two annotations"
     entry = wait_for_round(ls_api, backend, project_id, labeled)
+    # Label Studio's per-task counters (total_annotations) are written after the annotation and
+    # lagged behind it once on a loaded machine (SQLite): count the annotations themselves.
+    doubled = [t for t in ls_api.tasks(project_id)
+               if sum(not a.get("was_cancelled") for a in t.get("annotations") or []) >= 2]  # fmt: skip
     assert entry["strategy"] == "uniform"
     assert entry["settings"] == {"AUTOAL_STRATEGY": "uniform", "AUTOAL_PUSH_WINDOW": "30"}
     assert entry["pushed"] == 30
@@ -127,5 +131,5 @@ def test_a_wrong_per_project_setting_is_refused_through_label_studio(ls_api, bac
     # Label Studio shows the status of our /setup answer, not its body; the backend's log says
     # which setting and why.
     assert "422" in reply.text and "/setup" in reply.text
-    wait_for(lambda: "AUTOAL_PUSH_WINDOW: expected an integer >= 1, got 0" in backend.log_tail(200),
+    wait_for(lambda: "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'" in backend.log_tail(200),
              timeout_s=10, what="the refusal in the backend's log")  # fmt: skip
