@@ -48,61 +48,29 @@ class Metrics:
         pending: list[int] | None = None,
         progress: dict[int, dict] | None = None,
     ) -> str:
-        lines = [
-            "# HELP autoal_rounds_total Active-learning rounds completed.",
-            "# TYPE autoal_rounds_total counter",
-        ]
+        lines: list[str] = []
         with self._lock:
-            for pid, n in sorted(self.rounds.items()):
-                lines.append(f'autoal_rounds_total{{project="{pid}"}} {n}')
-            lines += [
-                "# HELP autoal_round_seconds_sum Total wall time of completed rounds.",
-                "# TYPE autoal_round_seconds_sum counter",
-            ]
-            for pid, s in sorted(self.round_seconds_sum.items()):
-                lines.append(f'autoal_round_seconds_sum{{project="{pid}"}} {s:.6f}')
-            lines += [
-                "# HELP autoal_round_seconds_last Wall time of the latest round.",
-                "# TYPE autoal_round_seconds_last gauge",
-            ]
-            for pid, s in sorted(self.last_round_seconds.items()):
-                lines.append(f'autoal_round_seconds_last{{project="{pid}"}} {s:.6f}')
-            lines += [
-                "# HELP autoal_round_seconds_count Completed rounds (with _sum: the mean round time).",
-                "# TYPE autoal_round_seconds_count counter",
-            ]
-            for pid, n in sorted(self.rounds.items()):
-                lines.append(f'autoal_round_seconds_count{{project="{pid}"}} {n}')
-            lines += [
-                "# HELP autoal_webhook_to_round_seconds From the first event behind a round to its start.",
-                "# TYPE autoal_webhook_to_round_seconds gauge",
-            ]
-            for pid, s in sorted(self.lag_seconds.items()):
-                lines.append(f'autoal_webhook_to_round_seconds{{project="{pid}"}} {s:.3f}')
-            lines += [
-                "# HELP autoal_rounds_skipped_total Rounds skipped: nothing changed since the last one.",
-                "# TYPE autoal_rounds_skipped_total counter",
-            ]
-            for pid, n in sorted(self.skipped_rounds.items()):
-                lines.append(f'autoal_rounds_skipped_total{{project="{pid}"}} {n}')
-            lines += [
-                "# HELP autoal_skipped_tasks Tasks left out of the latest round (unreadable data).",
-                "# TYPE autoal_skipped_tasks gauge",
-            ]
-            for pid, n in sorted(self.skipped_tasks.items()):
-                lines.append(f'autoal_skipped_tasks{{project="{pid}"}} {n}')
-            lines += [
-                "# HELP autoal_errors_total Failures by kind (rounds, requests, Label Studio calls).",
-                "# TYPE autoal_errors_total counter",
-            ]
-            for kind, n in sorted(self.errors.items()):
-                lines.append(f'autoal_errors_total{{kind="{kind}"}} {n}')
-            lines += [
-                "# HELP autoal_webhooks_total Webhook events received, by action.",
-                "# TYPE autoal_webhooks_total counter",
-            ]
-            for action, n in sorted(self.webhooks.items()):
-                lines.append(f'autoal_webhooks_total{{action="{action}"}} {n}')
+            for name, kind, text, values, label, fmt in (
+                ("autoal_rounds_total", "counter", "Active-learning rounds completed.", self.rounds, "project", "{}"),
+                ("autoal_round_seconds_sum", "counter", "Total wall time of completed rounds.",
+                 self.round_seconds_sum, "project", "{:.6f}"),
+                ("autoal_round_seconds_last", "gauge", "Wall time of the latest round.",
+                 self.last_round_seconds, "project", "{:.6f}"),
+                ("autoal_round_seconds_count", "counter", "Completed rounds (with _sum: the mean round time).",
+                 self.rounds, "project", "{}"),
+                ("autoal_webhook_to_round_seconds", "gauge", "From the first event behind a round to its start.",
+                 self.lag_seconds, "project", "{:.3f}"),
+                ("autoal_rounds_skipped_total", "counter", "Rounds skipped: nothing changed since the last one.",
+                 self.skipped_rounds, "project", "{}"),
+                ("autoal_skipped_tasks", "gauge", "Tasks left out of the latest round (unreadable data).",
+                 self.skipped_tasks, "project", "{}"),
+                ("autoal_errors_total", "counter", "Failures by kind (rounds, requests, Label Studio calls).",
+                 self.errors, "kind", "{}"),
+                ("autoal_webhooks_total", "counter", "Webhook events received, by action.",
+                 self.webhooks, "action", "{}"),
+            ):  # fmt: skip
+                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+                lines += [f'{name}{{{label}="{key}"}} {fmt.format(v)}' for key, v in sorted(values.items())]
         lines += [
             "# HELP autoal_round_pending 1 for each project that waits for a round (queue depth per project).",
             "# TYPE autoal_round_pending gauge",
