@@ -398,10 +398,7 @@ class RoundRunner:
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
                 meter.add(len(batch))
-        kept = [i for i in range(len(readable)) if i not in failed]
-        for task_id, reason in skipped.items():
-            log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
-        return [readable[i] for i in kept], keep_rows(embeddings, kept), skipped
+        return without_failed(project_id, readable, embeddings, failed, skipped)
 
     def _embed_on_ray(self, project_id, readable, keys, missing, skipped, spec, client, settings, cache):
         """The missing embeddings through a Ray Data job (``model.encoders.ray_engine``) that
@@ -429,10 +426,7 @@ class RoundRunner:
         failed |= set(still) - failed
         for position in still:
             skipped.setdefault(readable[position].id, "the Ray job left no embedding for it")
-        kept = [i for i in range(len(readable)) if i not in failed]
-        for task_id, reason in skipped.items():
-            log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
-        return [readable[i] for i in kept], keep_rows(embeddings, kept), skipped
+        return without_failed(project_id, readable, embeddings, failed, skipped)
 
     def build_pool(
         self,
@@ -833,6 +827,16 @@ def auto_window(history: list[dict], labeled_now: int) -> int:
     if not steps:
         return AUTO_WINDOW_MAX
     return max(AUTO_WINDOW_MIN, min(AUTO_WINDOW_MAX, max(steps)))
+
+
+def without_failed(project_id: int, readable: list, embeddings: torch.Tensor, failed: set[int],
+                   skipped: dict[int, str]) -> tuple[list, torch.Tensor, dict[int, str]]:  # fmt: skip
+    """The embed step's result: the readable views and embedding rows not in ``failed`` (each
+    skipped task logged with its reason), and ``skipped``."""
+    kept = [i for i in range(len(readable)) if i not in failed]
+    for task_id, reason in skipped.items():
+        log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
+    return [readable[i] for i in kept], keep_rows(embeddings, kept), skipped
 
 
 def keep_rows(embeddings: torch.Tensor, kept: list[int]) -> torch.Tensor:
