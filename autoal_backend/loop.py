@@ -470,6 +470,7 @@ class RoundRunner:
             budget=budget,
             seed=settings.seed + round_number,
             ids=torch.tensor([v.id for v in views], dtype=torch.long, device=self.device),
+            shortlist=settings.shortlist,
         ), stats
 
     # --- the round ----------------------------------------------------------------------

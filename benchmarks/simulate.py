@@ -244,6 +244,7 @@ def run_strategy(
     options: dict | None = None,
     serve_window: int | None = None,
     audit_fraction: float = 0.0,
+    shortlist: int = 0,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
     and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
@@ -251,6 +252,7 @@ def run_strategy(
     selector). ``serve_window`` W: the annotators get a random task among the top W of the
     order each time instead of the first one (see ``served``). ``audit_fraction``: that share
     of the queue is served at random, as the backend's AUTOAL_AUDIT_FRACTION does.
+    ``shortlist``: the most candidates k-means, core-set and BADGE see (AUTOAL_SHORTLIST).
 
     Every round also computes the project page's accuracy estimates of its model (the
     prequential, reweighted one and, with audits, the audit one: ``model.estimate``) from the
@@ -281,6 +283,7 @@ def run_strategy(
                 seed=round_seed(seed, round_index),
             )
             state.ids = ids
+            state.shortlist = shortlist
             outcome = run_round(state, selector, config)
             model = outcome.model
             if (
@@ -582,6 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="serve this share of the queue at random, as AUTOAL_AUDIT_FRACTION does (0: none)",
     )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=0,
+        metavar="N",
+        help="k-means, core-set and BADGE see at most N candidates, a seeded random subset, as "
+        "the backend's AUTOAL_SHORTLIST (default 100,000, which no packaged pool reaches); "
+        "0: every candidate",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -607,6 +619,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise SystemExit(f"--audit-fraction must lie in [0, 1), got {args.audit_fraction}")
     if args.serve_window is not None and args.serve_window < 1:
         raise SystemExit(f"--serve-window must be at least 1, got {args.serve_window}")
+    if args.shortlist < 0:
+        raise SystemExit(f"--shortlist must be 0 (every candidate) or more, got {args.shortlist}")
     device = resolve_device(args.device)
     started = time.perf_counter()
     data = load_dataset_for_cli(
@@ -671,6 +685,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     options=options[name],
                     serve_window=args.serve_window,
                     audit_fraction=args.audit_fraction,
+                    shortlist=args.shortlist,
                 )
             except StrategyFailed as failure:
                 failed[name] = str(failure)
@@ -713,6 +728,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     }
     if args.serve_window is not None:
         report["serve_window"] = args.serve_window
+    if args.shortlist:
+        report["shortlist"] = args.shortlist
     report["estimate_error"] = {n: estimate_error(rs, "estimate") for n, rs in runs.items()}
     if args.audit_fraction > 0:
         report["audit_fraction"] = args.audit_fraction

@@ -163,6 +163,7 @@ def one_round(
     device: torch.device,
     task_steps: int = 0,
     selector_name: str = "autoal",
+    shortlist: int = 100_000,
 ) -> tuple[float, float, dict[str, float]]:
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
@@ -178,7 +179,7 @@ def one_round(
     config = RoundConfig(task_model=task_model, validation_folds=validation_folds)
     classes = targets.shape[1]
     spec = LabelSpec("label", "text", "text", "text", tuple(f"c{i}" for i in range(classes)), False)
-    settings = Settings(push_window=budget)
+    settings = Settings(push_window=budget, shortlist=shortlist)
     runner = RoundRunner(settings, None, device, None, None)  # rank() needs only the settings
     timer = StrategyTimer(None, device)
     stages: dict[str, float] = {}
@@ -193,6 +194,7 @@ def one_round(
         budget=budget,
         seed=seed,
         ids=torch.arange(raw.shape[0], device=device),
+        shortlist=settings.shortlist,
     )
     synchronise(device)
     stages["standardise"] = time.perf_counter() - t
@@ -225,6 +227,7 @@ def measure_pool(
     device_name: str,
     task_steps: int = 0,
     selector: str = "autoal",
+    shortlist: int = 100_000,
 ) -> dict:
     """Every repeat of the round on one pool size (run in a fresh process by ``main``)."""
     from model.device import resolve_device
@@ -241,7 +244,8 @@ def measure_pool(
     walls, cpus, per_stage = [], [], defaultdict(list)
     for _ in range(repeats):
         wall, cpu, stages = one_round(
-            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps, selector
+            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps, selector,
+            shortlist,
         )
         walls.append(wall)
         cpus.append(cpu)
@@ -507,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selector", default="autoal",
                         help="the round's selector (autoal, autoal_online, uniform, ...)")
+    parser.add_argument("--shortlist", type=int, default=100_000,
+                        help="AUTOAL_SHORTLIST: the most candidates k-means, core-set and BADGE "
+                        "see (default: the backend's 100,000); 0: every candidate")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
                         help="comma-separated encoders to compare with the embedding path; "
@@ -544,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             pool=pool, labeled=args.labeled, dim=args.dim, classes=args.classes,
             budget=args.budget, repeats=args.repeats, seed=args.seed,
             validation_folds=args.validation_folds, device_name=str(device),
-            task_steps=args.task_steps, selector=args.selector,
+            task_steps=args.task_steps, selector=args.selector, shortlist=args.shortlist,
         )
         pools[str(pool)] = result
         top = sorted(result["stages"].items(), key=lambda kv: -kv[1])[:4]
@@ -583,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             "validation_folds": args.validation_folds, "seed": args.seed,
             "task_steps": args.task_steps or "default",
             "selector": args.selector,
+            "shortlist": args.shortlist,
         },
         "environment": env,
     }

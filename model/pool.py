@@ -29,6 +29,9 @@ class PoolState:
         ids: [N] int64 stable identifiers of the items (Label Studio task ids in the backend,
             data set row numbers in simulation); selectors that keep state across rounds
             (ALBL) key it by these. None means ``arange(N)``.
+        shortlist: the most candidates the sequential strategies (k-means, core-set, BADGE)
+            look at: a seeded random subset of them when there are more (``model.strategies``);
+            0 = all of them.
     """
 
     features: torch.Tensor
@@ -41,6 +44,7 @@ class PoolState:
     budget: int = 10
     seed: int = 0
     ids: torch.Tensor | None = None
+    shortlist: int = 0
     cache: dict = field(default_factory=dict, repr=False)
 
     @property

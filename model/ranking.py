@@ -50,13 +50,18 @@ def rank_normalise(scores: torch.Tensor, seed: int = 0) -> torch.Tensor:
     Makes strategies with different scales comparable (AUTOAL.md flaw 4). A single
     candidate gets 1.0.
     """
-    order = rank_order(scores, seed)
+    return ranks_from_order(rank_order(scores, seed))
+
+
+def ranks_from_order(order: torch.Tensor) -> torch.Tensor:
+    """[N] values in [0, 1] from an order [N] (a permutation, best first): 1 for the first,
+    0 for the last, evenly spaced; a single item gets 1.0."""
     n = order.numel()
-    ranks = torch.empty(n, dtype=torch.float32, device=scores.device)
+    ranks = torch.empty(n, dtype=torch.float32, device=order.device)
     if n == 1:
         ranks[order] = 1.0
         return ranks
-    ranks[order] = torch.linspace(1.0, 0.0, n, device=scores.device)
+    ranks[order] = torch.linspace(1.0, 0.0, n, device=order.device)
     return ranks
 
 

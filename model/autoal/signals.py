@@ -74,6 +74,7 @@ def _sub_pool(state: PoolState, items: torch.Tensor, train: torch.Tensor) -> Poo
         budget=state.budget,
         seed=state.seed,
         ids=state.item_ids()[items],
+        shortlist=state.shortlist,
     )
 
 

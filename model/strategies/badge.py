@@ -75,6 +75,7 @@ def badge_picks(
 @register(
     "badge",
     needs_model=True,
+    sequential=True,
     description="k-means++ seeding on gradient embeddings (uncertainty and diversity)",
 )
 def badge(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:

@@ -126,6 +126,7 @@ def kmeans_representative_scores(x: torch.Tensor, budget: int, rng: torch.Genera
 @register(
     "kmeans",
     needs_model=False,
+    sequential=True,
     description="one representative per k-means cluster (B clusters) on the embeddings",
 )
 def kmeans_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
@@ -173,6 +174,7 @@ def coreset_picks(
 @register(
     "coreset",
     needs_model=False,
+    sequential=True,
     description="k-center greedy on the embeddings, from the labeled items as centres",
 )
 def coreset_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:

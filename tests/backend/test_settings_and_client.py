@@ -22,6 +22,8 @@ def test_settings_from_env_and_flags():
     assert settings.set_sampling is False and settings.strategy == "margin"
     assert settings.model_dir == Path("/b")  # the flag wins
     assert Settings.from_env({}).strategy == "autoal"
+    assert Settings.from_env({}).shortlist == 100_000
+    assert Settings.from_env({"AUTOAL_SHORTLIST": "0"}).shortlist == 0
 
 
 def test_secrets_never_in_repr():
@@ -41,6 +43,8 @@ def test_secrets_never_in_repr():
             __import__("torch").cuda.is_available(), reason="CUDA is here")),
         ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH_PASS"),
         ({"LABEL_STUDIO_URL": "ls:8080"}, "LABEL_STUDIO_URL"),
+        ({"AUTOAL_SHORTLIST": "-1"}, "AUTOAL_SHORTLIST: expected an integer >= 0, got -1"),
+        ({"AUTOAL_SHORTLIST": "lots"}, "AUTOAL_SHORTLIST: expected an integer, got 'lots'"),
     ],
 )
 def test_bad_settings_fail_naming_the_variable(env, words):

@@ -9,7 +9,7 @@ from pool_helpers import make_blobs
 
 from model.errors import EmptyPoolError, UnknownNameError
 from model.pool import PoolState, make_pool
-from model.strategies import PORTFOLIO, get_strategy, score, score_matrix, strategy_names
+from model.strategies import PORTFOLIO, get_strategy, score, score_matrix, shortlist, strategy_names
 from model.strategies.badge import badge_picks, gradient_factors
 from model.strategies.bayesian import bald_from_mc, mean_std_from_mc
 from model.strategies.common import nearest_centre, picks_on_top, weighted_draw
@@ -259,6 +259,44 @@ def test_bald_is_zero_without_dropout(trained_pool):
 
 
 # --- k-means ---------------------------------------------------------------------------
+
+
+def test_only_the_pool_passing_strategies_are_sequential():
+    assert {n for n in ALL if get_strategy(n).sequential} == {"kmeans", "coreset", "badge"}
+
+
+def test_shortlist_is_a_seeded_subset_of_the_candidate_set_whatever_their_order():
+    candidates = torch.arange(100, 400)
+    keep = shortlist(candidates, 50, seed=4)
+    assert keep.numel() == 50 == torch.unique(keep).numel()
+    assert torch.equal(keep, shortlist(candidates, 50, seed=4))
+    assert not torch.equal(keep, shortlist(candidates, 50, seed=5))
+    reversed_positions = shortlist(candidates.flip(0), 50, seed=4)
+    assert set(candidates.flip(0)[reversed_positions].tolist()) == set(candidates[keep].tolist())
+
+
+@pytest.mark.parametrize("name", ["kmeans", "coreset", "badge"])
+def test_a_shortlisted_strategy_scores_its_subset_above_the_rest(name, trained_pool):
+    candidates = trained_pool.unlabeled_indices()
+    cap = candidates.numel() // 3
+    state = replace(trained_pool, shortlist=cap, cache={})
+    scores = score(state, name, candidates)
+    keep = shortlist(candidates, cap, trained_pool.seed)
+    inside = torch.zeros(candidates.numel(), dtype=torch.bool)
+    inside[keep] = True
+    assert float(scores[inside].min()) > float(scores[~inside].max())
+    assert float(scores.max()) == 1.0 and float(scores.min()) == 0.0
+    # Inside, the order is the strategy's own on the subset alone.
+    alone = score(replace(trained_pool, cache={}), name, candidates[keep])
+    assert torch.equal(torch.argsort(scores[keep], descending=True), torch.argsort(alone, descending=True))
+
+
+def test_shortlist_leaves_cheap_strategies_and_small_pools_alone(trained_pool):
+    candidates = trained_pool.unlabeled_indices()
+    small = replace(trained_pool, shortlist=5, cache={})
+    assert torch.equal(score(small, "margin", candidates), score(trained_pool, "margin", candidates))
+    roomy = replace(trained_pool, shortlist=candidates.numel(), cache={})
+    assert torch.equal(score(roomy, "kmeans", candidates), score(trained_pool, "kmeans", candidates))
 
 
 def test_kmeans_picks_one_point_per_well_separated_blob():
