@@ -66,19 +66,20 @@ def cross_validated_accuracy(state: PoolState, config: RoundConfig) -> float | N
     if folds < 2 or labeled.numel() < 2 * folds:
         return None
     order = labeled[torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(labeled.device)]
+    fold = torch.arange(order.numel(), device=order.device) % folds  # [L]: item order[i] is in fold i % k
+    # The k fold models train at once: model k on every labeled item outside fold k.
+    outside = (fold.unsqueeze(0) != torch.arange(folds, device=order.device).unsqueeze(1)).float()  # [k, L]
+    models = TaskModel.fit_weighted(
+        state.features[order],
+        state.targets[order],
+        outside,
+        multilabel=state.multilabel,
+        config=config.task_model,
+        seed=state.seed,
+    )
     correct = 0
-    for k in range(folds):
+    for k, model in enumerate(models):
         test = order[k::folds]
-        train_mask = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
-        train_mask[k::folds] = False
-        train = order[train_mask]
-        model = TaskModel.fit(
-            state.features[train],
-            state.targets[train],
-            multilabel=state.multilabel,
-            config=config.task_model,
-            seed=state.seed + k,
-        )
         probs = model.predict_proba(state.features[test])
         if state.multilabel:
             hit = ((probs > 0.5).float() == state.targets[test]).all(dim=1)

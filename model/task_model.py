@@ -133,6 +133,17 @@ def to_probs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
 
 
+def _stacked_heads(j: int, d: int, c: int, config: TaskModelConfig, device: torch.device):
+    """J copies of the linear head ``fit`` would start from under the current seed, stacked
+    (weight [J, C, d], bias [J, C]), their Adam optimiser and the fit's dropout masks."""
+    head = TaskHead(d, c, config).to(device)
+    masks = DropoutMasks(config.dropout, int(torch.randint(2**62, (1,))))
+    weight = head.out.weight.detach().expand(j, c, d).clone().requires_grad_()
+    bias = head.out.bias.detach().expand(j, c).clone().requires_grad_()
+    optimiser = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
+    return weight, bias, optimiser, masks
+
+
 class TaskModel:
     """A trained head plus what is needed to use it: the label kind and its config."""
 
@@ -211,11 +222,7 @@ class TaskModel:
         device = features.device
         n, c = features.shape[0] + b, targets.shape[1]
         with seeded(seed, device):
-            head = TaskHead(d, c, config).to(device)
-            masks = DropoutMasks(config.dropout, int(torch.randint(2**62, (1,))))
-            weight = head.out.weight.detach().expand(j, c, d).clone().requires_grad_()  # [J, C, d]
-            bias = head.out.bias.detach().expand(j, c).clone().requires_grad_()  # [J, C]
-            optimiser = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
+            weight, bias, optimiser, masks = _stacked_heads(j, d, c, config, device)
             shared_targets = targets.unsqueeze(0).expand(j, -1, -1)  # [J, L, C]
             for _ in range(config.steps):
                 optimiser.zero_grad(set_to_none=True)
@@ -232,14 +239,57 @@ class TaskModel:
                 loss = task_loss(logits.reshape(j * n, c), all_targets.reshape(j * n, c), multilabel)
                 (loss.sum() / n).backward()  # each head's mean loss; heads share nothing
                 optimiser.step()
-        models = []
-        for i in range(j):
-            single = TaskHead(d, c, config).to(device)
-            with torch.no_grad():
-                single.out.weight.copy_(weight[i])
-                single.out.bias.copy_(bias[i])
-            models.append(cls(single, multilabel, config))
-        return models
+        return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
+
+    @classmethod
+    def fit_weighted(
+        cls,
+        features: torch.Tensor,
+        targets: torch.Tensor,
+        weights: torch.Tensor,
+        *,
+        multilabel: bool = False,
+        config: TaskModelConfig | None = None,
+        seed: int = 0,
+    ) -> list["TaskModel"]:
+        """J heads at once on the same rows ``features`` [L, d], head j's loss weighted by
+        ``weights[j]`` [J, L] (0 leaves a row out): what J calls of ``fit(features, targets,
+        sample_weight=weights[j], seed=seed)`` train, up to float rounding. The rows' masked
+        features are computed once per step and one matmul serves every head (Adam is
+        elementwise, so stacked parameters train as separate ones). For k-fold validation:
+        k fits for the price of about one."""
+        config = config or TaskModelConfig()
+        j = weights.shape[0]
+        if config.hidden > 0 or j < 2:
+            return [
+                cls.fit(features, targets, multilabel=multilabel, config=config, seed=seed, sample_weight=w)
+                for w in weights
+            ]
+        device = features.device
+        (n, d), c = features.shape, targets.shape[1]
+        norm = weights / weights.sum(dim=1, keepdim=True)  # [J, L]; each head's weighted mean
+        with seeded(seed, device):
+            weight, bias, optimiser, masks = _stacked_heads(j, d, c, config, device)
+            stacked_targets = targets.repeat(j, 1)  # [J * L, C]
+            for _ in range(config.steps):
+                optimiser.zero_grad(set_to_none=True)
+                masked = masks.apply(features)  # [L, d]
+                logits = (masked @ weight.reshape(j * c, d).t()).view(n, j, c).transpose(0, 1)
+                logits = logits + bias.unsqueeze(1)  # [J, L, C]
+                loss = task_loss(logits.reshape(j * n, c), stacked_targets, multilabel).view(j, n)
+                (loss * norm).sum().backward()  # the heads share nothing: each gets its own mean
+                optimiser.step()
+        return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
+
+    @classmethod
+    def _linear(cls, weight: torch.Tensor, bias: torch.Tensor, multilabel: bool, config: TaskModelConfig) -> "TaskModel":
+        """A linear head with these trained parameters ([C, d], [C])."""
+        c, d = weight.shape
+        single = TaskHead(d, c, config).to(weight.device)
+        with torch.no_grad():
+            single.out.weight.copy_(weight)
+            single.out.bias.copy_(bias)
+        return cls(single, multilabel, config)
 
     @torch.no_grad()
     def embed(self, features: torch.Tensor) -> torch.Tensor:

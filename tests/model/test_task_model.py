@@ -122,6 +122,40 @@ def test_standardise_zero_mean_unit_variance_and_constant_columns():
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
+def test_fit_weighted_trains_what_separate_weighted_fits_train(multilabel):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(45, 8, generator=gen)
+    if multilabel:
+        y = (torch.rand(45, 3, generator=gen) > 0.5).float()
+    else:
+        y = torch.nn.functional.one_hot(torch.randint(0, 3, (45,), generator=gen), 3).float()
+    # Three folds left out in turn, as the validation score does, and one soft weighting.
+    fold = torch.arange(45) % 3
+    weights = torch.cat(((fold != torch.arange(3)[:, None]).float(), torch.rand(1, 45, generator=gen)))
+    config = TaskModelConfig(steps=60)
+    many = TaskModel.fit_weighted(x, y, weights, multilabel=multilabel, config=config, seed=2)
+    probe = torch.randn(20, 8, generator=gen)
+    for j, model in enumerate(many):
+        alone = TaskModel.fit(x, y, multilabel=multilabel, config=config, seed=2, sample_weight=weights[j])
+        assert torch.allclose(model.predict_proba(probe), alone.predict_proba(probe), atol=1e-5)
+    assert not torch.allclose(many[0].predict_proba(probe), many[1].predict_proba(probe))
+
+
+def test_a_row_left_out_of_a_weighted_fit_does_not_move_it():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 6, generator=gen)
+    y = torch.nn.functional.one_hot(torch.randint(0, 2, (30,), generator=gen), 2).float()
+    flipped = y.clone()
+    flipped[:10] = flipped[:10].flip(1)  # rows 0-9 relabeled: only a head that sees them changes
+    weights = torch.ones(2, 30)
+    weights[:, :10] = 0.0
+    config = TaskModelConfig(steps=40)
+    a = TaskModel.fit_weighted(x, y, weights, config=config, seed=0)[0]
+    b = TaskModel.fit_weighted(x, flipped, weights, config=config, seed=0)[0]
+    assert torch.allclose(a.predict_proba(x), b.predict_proba(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
 def test_fit_extensions_trains_what_separate_fits_train(multilabel):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(40, 8, generator=gen)
