@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+import numpy as np
 import torch
 
 from autoal_backend.label_config import LabelSpec
@@ -661,7 +662,8 @@ class RoundRunner:
         priority = selection.priority.detach().float()
         # 1 - rank-normalised priority: the first task scores 0, the last 1; ranks, not raw
         # priorities, so the scores are spread evenly whatever the selector's scale.
-        scores = (1.0 - rank_normalise(priority, seed=state.seed)).cpu().tolist()
+        queue_keys = (1.0 - rank_normalise(priority, seed=state.seed)).cpu()  # [M]
+        scores = queue_keys.tolist()
         why = selection.top_strategy()
         picked, confidence, certainty = predicted_choices(result.probs, selection.candidates, spec)
         ranking = Ranking(
@@ -672,7 +674,8 @@ class RoundRunner:
             confidence=dict(zip(ids, confidence, strict=True)),
             certainty=dict(zip(ids, certainty, strict=True)) if certainty else {},
         )
-        order = sorted(range(len(ids)), key=lambda i: (scores[i], i))
+        # Lowest score first, ties by position (a stable sort), as sorted() by (score, i) would.
+        order = torch.argsort(queue_keys, stable=True).tolist()
         audit: set[int] = set()
         if settings.audit_fraction > 0 and result.probs is not None:
             # A share of the queue served at random: its labels judge the model without bias.
@@ -796,16 +799,18 @@ def predicted_choices(
     m = candidates.numel()
     if probs is None:
         return [[] for _ in range(m)], [[] for _ in range(m)], []
-    rows = probs[candidates].cpu()  # [M, C]
+    rows = probs[candidates].cpu().double().numpy()  # [M, C]; numpy: no per-row tensor objects
     if spec.multilabel:
-        chosen = [torch.nonzero(row > 0.5).flatten().tolist() for row in rows]
-        certainty = torch.maximum(rows, 1 - rows).prod(dim=1).tolist()
+        chosen = [np.flatnonzero(row > 0.5) for row in rows]
+        confidence = [np.round(row[js], 6).tolist() for row, js in zip(rows, chosen, strict=True)]
+        certainty = np.maximum(rows, 1 - rows).prod(axis=1)
+        picked = [[spec.labels[j] for j in js.tolist()] for js in chosen]
     else:
-        chosen = [[int(j)] for j in rows.argmax(dim=1).tolist()]
-        certainty = rows.max(dim=1).values.tolist()
-    picked = [[spec.labels[j] for j in js] for js in chosen]
-    confidence = [[round(float(row[j]), 6) for j in js] for row, js in zip(rows, chosen, strict=True)]
-    return picked, confidence, [round(c, 6) for c in certainty]
+        top = rows.argmax(axis=1)  # [M]
+        certainty = rows[np.arange(len(rows)), top]
+        picked = [[spec.labels[j]] for j in top.tolist()]
+        confidence = [[c] for c in np.round(certainty, 6).tolist()]
+    return picked, confidence, np.round(certainty, 6).tolist()
 
 
 # AUTOAL_PUSH_WINDOW=auto: the window is sized to the labels that arrive between two rounds.
