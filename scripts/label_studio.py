@@ -146,6 +146,14 @@ class LabelStudioServer:
         _stop_process_group(self.process)
 
 
+# Label Studio 1.23's prediction import, behind a feature flag that is off by default, recounts
+# the counters of *every* task of the project on each import (data_import/api.py,
+# _create_legacy): 3.9 s per push of 100 predictions on a 100k-task project, growing with the
+# project. The flag switches to its batched import, which recounts only the tasks imported to
+# (benchmarks.ls_scale measures both; README "Big projects" tells operators to set it).
+BIG_PROJECT_ENV = {"fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true"}
+
+
 def label_studio_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Label Studio's environment: data under ``data_dir``, local ML backends allowed
     (1.23 refuses loopback/private URLs for ML backends and webhooks by default)."""
@@ -170,6 +178,7 @@ def label_studio_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> 
         ("COLLECT_ANALYTICS", "false"),
         ("SENTRY_DSN", ""),
         ("FRONTEND_SENTRY_DSN", ""),
+        *BIG_PROJECT_ENV.items(),
     ):
         env.setdefault(name, value)
     if extra:

@@ -101,6 +101,12 @@ def test_label_studio_env_allows_local_backends_and_isolates_its_venv(tmp_path, 
     assert env["LATEST_VERSION_CHECK"] == "false"
     assert "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
     assert env["LABEL_STUDIO_DEBUG"] == "1"
+    # The batched prediction import (big projects), unless the caller says otherwise.
+    flag = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
+    assert env[flag] == "true"
+    assert label_studio_env(tmp_path, {flag: "false"})[flag] == "false"
+    monkeypatch.setenv(flag, "false")
+    assert label_studio_env(tmp_path)[flag] == "false"
 
 
 def test_a_password_that_starts_with_a_dash_reaches_label_studio_as_a_value():
