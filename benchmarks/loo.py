@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategies", default="all")
     parser.add_argument("--selector-option", action="append", default=[])
     parser.add_argument("--workers", type=int, default=1, help="data sets simulated at once")
-    parser.add_argument("--priors", default="results/priors", help="where the LOO priors live")
+    parser.add_argument("--priors", default="benchmarks/priors", help="where the LOO priors live (tracked; trained when missing)")
     parser.add_argument("--episodes", default=None, help="episode cache for training priors")
     parser.add_argument("--out", default="results/loo")
     parser.add_argument("--summary-only", action="store_true", help="summarise existing runs")

@@ -1,7 +1,7 @@
 """Train AutoAL's SearchNet prior on cached labeling episodes (``benchmarks.episodes``).
 
     python -m benchmarks.meta_train --out model/autoal/prior.json
-    python -m benchmarks.meta_train --exclude mnist --out results/priors/loo-mnist.json
+    python -m benchmarks.meta_train --exclude mnist --out benchmarks/priors/loo-mnist.json
     python -m benchmarks.meta_train --validate
 
 ``--exclude FAMILY`` leaves a family out (the leave-one-data-set-out protocol: the prior judged

@@ -7,7 +7,7 @@ first one.
 For each data set, ``benchmarks.simulate`` runs top-first serving and then ``--serve-window W``
 for each window, with the same strategies, budget (20 + 10 x 20) and seeds, so each window's
 AUBC is paired per seed with top-first's. ``autoal`` gets the prior trained without the data
-set's family (``results/priors/loo-<set>.json``, made by ``benchmarks.meta_train --exclude``
+set's family (``benchmarks/priors/loo-<set>.json``, made by ``benchmarks.meta_train --exclude``
 when missing). Writes ``--out/summary.json`` and ``summary.md``; the last line printed is the
 JSON summary.
 """
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", default="10,30,100")
     parser.add_argument("--strategies", default="autoal,uniform,margin")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--priors", default="results/priors")
+    parser.add_argument("--priors", default="benchmarks/priors")
     parser.add_argument("--out", default="results/window")
     args = parser.parse_args(argv)
     windows = [int(w) for w in args.windows.split(",") if w.strip()]
