@@ -122,7 +122,7 @@ class Settings:
     max_body_mb: int = 64
     audit_fraction: float = 0.0
     ray_address: str = ""
-    shortlist: int = 100_000
+    shortlist: int = 20_000
 
     def __repr__(self) -> str:
         # Never print the API key, the password or the webhook secret, even in a debug log.
@@ -167,7 +167,7 @@ class Settings:
             allowed_hosts=_as_hosts("AUTOAL_ALLOWED_HOSTS", get("AUTOAL_ALLOWED_HOSTS")),
             max_body_mb=_as_int("AUTOAL_MAX_BODY_MB", get("AUTOAL_MAX_BODY_MB", "64"), 1),
             ray_address=get("AUTOAL_RAY_ADDRESS").strip(),
-            shortlist=_as_int("AUTOAL_SHORTLIST", get("AUTOAL_SHORTLIST", "100000"), 0),
+            shortlist=_as_int("AUTOAL_SHORTLIST", get("AUTOAL_SHORTLIST", "20000"), 0),
             **project,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}

@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="k-means, core-set and BADGE see at most N candidates, a seeded random subset, as "
-        "the backend's AUTOAL_SHORTLIST (default 100,000, which no packaged pool reaches); "
+        "the backend's AUTOAL_SHORTLIST (default 20,000, which no packaged pool reaches); "
         "0: every candidate",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

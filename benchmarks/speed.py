@@ -163,7 +163,7 @@ def one_round(
     device: torch.device,
     task_steps: int = 0,
     selector_name: str = "autoal",
-    shortlist: int = 100_000,
+    shortlist: int = 20_000,
 ) -> tuple[float, float, dict[str, float]]:
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
@@ -227,7 +227,7 @@ def measure_pool(
     device_name: str,
     task_steps: int = 0,
     selector: str = "autoal",
-    shortlist: int = 100_000,
+    shortlist: int = 20_000,
 ) -> dict:
     """Every repeat of the round on one pool size (run in a fresh process by ``main``)."""
     from model.device import resolve_device
@@ -511,9 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selector", default="autoal",
                         help="the round's selector (autoal, autoal_online, uniform, ...)")
-    parser.add_argument("--shortlist", type=int, default=100_000,
+    parser.add_argument("--shortlist", type=int, default=20_000,
                         help="AUTOAL_SHORTLIST: the most candidates k-means, core-set and BADGE "
-                        "see (default: the backend's 100,000); 0: every candidate")
+                        "see (default: the backend's 20,000); 0: every candidate")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
                         help="comma-separated encoders to compare with the embedding path; "

@@ -22,7 +22,7 @@ def test_settings_from_env_and_flags():
     assert settings.set_sampling is False and settings.strategy == "margin"
     assert settings.model_dir == Path("/b")  # the flag wins
     assert Settings.from_env({}).strategy == "autoal"
-    assert Settings.from_env({}).shortlist == 100_000
+    assert Settings.from_env({}).shortlist == 20_000
     assert Settings.from_env({"AUTOAL_SHORTLIST": "0"}).shortlist == 0
 
 
