@@ -46,6 +46,19 @@ def test_a_set_summary_compares_autoal_with_uniform_and_the_best_single(tmp_path
     assert "| autoal |" in text and "(margin)" in text
 
 
+def test_random_labeling_is_never_the_best_single_strategy(tmp_path):
+    curves = {}
+    for seed in range(2):
+        curves[("autoal", seed)] = [0.5, 0.6, 0.7]
+        curves[("random", seed)] = [0.5, 0.7, 0.8]  # beats every strategy, as on rotten-lt10
+        curves[("margin", seed)] = [0.5, 0.55, 0.65]
+    write_rounds(tmp_path / "rounds.csv", curves)
+    report = loo.summarise_set(tmp_path, "toy")
+    assert report["best_single"] == "margin"
+    assert report["autoal_minus"]["best_single"]["mean"] == pytest.approx(0.0375, abs=1e-4)  # .6 - .5625
+    assert report["autoal_minus"]["random"]["mean"] < 0
+
+
 def test_estimate_errors_known_answer(tmp_path):
     rows = [  # (accuracy, estimate, low, high, cold start)
         (0.50, 0.60, 0.40, 0.70, "True"),  # cold start: not counted
