@@ -22,6 +22,7 @@ import torch
 from model.errors import EmptyPoolError, UnknownNameError
 from model.pool import PoolState
 from model.ranking import check_finite, rank_normalise, rank_order, ranks_from_order
+from model.seeding import generator
 
 StrategyFn = Callable[[PoolState, torch.Tensor], torch.Tensor]
 
@@ -127,7 +128,7 @@ def score(state: PoolState, name: str, candidates: torch.Tensor) -> torch.Tensor
         outside = torch.ones(candidates.numel(), dtype=torch.bool, device=candidates.device)
         outside[keep] = False
         rest = torch.nonzero(outside).flatten()
-        rest = rest[rank_order(torch.zeros(rest.numel(), device=rest.device), state.seed)]  # seeded shuffle
+        rest = rest[torch.randperm(rest.numel(), generator=generator(state.seed)).to(rest.device)]
         return ranks_from_order(torch.cat((inside, rest)))
     return rank_normalise(_raw_scores(state, strategy, candidates).float(), seed=state.seed)
 
@@ -147,8 +148,8 @@ def shortlist(candidates: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """Positions [size] (into ``candidates`` [M]) of a seeded random subset of the candidates;
     a function of the candidate *set* and the seed, not of the order they come in."""
     order = torch.argsort(candidates, stable=True)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed) + SHORTLIST_SEED_OFFSET)
-    chosen = torch.randperm(candidates.numel(), generator=generator)[:size].to(candidates.device)
+    draw = generator(int(seed) + SHORTLIST_SEED_OFFSET)
+    chosen = torch.randperm(candidates.numel(), generator=draw)[:size].to(candidates.device)
     return torch.sort(order[chosen]).values
 
 
