@@ -93,3 +93,28 @@ def test_policy_actions_are_counted_per_labels_per_class_bucket(tmp_path):
     report = {"policy_actions": loo.policy_actions(tmp_path / "selections.jsonl")}
     loo.plot_policy([report], tmp_path / "policy.png")
     assert (tmp_path / "policy.png").stat().st_size > 1000
+
+
+def test_a_set_runs_at_a_budget_only_when_its_pool_holds_the_whole_budget(monkeypatch, tmp_path, capsys):
+    assert loo.budget_labels("small") == 220 and loo.budget_labels("large") == 1020
+
+    class Raw:
+        def __init__(self, n):
+            self.pool_labels = [0] * n
+
+    sizes = {("big", 1.0): 1297, ("big", 10.0): 535}
+    monkeypatch.setattr(loo, "load_raw", lambda name, seed, ratio: (name, Raw(sizes[(name, ratio)])))
+    ran = []
+    monkeypatch.setattr(loo, "run_set", lambda args, d, r, prior, out: ran.append((d, r)) or out)
+    monkeypatch.setattr(loo, "ensure_prior", lambda root, family, episodes: tmp_path / "prior.json")
+    monkeypatch.setattr(loo, "summarise_set", lambda root, name: {"set": name})
+    monkeypatch.setattr(loo, "markdown", lambda budget, reports: "")
+    monkeypatch.setattr(loo, "plot_policy", lambda reports, path: None)
+    for budget in ("small", "large"):
+        (tmp_path / budget).mkdir()  # run_set, mocked here, makes it in a real run
+    loo.main(["--budget", "large", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)])
+    assert ran == [("big", 1.0)]  # 1,297 items hold 1,020 labels; 535 do not
+    assert "big-lt10: pool too small for the large budget" in capsys.readouterr().err
+    ran.clear()
+    loo.main(["--budget", "small", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)])
+    assert ran == [("big", 1.0), ("big", 10.0)]
