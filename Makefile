@@ -58,7 +58,7 @@ lint: install
 demo: install label-studio
 	$(PY) -m scripts.demo $(DEMO_ARGS)
 
-## make meta-train: simulated labeling episodes (cached under ~/.cache/autoal-backend/episodes-v2;
+## make meta-train: simulated labeling episodes (cached under ~/.cache/autoal-backend/episodes;
 ## ~1.5 h on 2 cores the first time), then the shipped prior, model/autoal/prior.json (seconds),
 ## and the leave-one-data-set-out priors the benchmarks judge (benchmarks/priors/, tracked).
 meta-train: install

@@ -2,7 +2,7 @@
 true value of every choice the prior could make.
 
     python -m benchmarks.episodes --families all --regimes small,large --episodes 24 \\
-        --large-episodes 8 --workers 2 --out ~/.cache/autoal-backend/episodes-v2
+        --large-episodes 8 --workers 2 --out ~/.cache/autoal-backend/episodes
 
 A task is drawn from one **family**: a packaged data set (digits, MNIST, BBC News, Rotten
 Tomatoes) and everything derived from it (a subset of 2 to all classes, classes merged into
@@ -50,10 +50,6 @@ from model.strategies import PORTFOLIO, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 
 FAMILIES = ("digits", "mnist", "bbc", "rotten", "synthetic")
-# The default cache, versioned by the truth it holds: an episode's gains are measured with the
-# task head, so a change to the head (v2: its weight prior, ``TaskModelConfig.l2``) must not
-# read episodes recorded with the old one. Bump it with any such change.
-DEFAULT_OUT = Path.home() / ".cache" / "autoal-backend" / "episodes-v2"
 # Representations of each packaged family (MobileNetV2 only in the small regime: its 1,280-d
 # fits at 1,000 labels cost minutes per round).
 ENCODERS = {
@@ -456,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--large-episodes", type=int, default=8, help="large-regime episodes per family")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--out", default=str(Path.home() / ".cache" / "autoal-backend" / "episodes"))
     return parser
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from benchmarks.episodes import (
-    DEFAULT_OUT,
     FAMILIES,
     REGIMES,
     load_episodes,
@@ -40,6 +39,7 @@ from model.autoal.prior import (
 )
 from model.strategies import PORTFOLIO
 
+DEFAULT_EPISODES = Path.home() / ".cache" / "autoal-backend" / "episodes"
 GAINS = ("accuracy_gain", "macro_f1_gain", "log_likelihood_gain")
 
 
@@ -90,7 +90,7 @@ def validate(rounds: list[TrainingRound], config: PriorTrainingConfig) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.meta_train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--episodes", default=str(DEFAULT_OUT), help="the episode cache")
+    parser.add_argument("--episodes", default=str(DEFAULT_EPISODES), help="the episode cache")
     parser.add_argument("--families", default="all", help=f"of {', '.join(FAMILIES)}")
     parser.add_argument("--exclude", default="", help="families left out (comma-separated)")
     parser.add_argument("--regimes", default=",".join(REGIMES))

@@ -22,32 +22,13 @@ STANDARDISE_BLOCK = 16384
 
 @dataclass(frozen=True)
 class TaskModelConfig:
-    """Hyper-parameters of the task head. ``hidden=0`` means a linear head.
-
-    ``l2``: a Gaussian prior on the head's weight matrices (not its biases): training
-    minimises the mean loss plus ``l2 * sum(W ** 2) / n`` for n labeled items. 0.5 is the
-    usual logistic-regression default (C = 1: a unit-variance prior on the weights of
-    standardised features). It fades as labels grow, and where a few hundred labels cannot
-    pin down hundreds of weights it leaves the decision to the biases, i.e. to the labeled
-    class balance: without it the head fitted to 20-220 labels of a long-tailed text set
-    scored below always answering the majority class (docs/benchmarks.md, "Task model").
-    ``weight_decay`` is Adam's, on every parameter.
-    """
+    """Hyper-parameters of the task head. ``hidden=0`` means a linear head."""
 
     hidden: int = 0
     dropout: float = 0.2
     steps: int = 500
     lr: float = 0.01
     weight_decay: float = 1e-4
-    l2: float = 0.5
-
-
-def weight_penalty(head: "TaskHead", config: TaskModelConfig, labeled: torch.Tensor | float) -> torch.Tensor:
-    """``l2 * sum(W ** 2) / labeled`` over the head's weight matrices (biases are free)."""
-    matrices = [m.weight for m in (head.body, head.out) if isinstance(m, nn.Linear)]
-    if isinstance(head.body, nn.Sequential):
-        matrices += [m.weight for m in head.body if isinstance(m, nn.Linear)]
-    return torch.stack([w.square().sum() for w in matrices]).sum() * (config.l2 / labeled)
 
 
 class TaskHead(nn.Module):
@@ -200,8 +181,6 @@ class TaskModel:
                 hidden = head.body(features)  # [L, h]
                 loss = task_loss(head.out(masks.apply(hidden)), targets, multilabel)
                 loss = (loss * weight).sum() / weight.sum() if weight is not None else loss.mean()
-                if config.l2 > 0:
-                    loss = loss + weight_penalty(head, config, weight.sum() if weight is not None else len(features))
                 loss.backward()
                 optimiser.step()
         return cls(head, multilabel, config)
@@ -258,10 +237,7 @@ class TaskModel:
                 logits = logits + bias.unsqueeze(1)  # [J, L + B, C]
                 all_targets = torch.cat((shared_targets, extra_targets), dim=1)
                 loss = task_loss(logits.reshape(j * n, c), all_targets.reshape(j * n, c), multilabel)
-                loss = loss.sum() / n  # each head's mean loss; heads share nothing
-                if config.l2 > 0:
-                    loss = loss + weight.square().sum() * (config.l2 / n)
-                loss.backward()
+                (loss.sum() / n).backward()  # each head's mean loss; heads share nothing
                 optimiser.step()
         return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
 
@@ -291,8 +267,7 @@ class TaskModel:
             ]
         device = features.device
         (n, d), c = features.shape, targets.shape[1]
-        counts = weights.sum(dim=1)  # [J]: head j's n, as ``fit`` counts a weighted one
-        norm = weights / counts.unsqueeze(1)  # [J, L]; each head's weighted mean
+        norm = weights / weights.sum(dim=1, keepdim=True)  # [J, L]; each head's weighted mean
         with seeded(seed, device):
             weight, bias, optimiser, masks = _stacked_heads(j, d, c, config, device)
             stacked_targets = targets.repeat(j, 1)  # [J * L, C]
@@ -302,10 +277,7 @@ class TaskModel:
                 logits = (masked @ weight.reshape(j * c, d).t()).view(n, j, c).transpose(0, 1)
                 logits = logits + bias.unsqueeze(1)  # [J, L, C]
                 loss = task_loss(logits.reshape(j * n, c), stacked_targets, multilabel).view(j, n)
-                loss = (loss * norm).sum()  # the heads share nothing: each gets its own mean
-                if config.l2 > 0:
-                    loss = loss + (weight.square().sum(dim=(1, 2)) * (config.l2 / counts)).sum()
-                loss.backward()
+                (loss * norm).sum().backward()  # the heads share nothing: each gets its own mean
                 optimiser.step()
         return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
 
