@@ -202,7 +202,8 @@ def summarise_set(out: Path, name: str) -> dict:
     # came out empty.
     singles = [s for s in strategy_names() if s in accuracy and s != "random"]
     means = {s: float(np.mean(list(v.values()))) for s, v in accuracy.items()}
-    best_single = max(singles, key=lambda s: means[s])
+    # None when no single strategy ran (e.g. ``--strategies autoal``, to rerun only AutoAL).
+    best_single = max(singles, key=lambda s: means[s]) if singles else None
     report = {
         "set": name,
         "aubc": {s: round(m, 4) for s, m in sorted(means.items(), key=lambda kv: -kv[1])},
@@ -211,7 +212,7 @@ def summarise_set(out: Path, name: str) -> dict:
     }
     if "autoal" in accuracy:
         for other in (*COMPARED, best_single):
-            if other in accuracy:
+            if other is not None and other in accuracy:
                 key = "best_single" if other == best_single and other not in COMPARED else other
                 report["autoal_minus"][key] = paired(accuracy["autoal"], accuracy[other])
     f1 = per_seed_aubc(rounds, "macro_f1")

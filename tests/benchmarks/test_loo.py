@@ -59,6 +59,16 @@ def test_random_labeling_is_never_the_best_single_strategy(tmp_path):
     assert report["autoal_minus"]["random"]["mean"] < 0
 
 
+def test_a_run_of_autoal_alone_is_summarised_without_a_best_single(tmp_path):
+    """Rerunning only AutoAL (``--strategies autoal``, e.g. after retraining the priors) once
+    crashed at the summary, after every run had finished: no single strategy to compare."""
+    write_rounds(tmp_path / "rounds.csv", {("autoal", 0): [0.5, 0.7, 0.8], ("autoal", 1): [0.5, 0.6, 0.8]})
+    report = loo.summarise_set(tmp_path, "toy")
+    assert report["best_single"] is None and report["autoal_minus"] == {}
+    assert report["aubc"] == {"autoal": pytest.approx(0.65, abs=1e-4)}  # (.675 + .625) / 2
+    assert "| autoal | 0.6500 |" in loo.markdown("small", [report])
+
+
 def test_estimate_errors_known_answer(tmp_path):
     rows = [  # (accuracy, estimate, low, high, cold start)
         (0.50, 0.60, 0.40, 0.70, "True"),  # cold start: not counted
