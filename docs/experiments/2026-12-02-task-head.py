@@ -17,17 +17,8 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks.datasets import load_dataset
-from benchmarks.simulate import standardise_pair
+from benchmarks.simulate import held_out_metrics, minority_class, standardise_pair
 from model.task_model import TaskModel, TaskModelConfig
-
-
-def macro_f1(pred: torch.Tensor, truth: torch.Tensor, classes: int) -> float:
-    scores = []
-    for k in range(classes):
-        tp = float(((pred == k) & (truth == k)).sum())
-        wrong = float(((pred == k) != (truth == k)).sum())
-        scores.append(2 * tp / max(2 * tp + wrong, 1))
-    return float(np.mean(scores))
 
 
 def main(names: list[str]) -> None:
@@ -39,6 +30,7 @@ def main(names: list[str]) -> None:
             y, ty = data.pool_labels, data.test_labels
             c = int(y.max()) + 1
             majority = float((ty == torch.bincount(ty).argmax()).float().mean())
+            rare = minority_class(y, c)
             for n in (20, 60, 120, 220, 520, 1020):
                 if n > len(y):
                     continue
@@ -47,9 +39,10 @@ def main(names: list[str]) -> None:
                     idx = torch.from_numpy(np.random.default_rng(seed).choice(len(y), n, replace=False))
                     targets = F.one_hot(y[idx], c).float()
                     for key, config in heads.items():
-                        pred = TaskModel.fit(x[idx], targets, config=config, seed=seed).logits(test).argmax(1)
-                        row[key][0].append(float((pred == ty).float().mean()))
-                        row[key][1].append(macro_f1(pred, ty, c))
+                        model = TaskModel.fit(x[idx], targets, config=config, seed=seed)
+                        metrics = held_out_metrics(model, test, ty, c, rare)
+                        row[key][0].append(metrics.accuracy)
+                        row[key][1].append(metrics.macro_f1)
                 cells = "  ".join(f"{k} {np.mean(a):.3f} / {np.mean(f):.3f}" for k, (a, f) in row.items())
                 print(f"{name}-lt{ratio:g} n={n}: majority {majority:.3f}  accuracy / macro-F1: {cells}", flush=True)
 
