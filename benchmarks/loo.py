@@ -271,7 +271,7 @@ def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Pat
         sys.executable, "-m", "benchmarks.simulate", "--dataset", dataset,
         "--imbalance", f"{imbalance:g}", "--strategies", args.strategies,
         "--initial", str(initial), "--batch", str(batch), "--rounds", str(rounds),
-        "--seeds", str(args.seeds), "--out", str(out), "--no-progress",
+        "--seeds", str(args.seeds), "--first-seed", str(args.first_seed), "--out", str(out), "--no-progress",
     ]  # fmt: skip
     chosen = {s.strip() for s in args.strategies.split(",")}
     for selector in ("autoal", "autoal_online"):  # the selectors that take a prior
@@ -292,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imbalance", default="1,10", help="comma-separated ratios")
     parser.add_argument("--budget", default="small", choices=sorted(BUDGETS))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds F..F+S-1 (to extend a run)")
     parser.add_argument("--strategies", default="all")
     parser.add_argument("--selector-option", action="append", default=[])
     parser.add_argument("--workers", type=int, default=1, help="data sets simulated at once")

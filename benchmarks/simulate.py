@@ -562,7 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=int, default=20, help="random initial labels")
     parser.add_argument("--batch", type=int, default=20, help="labels per round")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds: F..F+S-1 (F: --first-seed)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed (default 0): extends an earlier run with new seeds, each the same "
+        "as it would be in one longer run",
+    )
     parser.add_argument("--out", default=None, help="output directory (default results/<dataset>)")
     parser.add_argument(
         "--threads",
@@ -615,6 +622,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
+    if args.first_seed < 0:
+        raise SystemExit(f"--first-seed must be 0 or more, got {args.first_seed}")
     if not 0.0 <= args.audit_fraction < 1.0:
         raise SystemExit(f"--audit-fraction must lie in [0, 1), got {args.audit_fraction}")
     if args.serve_window is not None and args.serve_window < 1:
@@ -665,7 +674,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     # reported at once, and the others still run.
     for name in strategies:
         start = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             bar.set_postfix_str(f"{name} seed {seed}")
             try:
                 result = run_strategy(
@@ -750,7 +759,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "initial": args.initial,
         "batch": args.batch,
         "rounds": args.rounds,
-        "seeds": f"0..{args.seeds - 1}",
+        "seeds": f"{args.first_seed}..{args.first_seed + args.seeds - 1}",
         "device": device,
     }
     summary = summary_markdown(report, runs, header)

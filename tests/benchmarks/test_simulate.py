@@ -88,6 +88,30 @@ def test_run_is_reproducible_and_labels_the_batch_each_round(one_thread):
     assert [r["round"] for r in first.rows] == [0, 1, 2]
 
 
+def test_first_seed_extends_a_run_with_the_seeds_a_longer_run_would_have(tmp_path):
+    blobs_npz(tmp_path / "blobs.npz")
+
+    def rows(out: str, *seeds: str) -> list[dict]:
+        code = main(
+            [
+                "--dataset", str(tmp_path / "blobs.npz"), "--strategies", "entropy",
+                "--initial", "10", "--batch", "5", "--rounds", "2", *seeds,
+                "--encoder", "pixels", "--device", "cpu",
+                "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            ]
+        )  # fmt: skip
+        assert code == 0
+        return list(csv.DictReader((tmp_path / out / "rounds.csv").read_text().splitlines()))
+
+    longer = rows("longer", "--seeds", "3")
+    extension = rows("extension", "--seeds", "2", "--first-seed", "1")
+    assert {r["seed"] for r in extension} == {"1", "2"}
+    timings = ("train_s", "select_s", "round_s")
+    strip = lambda r: {k: v for k, v in r.items() if k not in timings}  # noqa: E731
+    assert [strip(r) for r in extension] == [strip(r) for r in longer if r["seed"] != "0"]
+    assert "seeds 1..2" in (tmp_path / "extension" / "summary.md").read_text()
+
+
 def test_simulate_end_to_end(tmp_path, capsys):
     blobs_npz(tmp_path / "blobs.npz")
     out = tmp_path / "out"
