@@ -1,16 +1,23 @@
-"""Experiment (screen, not maintained): the task head with its weight prior's strength chosen by
-cross-validated macro-F1 on the labeled set, inside the active-learning loop. Recorded in
-docs/benchmarks.md ("The prior's strength chosen by cross-validated macro-F1, in the loop").
+"""Experiment (screen, not maintained): task heads that can learn the class prior, inside the
+active-learning loop. Recorded in docs/benchmarks.md ("The cross-validated prior inside the
+loop, and calibration").
 
 The screen on random labeled sets (``2026-12-03-head-cv.py``) found the macro-F1 rule level
-with today's head on the image sets and far above it on long-tailed Rotten Tomatoes. Here every
-fit of the round's task model (``TaskModel.fit`` without sample weights: the model a round
-trains, and the final one of a run) picks the strength from ``GRID`` by 3-fold stratified
-cross-validation on the round's labeled items (held-out macro-F1 over the classes labeled so
-far; ties go to the weaker strength), then fits on all of them with ``l2 * sum(W^2) / n`` added
-to the mean loss. Everything else is ``benchmarks.simulate`` as the README runs it; the
-arguments are simulate's. ``--head today`` runs the same command without the change, for the
-paired baseline.
+with today's head on the image sets and far above it on long-tailed Rotten Tomatoes. ``--head``:
+
+- ``cv-f1``: every fit of the round's task model (``TaskModel.fit`` without sample weights: the
+  model a round trains, and the final one of a run) picks the strength from ``GRID`` by 3-fold
+  stratified cross-validation on the labeled items (held-out macro-F1 over the classes labeled
+  so far; ties go to the weaker strength), then fits on all of them with ``l2 * sum(W^2) / n``
+  added to the mean loss. The strategies score with it.
+- ``bcts``: today's head through bias-corrected temperature scaling fitted on 3-fold
+  out-of-fold logits.
+- ``cv-f1-predict`` / ``bcts-predict``: the strategies score with today's head; only the model
+  the round reports (test accuracy, the page's estimate, the final model) is the other one.
+- ``today``: the same command without a change, for the paired baseline.
+
+Everything else is ``benchmarks.simulate`` as the README runs it; the other arguments are
+simulate's.
 
     PYTHONPATH=. .venv/bin/python docs/experiments/2026-12-03-cv-head-loop.py --head cv-f1 \\
         --dataset rotten --imbalance 10 --strategies autoal,uniform,random,margin \\
