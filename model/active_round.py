@@ -1,16 +1,20 @@
 """One active-learning round, the same code for the backend and for the benchmark harness:
-train the task model on the labeled items, let the selector prioritise the unlabeled ones.
+train the kind's model on the labeled items, let the selector prioritise the unlabeled ones.
+The round never asks which kind it serves: the pool's kind (``model.kinds``) trains the model
+and fills the per-item ``probs`` the selectors read.
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from model.errors import EmptyPoolError
+from model.kinds import get_kind
 from model.pool import PoolState
 from model.selection import Selection, Selector, SingleStrategy
-from model.task_model import TaskModel, TaskModelConfig
+from model.task_model import TaskModelConfig
 
 COLD_START_STRATEGY = "kmeans"
 
@@ -32,8 +36,9 @@ class RoundResult:
 
     Attributes:
         selection: the priorities of the unlabeled items.
-        model: the task model trained on every labeled item; None in a cold-start round.
-        probs: [N, C] its probabilities for every item; None in a cold-start round.
+        model: the kind's model trained on every labeled item (``TaskModel`` for choices,
+            ``SpanModel`` for spans); None in a cold-start round.
+        probs: [N, C] its per-item probabilities (``PoolState.probs``); None in a cold start.
         cold_start: True when the round used diversity only.
         validation_accuracy: k-fold cross-validated accuracy on the labeled items, when
             ``validation_folds`` >= 2 and there are enough labels; else None.
@@ -41,7 +46,7 @@ class RoundResult:
     """
 
     selection: Selection
-    model: TaskModel | None
+    model: Any
     probs: torch.Tensor | None
     cold_start: bool
     validation_accuracy: float | None = None
@@ -49,44 +54,14 @@ class RoundResult:
 
 
 def is_cold_start(state: PoolState, min_labels: int) -> bool:
-    labeled = state.labeled_indices()
-    if labeled.numel() < max(min_labels, 1):
-        return True
-    if state.multilabel:
-        return False
-    classes_seen = int((state.targets[labeled].sum(dim=0) > 0).sum())
-    return classes_seen < 2
+    """The pool's kind says whether a model is worth training yet (``model.kinds``)."""
+    return get_kind(state.kind).cold_start(state, min_labels)
 
 
 def cross_validated_accuracy(state: PoolState, config: RoundConfig) -> float | None:
-    """Mean accuracy of models trained on k-1 folds of the labeled items, tested on the
-    k-th (exact-match accuracy for multi-label)."""
-    folds = config.validation_folds
-    labeled = state.labeled_indices()
-    if folds < 2 or labeled.numel() < 2 * folds:
-        return None
-    order = labeled[torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(labeled.device)]
-    fold = torch.arange(order.numel(), device=order.device) % folds  # [L]: item order[i] is in fold i % k
-    # The k fold models train at once: model k on every labeled item outside fold k.
-    outside = (fold.unsqueeze(0) != torch.arange(folds, device=order.device).unsqueeze(1)).float()  # [k, L]
-    models = TaskModel.fit_weighted(
-        state.features[order],
-        state.targets[order],
-        outside,
-        multilabel=state.multilabel,
-        config=config.task_model,
-        seed=state.seed,
-    )
-    correct = 0
-    for k, model in enumerate(models):
-        test = order[k::folds]
-        probs = model.predict_proba(state.features[test])
-        if state.multilabel:
-            hit = ((probs > 0.5).float() == state.targets[test]).all(dim=1)
-        else:
-            hit = probs.argmax(dim=1) == state.targets[test].argmax(dim=1)
-        correct += int(hit.sum())
-    return correct / labeled.numel()
+    """The kind's k-fold cross-validated quality on the labeled items (choices: accuracy,
+    exact match for multi-label; spans: entity micro-F1), ``config.validation_folds`` folds."""
+    return get_kind(state.kind).validate(state, config.task_model, config.validation_folds)
 
 
 def run_round(
@@ -106,19 +81,13 @@ def run_round(
         return RoundResult(selection, None, None, cold_start=True, seconds=seconds)
 
     start = time.perf_counter()
-    labeled = state.labeled_indices()
-    model = TaskModel.fit(
-        state.features[labeled],
-        state.targets[labeled],
-        multilabel=state.multilabel,
-        config=config.task_model,
-        seed=state.seed,
-    )
-    probs = model.predict_proba(state.features)
+    kind = get_kind(state.kind)
+    model = kind.fit(state, config.task_model, state.seed)
+    trained = kind.trained(state, model)
+    probs = trained.probs
     seconds["train"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    trained = replace(state, probs=probs, model=model)
     selection = selector.select(trained, candidates)
     seconds["select"] = time.perf_counter() - start
 

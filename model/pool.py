@@ -1,6 +1,7 @@
 """The pool state: everything a query strategy may look at, in one explicit object."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -32,6 +33,12 @@ class PoolState:
         shortlist: the most candidates the sequential strategies (k-means, core-set, BADGE)
             look at: a seeded random subset of them when there are more (``model.strategies``);
             0 = all of them.
+        kind: the task kind (``model.kinds``): ``choices`` (one label set per item) or
+            ``spans`` (entities in a text). Every kind fills ``features``, ``targets`` and
+            ``probs`` with per-item meaning, so selectors need nothing else; the kind's own
+            per-item parts (a span pool's tokens) are in ``parts``.
+        parts: the kind's own data (``model.kinds.spans.TokenPool`` for spans); None for
+            choices.
     """
 
     features: torch.Tensor
@@ -45,6 +52,8 @@ class PoolState:
     seed: int = 0
     ids: torch.Tensor | None = None
     shortlist: int = 0
+    kind: str = "choices"
+    parts: Any = None
     cache: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -18,9 +18,17 @@ from typing import Any, Protocol
 import torch
 
 from model.errors import UnknownNameError
+from model.kinds import counterpart
 from model.pool import PoolState
 from model.ranking import rank_order
-from model.strategies import resolve_portfolio, score, score_matrix, strategy_names
+from model.strategies import (
+    PORTFOLIOS,
+    resolve_portfolio,
+    score,
+    score_matrix,
+    strategy_names,
+    strategy_names_all,
+)
 
 # Bumped when the envelope of a saved selector state changes meaning.
 STATE_FORMAT = 1
@@ -186,21 +194,57 @@ def selector_options(name: str) -> dict[str, Any]:
     _load_all()
     if name in _REGISTRY:
         return dict(_REGISTRY[name].options)
-    if name in strategy_names():
+    if name in strategy_names_all():
         return {}
     raise UnknownNameError("strategy", name, selector_names())
 
 
-def make_selector(name: str, *, device: torch.device | None = None, **options) -> Selector:
+def make_selector(
+    name: str, *, device: torch.device | None = None, kind: str = "choices", **options
+) -> Selector:
     """The selector called ``name`` (``autoal``, ``uniform``, ``albl``, ... or any strategy),
-    built with ``options``; an option it does not take is an error that lists those it does."""
+    built with ``options``, for pools of task kind ``kind`` (``model.kinds``); an option it does
+    not take is an error that lists those it does.
+
+    For another kind than choices, strategy names are read as roles: ``margin`` means that
+    kind's counterpart (``token_margin`` for spans), both as a selector name and inside options
+    (a portfolio, the schedule's ``uncertainty``); a mixture without a portfolio gets the kind's.
+    A strategy that cannot score the kind's pools is an UnknownNameError listing those that can.
+    """
     valid = selector_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UnknownNameError(f"option of selector {name!r}", ", ".join(unknown), list(valid))
+    if kind != "choices":
+        options = {key: _for_kind(value, kind) for key, value in options.items()}
+        for key, default in valid.items():  # defaults that name a strategy (the schedule's)
+            if key not in options and isinstance(default, str) and default in strategy_names_all():
+                options[key] = counterpart(default, kind)
+        if "portfolio" in valid and options.get("portfolio") is None:
+            options["portfolio"] = list(PORTFOLIOS[kind])
+    own = set(strategy_names(kind))
+    named = [v for key in ("portfolio", "diversity", "uncertainty") for v in _as_list(options.get(key))]
+    for strategy in named + ([] if name in _REGISTRY else [counterpart(name, kind)]):
+        if strategy in strategy_names_all() and strategy not in own:
+            raise UnknownNameError(f"strategy for {kind} projects", strategy, sorted(own))
     if name in _REGISTRY:
         return _REGISTRY[name].factory(device=device, **options)
-    return SingleStrategy(name)
+    return SingleStrategy(counterpart(name, kind))
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def _for_kind(value: Any, kind: str) -> Any:
+    """Strategy names in an option value read as roles of ``kind`` (``counterpart``)."""
+    if isinstance(value, str):
+        return counterpart(value, kind)
+    if isinstance(value, list | tuple):
+        return [counterpart(v, kind) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def parse_option_value(text: str, default: Any) -> Any:

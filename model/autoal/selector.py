@@ -39,6 +39,7 @@ from model.autoal.search import (
 from model.autoal.signals import cross_fit, loss_correlations, normalise_signal
 from model.autoal.state import FEATURES, round_features
 from model.errors import EmptyPoolError
+from model.kinds import prior_role
 from model.pool import PoolState
 from model.seeding import seeded
 from model.selection import Selection, register_selector
@@ -82,7 +83,9 @@ class AutoALSelector:
         self.config = AutoALConfig(**{**self.defaults, **options})
         self.portfolio = resolve_portfolio(portfolio, "AutoAL")
         self.prior = load_prior(self.config.prior)
-        if self.prior is not None and self.prior.portfolio != self.portfolio:
+        # A kind's portfolio takes the places of the choices portfolio member by member
+        # (``model.kinds``): a prior trained on choices episodes reads it through those roles.
+        if self.prior is not None and self.prior.portfolio != [prior_role(n) for n in self.portfolio]:
             raise ValueError(
                 f"the AutoAL prior {self.config.prior!r} was trained for portfolio "
                 f"{self.prior.portfolio}, not {self.portfolio}; use prior=none for another one"
@@ -159,6 +162,11 @@ class AutoALSelector:
     ) -> torch.Tensor:
         """The online bi-level search from ``base`` [K]; weights [M, K] for the candidates."""
         device = state.device
+        if state.kind != "choices":
+            raise ValueError(
+                f"the online search cross-fits a choices head; it does not serve {state.kind} "
+                "projects yet: use autoal (the prior) there"
+            )
         self._ensure_net(state, device)
         assert self.net is not None and self.projection is not None
         num_labeled = int(state.labeled.sum())

@@ -48,6 +48,14 @@ def _model_tag(path: str) -> str:
     return f"{last}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
 
 
+def sentence_embedding(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, dim] last hidden states -> [B, dim]: their mean over the attention mask,
+    L2-normalised (sentence-transformers' Pooling then Normalize)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+    return torch.nn.functional.normalize(pooled, dim=1)
+
+
 class MiniLMEncoder:
     """Mean of the last hidden states over the attention mask, L2-normalised: the
     sentence-transformers pipeline of all-MiniLM-L6-v2 (modules.json: Pooling then Normalize).
@@ -102,31 +110,53 @@ class MiniLMEncoder:
         name = "minilm" + option_suffix({**cls._defaults, "model": "default"}, values)
         return name, int(config.hidden_size)
 
+    def _batches(self, texts: list[str], **options):
+        """(positions, tokenised batch) pairs over ``texts``: everything is tokenised once (the
+        fast tokenizer is batched in Rust) and sorted by length, so each model batch holds
+        texts of similar length. ``options`` go to the tokenizer."""
+        lengths = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_length=True)["length"]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt", **options)  # fmt: skip
+            yield index, batch
+
     @torch.no_grad()
     def encode(self, items: list) -> torch.Tensor:
         """Strings [N] -> [N, dim] float32 on the CPU."""
         if not items:
             return torch.zeros(0, self.dim)
         texts = [str(t) for t in items]
-        # Tokenise everything once (the fast tokenizer is batched in Rust), then sort by
-        # length so each model batch holds texts of similar length.
-        lengths = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, return_length=True
-        )["length"]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
         out = torch.empty(len(texts), self.dim)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in index],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
+        for index, batch in self._batches(texts):
+            batch = batch.to(self.device)
             hidden = self.model(**batch).last_hidden_state  # [B, T, dim]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # [B, dim]
-            pooled = torch.nn.functional.normalize(pooled, dim=1)
-            out[torch.tensor(index)] = pooled.float().cpu()
+            out[torch.tensor(index)] = sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
         return out
+
+    @torch.no_grad()
+    def encode_tokens(self, items: list) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
+        """Strings [N] -> (sentence embeddings [N, dim], exactly what ``encode`` returns; each
+        text's token states [t_i, dim] (the last hidden layer, special tokens left out); each
+        token's character offsets [(start, end)] into its text). For span projects: the
+        tagger reads the tokens, the diversity strategies the sentence embeddings. Texts longer
+        than ``max_length`` tokens keep their first ``max_length`` - 2."""
+        texts = [str(t) for t in items]
+        pooled = torch.empty(len(texts), self.dim)
+        states: list[torch.Tensor] = [torch.zeros(0, self.dim)] * len(texts)
+        spans: list[list[tuple[int, int]]] = [[] for _ in texts]
+        if not texts:
+            return pooled, states, spans
+        for index, batch in self._batches(texts, return_offsets_mapping=True, return_special_tokens_mask=True):
+            offsets = batch.pop("offset_mapping")  # [B, T, 2]
+            special = batch.pop("special_tokens_mask")  # [B, T]
+            batch = batch.to(self.device)
+            hidden = self.model(**batch).last_hidden_state  # [B, T, dim]
+            pooled[torch.tensor(index)] = sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
+            keep = batch["attention_mask"].cpu().bool() & ~special.bool()  # [B, T]
+            for row, i in enumerate(index):
+                states[i] = hidden[row][keep[row].to(hidden.device)].float().cpu()
+                spans[i] = [(int(a), int(b)) for a, b in offsets[row][keep[row]].tolist()]
+        return pooled, states, spans
+

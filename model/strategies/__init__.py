@@ -41,6 +41,23 @@ PORTFOLIO: tuple[str, ...] = (
     "coreset",
     "badge",
 )
+# The span kind's portfolio, member i taking the place of PORTFOLIO[i] (so AutoAL's prior,
+# learned on choices episodes, reads it): sequence least confidence normalised by length
+# (MNLP, Shen et al. 2017) for least confidence, the lowest token margin for margin, total
+# token entropy (Settles and Craven 2008) for entropy, token BALD for BALD, the largest token
+# entropy for mean-STD, BADGE on pooled token gradients for BADGE.
+SPAN_PORTFOLIO: tuple[str, ...] = (
+    "random",
+    "mnlp",
+    "token_margin",
+    "token_entropy",
+    "token_bald",
+    "max_token_entropy",
+    "kmeans",
+    "coreset",
+    "span_badge",
+)
+PORTFOLIOS: dict[str, tuple[str, ...]] = {"choices": PORTFOLIO, "spans": SPAN_PORTFOLIO}
 
 
 @dataclass(frozen=True)
@@ -50,21 +67,29 @@ class Strategy:
     needs_model: bool
     description: str
     sequential: bool = False
+    kinds: tuple[str, ...] = ("choices",)
 
 
 _REGISTRY: dict[str, Strategy] = {}
 
 
 def register(
-    name: str, *, needs_model: bool, description: str, sequential: bool = False
+    name: str,
+    *,
+    needs_model: bool,
+    description: str,
+    sequential: bool = False,
+    kinds: tuple[str, ...] = ("choices",),
 ) -> Callable[[StrategyFn], StrategyFn]:
     """Decorator adding a strategy function to the registry under ``name``. ``sequential``:
-    its cost is passes over the candidates one after another, so ``state.shortlist`` bounds it."""
+    its cost is passes over the candidates one after another, so ``state.shortlist`` bounds it.
+    ``kinds``: the task kinds (``model.kinds``) whose pools it can score; strategies that read
+    only the embeddings (random, k-means, core-set) serve every kind."""
 
     def wrap(fn: StrategyFn) -> StrategyFn:
         if name in _REGISTRY:
             raise ValueError(f"strategy {name!r} is registered twice")
-        _REGISTRY[name] = Strategy(name, fn, needs_model, description, sequential)
+        _REGISTRY[name] = Strategy(name, fn, needs_model, description, sequential, kinds)
         return fn
 
     return wrap
@@ -79,14 +104,23 @@ def _load_all() -> None:
         bayesian,
         diversity,
         random_sampling,
+        spans,
         uncertainty,
     )
 
 
-def strategy_names() -> list[str]:
-    """Every registered strategy name, in portfolio order."""
+def strategy_names(kind: str = "choices") -> list[str]:
+    """Every registered strategy name that serves task kind ``kind``, in its portfolio order."""
     _load_all()
-    return [n for n in PORTFOLIO if n in _REGISTRY] + sorted(set(_REGISTRY) - set(PORTFOLIO))
+    own = {n for n, s in _REGISTRY.items() if kind in s.kinds}
+    first = PORTFOLIOS.get(kind, ())
+    return [n for n in first if n in own] + sorted(own - set(first))
+
+
+def strategy_names_all() -> list[str]:
+    """Every registered strategy name, whatever kinds it serves."""
+    _load_all()
+    return list(_REGISTRY)
 
 
 def get_strategy(name: str) -> Strategy:
@@ -98,18 +132,22 @@ def get_strategy(name: str) -> Strategy:
         raise UnknownNameError("strategy", name, list(_REGISTRY)) from None
 
 
-def resolve_portfolio(portfolio: list[str] | tuple[str, ...] | None, owner: str) -> list[str]:
+def resolve_portfolio(
+    portfolio: list[str] | tuple[str, ...] | None, owner: str, kind: str = "choices"
+) -> list[str]:
     """The strategy names a mixture (``owner``: AutoAL, ALBL, uniform) works with.
 
-    None means ``PORTFOLIO`` restricted to registered names; an explicit list must name only
-    registered strategies (UnknownNameError lists the valid ones) and must not be empty.
+    None means task kind ``kind``'s portfolio (``PORTFOLIOS``) restricted to registered names;
+    an explicit list must name only registered strategies (UnknownNameError lists the valid
+    ones; ``make_selector`` checks that they serve the project's kind) and must not be empty.
     """
-    registered = strategy_names()
-    wanted = list(portfolio) if portfolio is not None else list(PORTFOLIO)
+    _load_all()
+    registered = list(_REGISTRY)
+    wanted = list(portfolio) if portfolio is not None else list(PORTFOLIOS.get(kind, ()))
     resolved = [n for n in wanted if n in registered]
     if portfolio is not None and len(resolved) != len(wanted):
         missing = sorted(set(wanted) - set(resolved))
-        raise UnknownNameError(f"{owner} portfolio strategy", ", ".join(missing), registered)
+        raise UnknownNameError(f"{owner} portfolio strategy", ", ".join(missing), strategy_names(kind))
     if not resolved:
         raise ValueError(f"the {owner} portfolio is empty")
     return resolved
@@ -120,6 +158,8 @@ def score(state: PoolState, name: str, candidates: torch.Tensor) -> torch.Tensor
     if candidates.numel() == 0:
         raise EmptyPoolError(f"strategy {name!r}: no candidates to score")
     strategy = get_strategy(name)
+    if state.kind not in strategy.kinds:
+        raise UnknownNameError(f"strategy for {state.kind} pools", name, strategy_names(state.kind))
     if strategy.needs_model and state.probs is None:
         raise EmptyPoolError(f"strategy {name!r} needs a trained task model; the pool has none")
     if strategy.sequential and 0 < state.shortlist < candidates.numel():

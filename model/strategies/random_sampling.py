@@ -8,7 +8,12 @@ from model.strategies import register
 from model.strategies.common import require_candidates
 
 
-@register("random", needs_model=False, description="uniformly random order (the baseline)")
+@register(
+    "random",
+    needs_model=False,
+    description="uniformly random order (the baseline)",
+    kinds=("choices", "spans"),
+)
 def random_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] i.i.d. uniform scores, seeded by the pool's seed."""
     require_candidates(candidates, "random")
