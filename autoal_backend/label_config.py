@@ -37,6 +37,7 @@ class LabelSpec:
     labels: tuple[str, ...]
     multilabel: bool
     value_type: str = ""
+    kind = "choices"
 
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -72,14 +73,20 @@ class LabelSpec:
         return regions
 
 
-def parse_label_config(config: str) -> LabelSpec:
-    """The ``LabelSpec`` of ``config`` (XML); UnsupportedConfigError names the problem."""
+def load_interface(config: str) -> LabelInterface:
+    """The SDK's view of a label config; UnsupportedConfigError when it is empty or not XML."""
     if not isinstance(config, str) or not config.strip():
         raise UnsupportedConfigError("label config is empty")
     try:
-        interface = LabelInterface(config)
+        return LabelInterface(config)
     except Exception as exc:  # the SDK raises several kinds on bad XML
         raise UnsupportedConfigError(f"label config is not valid XML: {exc}") from None
+
+
+def parse_choices_config(config: str) -> LabelSpec:
+    """The ``LabelSpec`` of a ``<Choices>`` config (XML); UnsupportedConfigError names the
+    problem. ``autoal_backend.kinds.parse_label_config`` reads a config of any kind."""
+    interface = load_interface(config)
     controls = list(interface.controls)
     choices = [c for c in controls if c.tag == "Choices"]
     others = sorted({c.tag for c in controls if c.tag != "Choices"})
@@ -135,3 +142,8 @@ def parse_label_config(config: str) -> LabelSpec:
         multilabel=mode == "multiple",
         value_type=str(obj.attr.get("valueType", "")).lower(),
     )
+
+
+# The service serves choices projects; span projects are read by the harness
+# (``autoal_backend.kinds.parse_label_config``) until the round loop serves them too.
+parse_label_config = parse_choices_config
