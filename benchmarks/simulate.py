@@ -601,6 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the backend's AUTOAL_SHORTLIST (default 20,000, which no packaged pool reaches); "
         "0: every candidate",
     )
+    parser.add_argument(
+        "--label-config",
+        default=None,
+        metavar="XML",
+        help="the project's label config, with --dataset EXPORT.json (Label Studio's JSON export)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -615,9 +621,37 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)  # callers in the same process keep their setting
 
 
+def is_span_run(args: argparse.Namespace) -> bool:
+    """True for a span data set, or a Label Studio export whose label config has ``<Labels>``."""
+    from benchmarks.span_data import SPAN_DATASETS
+
+    if args.dataset in SPAN_DATASETS:
+        return True
+    if not args.label_config:
+        return False
+    from autoal_backend.kinds import parse_label_config
+    from autoal_backend.label_config import UnsupportedConfigError
+
+    try:
+        spec = parse_label_config(Path(args.label_config).read_text())
+    except (OSError, UnsupportedConfigError) as exc:
+        raise SystemExit(f"--label-config {args.label_config}: {exc}") from None
+    return spec.kind == "spans"
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if is_span_run(args):
+        from benchmarks.span_simulate import run_span_benchmark
+        from model.selection import mixture_names
+        from model.strategies import strategy_names
+
+        valid = mixture_names() + strategy_names("spans")
+        names = valid if args.strategies.strip() == "all" else [n.strip() for n in args.strategies.split(",") if n.strip()]
+        return run_span_benchmark(args, names, selector_options_for(names, args.selector_option))
+    if args.label_config:
+        raise SystemExit("--label-config: only span projects (<Labels> over <Text>) are read from exports so far")
     strategies = parse_strategies(args.strategies)
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
