@@ -19,7 +19,7 @@ import torch
 from autoal_backend.label_config import LabelSpec
 from autoal_backend.ls_client import LabelStudioClient
 from autoal_backend.settings import Settings, SettingsError
-from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_version
+from autoal_backend.store import ROUND_FIELDS, ProjectRecord, ProjectStore, Ranking, round_version
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache
@@ -721,12 +721,12 @@ class RoundRunner:
         return ranking, predictions, top
 
     def save_record(self, record: ProjectRecord) -> None:
-        """Save the round's record, keeping a label config that /setup or a webhook stored
-        while the round ran (the next round uses it)."""
-        current = self.store.load_record(record.project_id)
-        if current is not None and current.label_config != record.label_config:
-            record.label_config = current.label_config
-        self.store.save_record(record)
+        """Write the fields a round owns (``ROUND_FIELDS``) into the record on disk; the label
+        config and settings that /setup or a webhook stored while the round ran are kept (the
+        next round uses them)."""
+        owned = {name: getattr(record, name) for name in ROUND_FIELDS}
+        if self.store.update_record(record.project_id, **owned) is None:
+            self.store.save_record(record)
 
     def clean_up(self, client: LabelStudioClient, record: ProjectRecord, project: dict | None) -> None:
         """After a crash or a failed push: delete every one of our versions that is not the

@@ -181,8 +181,7 @@ class Backend:
                 if record.spec != spec:
                     selector = self.store.directory(project_id) / "selector.pt"
                     selector.unlink(missing_ok=True)
-                record.label_config = label_config
-                self.store.save_record(record)
+                record = self.store.update_record(project_id, label_config=label_config) or record
             return record
 
     def request_round(self, project_id: int, reason: str, force: bool = False) -> bool:
@@ -239,8 +238,7 @@ class Backend:
                 return False
             log.info("project %s: settings %s (were %s)", project_id, overrides or "from the environment",
                      record.settings or "from the environment")  # fmt: skip
-            record.settings = dict(overrides)
-            self.store.save_record(record)
+            self.store.update_record(project_id, settings=dict(overrides))
             return True
 
     def predict(self, payload: dict) -> dict:

@@ -13,6 +13,7 @@ import os
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import torch
@@ -166,6 +167,11 @@ class ProjectRecord:
         )
 
 
+# The fields of a project record that a round writes; /setup and webhooks own the others
+# (label_config, settings).
+ROUND_FIELDS = ("round", "model_version", "labeled_round", "stale_versions", "pushing", "fingerprint", "ls_state")
+
+
 class ProjectStore:
     """Files of every project under ``root``; each project in its own directory."""
 
@@ -196,8 +202,27 @@ class ProjectStore:
         return ProjectRecord.from_json(json.loads(path.read_text()))
 
     def save_record(self, record: ProjectRecord) -> None:
+        """Write ``record`` whole: for a new project. Changes to a known one go through
+        ``update_record``, so that two writers never undo each other."""
         with self._lock:
             atomic_write_json(self.directory(record.project_id) / "project.json", record.to_json())
+
+    def update_record(self, project_id: int, **fields) -> ProjectRecord | None:
+        """Set ``fields`` of the project's record as it is on disk now, atomically: the one way
+        a known record changes. A round writes only what it owns (``ROUND_FIELDS``), /setup
+        the label config and settings, so a setting changed while a round runs is kept. None
+        when the project has no record."""
+        unknown = set(fields) - {f.name for f in dataclass_fields(ProjectRecord)}
+        if unknown:
+            raise ValueError(f"a project record has no field(s) {sorted(unknown)}")
+        with self._lock:
+            record = self.load_record(project_id)
+            if record is None:
+                return None
+            for name, value in fields.items():
+                setattr(record, name, value)
+            atomic_write_json(self.directory(project_id) / "project.json", record.to_json())
+            return record
 
     # --- model and selector -------------------------------------------------------------
     def save_model(self, project_id: int, state: dict | None) -> None:

@@ -56,3 +56,37 @@ def test_no_secret_reaches_the_log(tmp_path, ls, caplog):
     assert "round 1" in text or "autoal-7-r1" in text  # the round did log
     for secret in (ls.token, "pass-xyz-123", "ls-token-456"):
         assert secret not in text
+
+
+def test_a_strategy_sent_to_setup_while_a_round_runs_is_kept(tmp_path, ls, monkeypatch):
+    """The race a round used to lose: it saved its own copy of the record, older than the
+    settings /setup stored while it ran, so both that round and the next ran the old strategy."""
+    text_project(ls, 7)
+    backend = make_backend(make_settings(tmp_path), ls)
+    backend.register(7, TEXT_CONFIG)
+    runner = backend.runner
+    real_embed = runner.embed
+
+    def embed_while_setup_changes_the_strategy(*args, **kwargs):
+        # /setup lands mid-round (the worker queues the forced round it asks for).
+        backend.set_project_settings(7, {"AUTOAL_STRATEGY": "margin"})
+        return real_embed(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "embed", embed_while_setup_changes_the_strategy)
+    backend._run_round(7)
+    assert backend.store.load_record(7).settings == {"AUTOAL_STRATEGY": "margin"}
+    monkeypatch.setattr(runner, "embed", real_embed)
+    backend._run_round(7)
+    history = backend.store.load_history(7)
+    assert history[0]["strategy"] != "margin" and history[1]["strategy"] == "margin"
+    assert backend.store.load_record(7).round == 2
+
+
+def test_update_record_changes_only_the_fields_named(tmp_path):
+    store = ProjectStore(tmp_path)
+    store.save_record(ProjectRecord(5, TEXT_CONFIG, round=3, settings={"AUTOAL_STRATEGY": "uniform"}))
+    assert store.update_record(5, round=4).settings == {"AUTOAL_STRATEGY": "uniform"}
+    assert store.load_record(5).round == 4
+    assert store.update_record(6, round=1) is None
+    with pytest.raises(ValueError, match="no field"):
+        store.update_record(5, rounds=1)
