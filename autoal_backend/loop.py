@@ -12,17 +12,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
-import numpy as np
 import torch
 
-from autoal_backend.label_config import LabelSpec
+from autoal_backend.kinds import ProjectSpec
 from autoal_backend.ls_client import LabelStudioClient
 from autoal_backend.settings import Settings, SettingsError
 from autoal_backend.store import ROUND_FIELDS, ProjectRecord, ProjectStore, Ranking, round_version
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
-from model.encoders.cache import EmbeddingCache
+from model.encoders.cache import EmbeddingCache, TokenCache
 from model.estimate import audit_accuracy, calibrated_accuracy, interleave_audit
 from model.export import export_state
 from model.pool import PoolState
@@ -81,7 +81,7 @@ def round_fingerprint(record, settings: Settings, views: list["TaskView"]) -> st
     digest.update(repr(sorted(record.settings.items())).encode())
     digest.update(repr((settings.strategy, settings.push_window, settings.min_labels)).encode())
     for view in sorted(views, key=lambda v: v.id):
-        digest.update(repr((view.id, view.choices, view.annotations, view.disagreement, view.excluded)).encode())
+        digest.update(repr((view.id, view.answer, view.annotations, view.disagreement, view.excluded)).encode())
     return digest.hexdigest()
 
 
@@ -90,18 +90,19 @@ class TaskView:
     """A task as the pool sees it.
 
     Attributes:
-        choices: the agreed choice values of its annotations (majority vote, see
-            ``agreed_choices``); None when the task has no usable annotation (unlabeled).
+        answer: the agreed answer of its annotations (the kind's ``agree``: the majority's
+            choice values, or the spans most annotators marked); None when the task has no
+            usable annotation (unlabeled).
         excluded: why the task is left out of the pool (skipped by annotators, an annotation
             without a choice), or "".
-        annotations: usable annotations (votes) behind ``choices``.
-        disagreement: how many of them differ from the agreed choices (0: all agree).
-        votes: {choice: annotations that chose it}.
+        annotations: usable annotations (votes) behind ``answer``.
+        disagreement: how many of them differ from the agreed answer (0: all agree).
+        votes: {choice or span: annotations that gave it}.
     """
 
     id: int
     task: dict
-    choices: list[str] | None
+    answer: Any
     excluded: str = ""
     annotations: int = 0
     disagreement: int = 0
@@ -117,60 +118,16 @@ def _recency(annotation: dict) -> tuple[str, int]:
     )
 
 
-def annotation_choices(annotation: dict, spec: LabelSpec) -> list[str] | None:
-    """The choices an annotation gives for our ``<Choices>`` tag; None when it gives none."""
-    result = annotation.get("result")
-    for region in result if isinstance(result, list) else []:
-        if not isinstance(region, dict) or region.get("from_name") != spec.from_name:
-            continue
-        value = region.get("value")
-        choices = value.get("choices") if isinstance(value, dict) else None
-        if isinstance(choices, list):
-            return [str(c) for c in choices]
-    return None
+def task_text(task: dict, spec: ProjectSpec) -> str | None:
+    """The task's text for the kind's votes and results (span offsets index it); None when
+    the field is missing or not a string."""
+    data = task.get("data")
+    value = data.get(spec.data_key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
-def annotation_vote(annotation: dict, spec: LabelSpec) -> tuple[list[str] | None, str]:
-    """One annotation's answer for our tag, or (None, why it is not a usable vote)."""
-    choices = annotation_choices(annotation, spec)
-    if choices is None and spec.multilabel:
-        choices = []  # a multi-choice annotation with nothing ticked: "none of these"
-    if choices is None:
-        return None, "annotated without a choice"
-    index = spec.class_index()
-    unknown = [c for c in choices if c not in index]
-    if unknown:
-        return None, f"unknown choice(s) {unknown}"
-    if not spec.multilabel and len(choices) != 1:
-        return None, f"{len(choices)} choices in a single-choice task"
-    return choices, ""
-
-
-def agreed_choices(votes: list[list[str]], spec: LabelSpec) -> list[str]:
-    """The label a task trains on from its annotations' ``votes`` (oldest first).
-
-    Single-choice: the choice most annotators gave; a tie goes to the most recent annotation
-    among the tied choices. Multi-choice: each label on which more than half agree; a label
-    with exactly half follows the most recent annotation. One vote is simply that vote.
-    """
-    n = len(votes)
-    if spec.multilabel:
-        agreed = []
-        for label in spec.labels:
-            count = sum(label in vote for vote in votes)
-            if 2 * count > n or (2 * count == n and label in votes[-1]):
-                agreed.append(label)
-        return agreed
-    counts: dict[str, int] = {}
-    for vote in votes:
-        counts[vote[0]] = counts.get(vote[0], 0) + 1
-    top = max(counts.values())
-    tied = {c for c, k in counts.items() if k == top}
-    return next([vote[0]] for vote in reversed(votes) if vote[0] in tied)
-
-
-def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
-    """Each exported task with its agreed label (or why it is left out)."""
+def view_tasks(tasks: list[dict], spec: ProjectSpec) -> list[TaskView]:
+    """Each exported task with its agreed answer (or why it is left out)."""
     views = []
     for task in tasks:
         if not isinstance(task, dict) or type(task.get("id")) is not int:
@@ -183,8 +140,9 @@ def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
             views.append(TaskView(task["id"], task, None, "skipped by annotators" if skipped else ""))
             continue
         votes, reasons = [], []
+        text = task_text(task, spec)
         for annotation in kept:
-            vote, reason = annotation_vote(annotation, spec)
+            vote, reason = spec.vote(annotation, text)
             if vote is None:
                 reasons.append(reason)
             else:
@@ -193,13 +151,14 @@ def view_tasks(tasks: list[dict], spec: LabelSpec) -> list[TaskView]:
             # Every annotation is unusable: say why the newest one is.
             views.append(TaskView(task["id"], task, None, reasons[-1]))
             continue
-        choices = agreed_choices(votes, spec)
+        answer = spec.agree(votes)
+        agreed = sorted(spec.keys(answer))
         tally: dict[str, int] = {}
         for vote in votes:
-            for choice in vote or ["(none)"]:
-                tally[choice] = tally.get(choice, 0) + 1
-        differing = sum(sorted(vote) != sorted(choices) for vote in votes)
-        views.append(TaskView(task["id"], task, choices, "", len(votes), differing, tally))
+            for key in spec.keys(vote) or ["(none)"]:
+                tally[key] = tally.get(key, 0) + 1
+        differing = sum(sorted(spec.keys(vote)) != agreed for vote in votes)
+        views.append(TaskView(task["id"], task, answer, "", len(votes), differing, tally))
     return views
 
 
@@ -215,7 +174,7 @@ def disagreements(views: list[TaskView]) -> dict:
                 "task": v.id,
                 "annotations": v.annotations,
                 "disagreeing": v.disagreement,
-                "agreed": v.choices,
+                "agreed": v.answer,
                 "votes": v.votes,
             }
             for v in flagged[:HISTORY_DISAGREEMENTS]
@@ -304,20 +263,20 @@ class RoundRunner:
                 return dict(self._progress.get(project_id, {}))
             return {pid: dict(p) for pid, p in self._progress.items()}
 
-    def encoder_name(self, spec: LabelSpec, settings: Settings) -> str:
+    def encoder_name(self, spec: ProjectSpec, settings: Settings) -> str:
         """The project's encoder setting (``name[@key=value,...]``) for its modality."""
         from model.encoders import DEFAULT_ENCODERS
 
         configured = settings.image_encoder if spec.modality == "image" else settings.text_encoder
         return configured or DEFAULT_ENCODERS[spec.modality]
 
-    def encoder_for(self, spec: LabelSpec, settings: Settings):
+    def encoder_for(self, spec: ProjectSpec, settings: Settings):
         name = self.encoder_name(spec, settings)
         if name not in self._encoders:
             self._encoders[name] = self.encoder_factory(name, self.device)
         return self._encoders[name]
 
-    def cache_identity(self, spec: LabelSpec, settings: Settings) -> tuple[str, int]:
+    def cache_identity(self, spec: ProjectSpec, settings: Settings) -> tuple[str, int]:
         """(cache name, dim) of the project's encoder, without loading its weights when the
         registry can tell (a restart whose tasks are all cached never builds the encoder)."""
         name = self.encoder_name(spec, settings)
@@ -342,14 +301,16 @@ class RoundRunner:
         self,
         project_id: int,
         views: list[TaskView],
-        spec: LabelSpec,
+        spec: ProjectSpec,
         client: LabelStudioClient,
         settings: Settings,
-    ) -> tuple[list[TaskView], torch.Tensor, dict[int, str]]:
-        """Embeddings [N, dim] of the readable tasks, the tasks kept (same order) and
-        {task id: reason} of those skipped. Only tasks missing from the cache are read."""
+    ) -> tuple[list[TaskView], torch.Tensor, list | None, dict[int, str]]:
+        """The tasks kept (readable, in order), their embeddings [N, dim], each one's token
+        states and character offsets when the kind needs them (spans; else None), and
+        {task id: reason} of those skipped. Only tasks missing from the caches are read."""
         cache_name, dim = self.cache_identity(spec, settings)
         cache = EmbeddingCache(self.store.embeddings_dir(project_id), cache_name, dim)
+        tokens = TokenCache(self.store.embeddings_dir(project_id), cache_name, dim) if spec.needs_tokens else None
         skipped: dict[int, str] = {}
         readable: list[TaskView] = []
         keys: list[str] = []
@@ -360,8 +321,12 @@ class RoundRunner:
             except TaskDataError as exc:
                 skipped[view.id] = str(exc)
         embeddings, missing = cache.lookup(keys)
+        parts: list | None = None
+        if tokens is not None:
+            parts, missing_tokens = tokens.lookup(keys)
+            missing = sorted(set(missing) | set(missing_tokens))
         failed: set[int] = set()
-        if missing and settings.ray_address:
+        if missing and settings.ray_address and tokens is None:  # Ray embeds sentence vectors only
             return self._embed_on_ray(project_id, readable, keys, missing, skipped, spec, client, settings,
                                       cache)  # fmt: skip
 
@@ -395,11 +360,18 @@ class RoundRunner:
                         failed.add(p)
                 if not good:
                     continue
-                vectors = self.encoder_for(spec, settings).encode([it for _, it in good]).float().cpu()  # [b, dim]
+                encoder = self.encoder_for(spec, settings)
+                if tokens is not None and parts is not None:
+                    vectors, states, offsets = encoder.encode_tokens([it for _, it in good])  # type: ignore[attr-defined]
+                    tokens.store([keys[p] for p, _ in good], states, offsets)
+                    for (p, _), text_states, text_offsets in zip(good, states, offsets, strict=True):
+                        parts[p] = (text_states, text_offsets)
+                else:
+                    vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]  # type: ignore[attr-defined]
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
                 meter.add(len(batch))
-        return without_failed(project_id, readable, embeddings, failed, skipped)
+        return without_failed(project_id, readable, embeddings, failed, skipped, parts)
 
     def _embed_on_ray(self, project_id, readable, keys, missing, skipped, spec, client, settings, cache):
         """The missing embeddings through a Ray Data job (``model.encoders.ray_engine``) that
@@ -427,7 +399,7 @@ class RoundRunner:
         failed |= set(still) - failed
         for position in still:
             skipped.setdefault(readable[position].id, "the Ray job left no embedding for it")
-        return without_failed(project_id, readable, embeddings, failed, skipped)
+        return without_failed(project_id, readable, embeddings, failed, skipped, None)
 
     def build_pool(
         self,
@@ -435,36 +407,36 @@ class RoundRunner:
         views: list[TaskView],
         embeddings: torch.Tensor,
         round_number: int,
-        spec: LabelSpec,
+        spec: ProjectSpec,
         settings: Settings,
+        parts: list | None = None,
     ) -> tuple[PoolState, tuple[torch.Tensor, torch.Tensor]]:
-        """The pool of every kept task (standardised features, targets from the agreed labels,
-        the round each label first appeared in, remembered across rounds in the record) and the
-        standardisation (mean [d], std [d]) its features were made with. ``embeddings`` is
-        standardised in place (on CPU): the caller must not use it afterwards."""
-        index = spec.class_index()
-        n, c = len(views), len(spec.labels)
-        targets = torch.zeros(n, c)
+        """The pool of every kept task (standardised features, the kind's targets from the
+        agreed answers, the round each label first appeared in, remembered across rounds in the
+        record) and the standardisation (mean [d], std [d]) its features were made with.
+        ``parts``: the kind's per-task encoder outputs (a text's tokens for spans), in view
+        order. ``embeddings`` is standardised in place (on CPU): the caller must not use it
+        afterwards."""
+        n = len(views)
         labeled = torch.zeros(n, dtype=torch.bool)
         labeled_round = torch.full((n,), -1, dtype=torch.long)
         seen_labeled: dict[int, int] = {}
         for row, view in enumerate(views):
-            if view.choices is None:
+            if view.answer is None:
                 continue
-            for choice in view.choices:
-                targets[row, index[choice]] = 1.0
             labeled[row] = True
             first = record.labeled_round.get(view.id, round_number)
             labeled_round[row] = first
             seen_labeled[view.id] = first
         # Forget tasks whose annotations were deleted: a new label later is a new round's.
         record.labeled_round = seen_labeled
+        targets, kind_parts = spec.targets([v.answer for v in views], parts, self.device)
         budget = max(1, min(settings.push_window, int((~labeled).sum())))
         raw = embeddings.to(self.device)  # on CPU: the same tensor, standardised in place
         stats = standardisation(raw)
         return PoolState(
             features=standardise(raw, stats=stats, in_place=True),
-            targets=targets.to(self.device),
+            targets=targets,
             labeled=labeled.to(self.device),
             labeled_round=labeled_round.to(self.device),
             multilabel=spec.multilabel,
@@ -472,6 +444,8 @@ class RoundRunner:
             seed=settings.seed + round_number,
             ids=torch.tensor([v.id for v in views], dtype=torch.long, device=self.device),
             shortlist=settings.shortlist,
+            kind=spec.kind,
+            parts=kind_parts,
         ), stats
 
     # --- the round ----------------------------------------------------------------------
@@ -525,22 +499,22 @@ class RoundRunner:
         version = round_version(project_id, round_number)
         previous = record.model_version
         if settings.push_window == AUTO_WINDOW:
-            labeled_now = sum(v.choices is not None for v in views)
+            labeled_now = sum(v.answer is not None for v in views)
             settings = replace(settings, push_window=auto_window(self.store.load_history(project_id), labeled_now))
         record.round = round_number
         self.save_record(record)
 
         t = time.perf_counter()
-        views, embeddings, skipped = self.embed(project_id, views, spec, client, settings)
+        views, embeddings, parts, skipped = self.embed(project_id, views, spec, client, settings)
         seconds["embed"] = time.perf_counter() - t
         if not views:
             raise RoundError(f"project {project_id}: no readable task to rank ({len(skipped)} skipped)")
 
-        state, stats = self.build_pool(record, views, embeddings, round_number, spec, settings)
+        state, stats = self.build_pool(record, views, embeddings, round_number, spec, settings, parts)
         if int((~state.labeled).sum()) == 0:
             raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
         estimate = self.accuracy_estimate(project_id, state, views, round_number, spec)
-        selector = make_selector(settings.strategy, device=self.device)
+        selector = make_selector(settings.strategy, device=self.device, kind=spec.kind)
         saved = self.store.load_selector(project_id)
         if saved:
             reason = restore_state(selector, saved)
@@ -554,7 +528,7 @@ class RoundRunner:
         result = run_round(state, selector, replace(config, validation_folds=0))
         seconds.update(result.seconds)
 
-        ranking, predictions, top = self.rank(state, result, spec, version, settings)
+        ranking, predictions, top = self.rank(state, result, spec, version, settings, views)
         self.set_stage(project_id, "pushing", predictions=len(predictions))
         t = time.perf_counter()
         stale = [v for v in [previous, *record.stale_versions] if v != version]
@@ -588,6 +562,7 @@ class RoundRunner:
                 encoder=self.encoder_name(spec, settings),
                 labels=spec.labels,
                 model_version=version,
+                token_stats=getattr(result.parts, "stats", None),
             )
         self.store.save_model(project_id, exported)
         self.store.save_selector(project_id, saved_state(selector))
@@ -597,7 +572,7 @@ class RoundRunner:
         self.save_record(record)
         seconds["total"] = time.perf_counter() - started
         entry = self.history_entry(
-            record, spec, state, result, top, seconds, skipped, excluded, len(predictions), settings
+            record, spec, state, result, top, seconds, skipped, excluded, len(predictions), settings, views
         )
         entry["full_sync"] = full_sync
         entry["disagreements"] = disagreements(views)
@@ -612,7 +587,7 @@ class RoundRunner:
         return RoundReport(entry, ranking, skipped)
 
     def accuracy_estimate(
-        self, project_id: int, state: PoolState, views: list[TaskView], round_number: int, spec: LabelSpec
+        self, project_id: int, state: PoolState, views: list[TaskView], round_number: int, spec: ProjectSpec
     ) -> dict | None:
         """The previous round's model judged by the labels given since (``model.estimate``):
         its guesses on the newly labeled tasks, through a calibration curve, averaged over the
@@ -630,7 +605,7 @@ class RoundRunner:
             if view.id not in previous.certainty:
                 continue  # not ranked by the previous round (a new task)
             guess = previous.choices.get(view.id) or []
-            correct.append(float(sorted(guess) == sorted(view.choices or [])))
+            correct.append(float(sorted(guess) == sorted(spec.keys(view.answer or []))))
             certainty.append(previous.certainty[view.id])
             audited.append(view.id in previous.audit)
         if not correct:
@@ -649,7 +624,8 @@ class RoundRunner:
             "audit": audit.to_json() if audit else None,
         }
 
-    def rank(self, state: PoolState, result, spec: LabelSpec, version: str, settings: Settings):
+    def rank(self, state: PoolState, result, spec: ProjectSpec, version: str, settings: Settings,
+             views: list[TaskView]):  # fmt: skip
         """Scores for every candidate (lower = sooner), predictions for the top window only,
         and the top tasks with their main strategy for the history.
 
@@ -665,7 +641,8 @@ class RoundRunner:
         queue_keys = (1.0 - rank_normalise(priority, seed=state.seed)).cpu()  # [M]
         scores = queue_keys.tolist()
         why = selection.top_strategy()
-        picked, confidence, certainty = predicted_choices(result.probs, selection.candidates, spec)
+        texts = [task_text(views[i].task, spec) for i in selection.candidates.tolist()]
+        picked, confidence, certainty = spec.predict(result, selection.candidates, texts)
         ranking = Ranking(
             version,
             scores=dict(zip(ids, scores, strict=True)),
@@ -694,8 +671,10 @@ class RoundRunner:
                 "result": spec.result(
                     picked[i],
                     why_text(version, "served at random to measure accuracy (audit)" if ids[i] in audit else why[i],
-                             picked[i], confidence[i], position, len(ids)),
+                             spec.names(picked[i], texts[i]), confidence[i], position, len(ids),
+                             trained=result.model is not None),
                     confidence[i],
+                    texts[i],
                 ),
                 "score": scores[i],
                 "model_version": version,
@@ -762,11 +741,15 @@ class RoundRunner:
         return left
 
     def history_entry(
-        self, record, spec, state, result, top, seconds, skipped, excluded, pushed, settings
+        self, record, spec, state, result, top, seconds, skipped, excluded, pushed, settings, views
     ) -> dict:
         selection = result.selection
         labeled = state.labeled.cpu()
-        counts = state.targets[state.labeled].sum(dim=0).cpu().tolist() if bool(labeled.any()) else [0] * len(spec.labels)
+        # Labels per class, or entities per type: what the kind counts in each agreed answer.
+        distribution = dict.fromkeys(spec.labels, 0)
+        for view in views:
+            for label, count in spec.counts(view.answer).items() if view.answer is not None else ():
+                distribution[label] = distribution.get(label, 0) + count
         return {
             "round": record.round,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -780,37 +763,13 @@ class RoundRunner:
             "skipped": len(skipped),
             "excluded": len(excluded),
             "pushed": pushed,
-            "label_distribution": {label: int(n) for label, n in zip(spec.labels, counts, strict=True)},
+            "label_distribution": distribution,
             "validation_accuracy": result.validation_accuracy,
             "mean_weights": selection.mean_weights(),
             "top": top,
             "seconds": {k: round(v, 4) for k, v in seconds.items()},
             "info": _jsonable(selection.info),
         }
-
-
-def predicted_choices(
-    probs: torch.Tensor | None, candidates: torch.Tensor, spec: LabelSpec
-) -> tuple[list[list[str]], list[list[float]], list[float]]:
-    """Per candidate, the model's guess, its probability for each chosen label, and its
-    probability that the whole guess is right: the top class (single-choice), or every label
-    above 0.5 with the product over labels of max(p, 1 - p) (multi-choice). Nothing in a cold
-    start."""
-    m = candidates.numel()
-    if probs is None:
-        return [[] for _ in range(m)], [[] for _ in range(m)], []
-    rows = probs[candidates].cpu().double().numpy()  # [M, C]; numpy: no per-row tensor objects
-    if spec.multilabel:
-        chosen = [np.flatnonzero(row > 0.5) for row in rows]
-        confidence = [np.round(row[js], 6).tolist() for row, js in zip(rows, chosen, strict=True)]
-        certainty = np.maximum(rows, 1 - rows).prod(axis=1)
-        picked = [[spec.labels[j] for j in js.tolist()] for js in chosen]
-    else:
-        top = rows.argmax(axis=1)  # [M]
-        certainty = rows[np.arange(len(rows)), top]
-        picked = [[spec.labels[j]] for j in top.tolist()]
-        confidence = [[c] for c in np.round(certainty, 6).tolist()]
-    return picked, confidence, np.round(certainty, 6).tolist()
 
 
 # AUTOAL_PUSH_WINDOW=auto: the window is sized to the labels that arrive between two rounds.
@@ -836,13 +795,14 @@ def auto_window(history: list[dict], labeled_now: int) -> int:
 
 
 def without_failed(project_id: int, readable: list, embeddings: torch.Tensor, failed: set[int],
-                   skipped: dict[int, str]) -> tuple[list, torch.Tensor, dict[int, str]]:  # fmt: skip
-    """The embed step's result: the readable views and embedding rows not in ``failed`` (each
-    skipped task logged with its reason), and ``skipped``."""
+                   skipped: dict[int, str], parts: list | None) -> tuple[list, torch.Tensor, list | None, dict[int, str]]:  # fmt: skip
+    """The embed step's result: the readable views, embedding rows and kind parts not in
+    ``failed`` (each skipped task logged with its reason), and ``skipped``."""
     kept = [i for i in range(len(readable)) if i not in failed]
     for task_id, reason in skipped.items():
         log.warning("project %s: task %s skipped this round: %s", project_id, task_id, reason)
-    return [readable[i] for i in kept], keep_rows(embeddings, kept), skipped
+    kept_parts = [parts[i] for i in kept] if parts is not None else None
+    return [readable[i] for i in kept], keep_rows(embeddings, kept), kept_parts, skipped
 
 
 def keep_rows(embeddings: torch.Tensor, kept: list[int]) -> torch.Tensor:
@@ -858,6 +818,7 @@ def why_text(
     confidence: list[float],
     position: int | None = None,
     total: int | None = None,
+    trained: bool = False,
 ) -> str:
     """The one-line reason stored with a prediction: the queue position (when pushed), the
     model's guess with its confidence, and the strategy that put the task there. The full
@@ -869,7 +830,8 @@ def why_text(
         guesses = ", ".join(f"{c} ({p:.0%})" for c, p in zip(choices, confidence, strict=True))
         parts.append(f"model's guess {guesses};")
     else:
-        parts.append("no guess yet;")
+        # A trained model that marks nothing (a text without entities) still made a guess.
+        parts.append("model's guess: nothing;" if trained else "no guess yet;")
     parts.append(f"main reason: {strategy}")
     return " ".join(parts)
 

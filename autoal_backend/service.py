@@ -14,13 +14,15 @@ from pathlib import Path
 import requests
 import torch
 
-from autoal_backend.label_config import LabelSpec, UnsupportedConfigError, parse_label_config
+from autoal_backend.kinds import ProjectSpec, parse_label_config
+from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.loop import (
     EncoderFactory,
     RoundError,
     RoundRunner,
     RoundSkipped,
     project_state,
+    task_text,
     why_text,
 )
 from autoal_backend.ls_client import (
@@ -258,7 +260,7 @@ class Backend:
             except UnsupportedConfigError as exc:
                 raise RequestError(f"unsupported label config: {exc}", 422) from None
         record = self.record(project_id)
-        spec: LabelSpec = record.spec
+        spec: ProjectSpec = record.spec
         ranking = self.ranking(project_id)
         results = []
         for task in tasks:
@@ -266,10 +268,12 @@ class Backend:
             if ranking is not None and task_id in ranking.scores:
                 choices = ranking.choices.get(task_id, [])
                 confidence = ranking.confidence.get(task_id, [])
-                why = why_text(ranking.model_version, ranking.why.get(task_id, "?"), choices, confidence)
+                text = task_text(task, spec)
+                why = why_text(ranking.model_version, ranking.why.get(task_id, "?"), spec.names(choices, text),
+                               confidence, trained=task_id in ranking.certainty)  # fmt: skip
                 results.append(
                     {
-                        "result": spec.result(choices, why, confidence),
+                        "result": spec.result(choices, why, confidence, text),
                         "score": ranking.scores[task_id],
                         "model_version": ranking.model_version,
                     }

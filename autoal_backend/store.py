@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from autoal_backend.label_config import LabelSpec, parse_label_config
+from autoal_backend.kinds import ProjectSpecType, parse_label_config
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -143,7 +143,7 @@ class ProjectRecord:
             self.model_version = initial_version(self.project_id)
 
     @property
-    def spec(self) -> LabelSpec:
+    def spec(self) -> ProjectSpecType:
         return parse_label_config(self.label_config)
 
     def to_json(self) -> dict:

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from autoal_backend.label_config import LabelSpec
+from autoal_backend.kinds import ProjectSpec
 
 MAX_BYTES = 50 * 1024 * 1024  # a bigger "image" is a mistake, not a task
 # Decoded size cap: a small PNG can claim a gigapixel canvas (a decompression bomb).
@@ -35,7 +35,7 @@ class TaskDataError(ValueError):
     """A task's content could not be read; the message says why."""
 
 
-def raw_value(task: dict, spec: LabelSpec) -> str:
+def raw_value(task: dict, spec: ProjectSpec) -> str:
     """The task's data field the label config reads, as a string (URL, data URI or text)."""
     data = task.get("data")
     if not isinstance(data, dict):
@@ -54,7 +54,7 @@ def raw_value(task: dict, spec: LabelSpec) -> str:
     return value
 
 
-def content_key(value: str, spec: LabelSpec) -> str:
+def content_key(value: str, spec: ProjectSpec) -> str:
     """The embedding-cache key of a task's content.
 
     Keyed by the reference (URL or text), not by downloaded bytes: a round then needs no
@@ -194,7 +194,7 @@ def decode_image(body: bytes) -> Image.Image:
 
 def load_item(
     task: dict,
-    spec: LabelSpec,
+    spec: ProjectSpec,
     *,
     label_studio_url: str = "",
     headers_for: HeaderProvider | None = None,
@@ -221,7 +221,7 @@ class RemoteLoader:
     included) are refreshed where they are used."""
 
     def __init__(
-        self, spec: LabelSpec, label_studio_url: str, api_key: str, allowed_hosts: tuple[str, ...] = ()
+        self, spec: ProjectSpec, label_studio_url: str, api_key: str, allowed_hosts: tuple[str, ...] = ()
     ) -> None:
         self.spec = spec
         self.label_studio_url = label_studio_url

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from autoal_backend.label_config import LabelSpec
+from autoal_backend.kinds.choices import LabelSpec
 from autoal_backend.task_data import RemoteLoader
 from model.encoders import encoder_identity, encoder_modality, get_encoder, parse_encoder
 from model.encoders.cache import EmbeddingCache

@@ -167,7 +167,7 @@ def one_round(
 ) -> tuple[float, float, dict[str, float]]:
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
-    from autoal_backend.label_config import LabelSpec
+    from autoal_backend.kinds.choices import LabelSpec
     from autoal_backend.loop import RoundRunner
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
@@ -319,7 +319,7 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
     """Raw ``encoder.encode`` against ``RoundRunner.embed`` on the same ``items`` inputs."""
     from PIL import Image
 
-    from autoal_backend.label_config import LabelSpec
+    from autoal_backend.kinds.choices import LabelSpec
     from autoal_backend.loop import RoundRunner, TaskView
     from autoal_backend.ls_client import LabelStudioClient
     from autoal_backend.settings import Settings
@@ -360,7 +360,7 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
             runner = RoundRunner(settings, ProjectStore(Path(root)), device, lambda *_: client,
                                  lambda *_: encoder)
             start = time.perf_counter()
-            kept, embeddings, skipped = runner.embed(1, views, spec, client, settings)
+            kept, embeddings, _, skipped = runner.embed(1, views, spec, client, settings)
             synchronise(device)
             path_s.append(time.perf_counter() - start)
             if skipped or embeddings.shape[0] != items:

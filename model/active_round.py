@@ -40,6 +40,8 @@ class RoundResult:
             ``SpanModel`` for spans); None in a cold-start round.
         probs: [N, C] its per-item probabilities (``PoolState.probs``); None in a cold start.
         cold_start: True when the round used diversity only.
+        parts: the kind's trained per-item parts (a span pool's tokens with their tag
+            distributions and decoded path); None for choices and in a cold start.
         validation_accuracy: k-fold cross-validated accuracy on the labeled items, when
             ``validation_folds`` >= 2 and there are enough labels; else None.
         seconds: wall time of each stage.
@@ -50,6 +52,7 @@ class RoundResult:
     probs: torch.Tensor | None
     cold_start: bool
     validation_accuracy: float | None = None
+    parts: Any = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,4 +98,4 @@ def run_round(
     accuracy = cross_validated_accuracy(state, config)
     if accuracy is not None:
         seconds["validate"] = time.perf_counter() - start
-    return RoundResult(selection, model, probs, False, accuracy, seconds)
+    return RoundResult(selection, model, probs, False, accuracy, seconds=seconds, parts=trained.parts)

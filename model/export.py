@@ -1,8 +1,9 @@
-"""The trained classifier as one file: everything predicting needs, nothing from Label Studio.
+"""The trained model as one file: everything predicting needs, nothing from Label Studio.
 
     from model.export import load
     model = load("project-7-r12.pt")
     model.predict(["an article about the election"])   # [{"labels": ["politics"], ...}]
+    # a span project's model: [{"spans": [{"start": 0, "end": 5, "text": "Paris", "label": ...}]}]
 
 A file holds the encoder (registry name and options, so the same frozen encoder is rebuilt),
 the pool's standardisation (mean and std per embedding dimension), the task head's weights,
@@ -20,22 +21,40 @@ from typing import Any
 
 import torch
 
+from model.kinds.spans import SpanModel
 from model.task_model import TaskModel, standardise
 
 EXPORT_FORMAT = 1
 
 
 def export_state(
-    model: TaskModel,
+    model: TaskModel | SpanModel,
     mean: torch.Tensor,
     std: torch.Tensor,
     *,
     encoder: str,
     labels: list[str] | tuple[str, ...],
     model_version: str,
+    token_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     """The file's content for a trained ``model`` on features standardised with ``mean`` and
-    ``std`` [d] of embeddings by ``encoder`` (``name[@key=value,...]``)."""
+    ``std`` [d] of embeddings by ``encoder`` (``name[@key=value,...]``). A span model
+    (``model.kinds.spans.SpanModel``) also needs the ``token_stats`` its tokens were
+    standardised with."""
+    if isinstance(model, SpanModel):
+        if token_stats is None:
+            raise ValueError("a span model's export needs the token standardisation (token_stats)")
+        return {
+            "format": EXPORT_FORMAT,
+            "kind": "spans",
+            "encoder": encoder,
+            "token_mean": token_stats[0].detach().float().cpu(),
+            "token_std": token_stats[1].detach().float().cpu(),
+            "span_model": model.state_dict(),
+            "labels": list(labels),
+            "model_version": model_version,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
     return {
         "format": EXPORT_FORMAT,
         "encoder": encoder,
@@ -47,6 +66,16 @@ def export_state(
         "model_version": model_version,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _build_encoder(exported: Any) -> Any:
+    """An export's frozen encoder, built on first use."""
+    if exported._encoder is None:
+        from model.encoders import get_encoder, parse_encoder
+
+        name, options = parse_encoder(exported.encoder_spec)
+        exported._encoder = get_encoder(name, "cpu", **options)
+    return exported._encoder
 
 
 @dataclass
@@ -64,13 +93,7 @@ class ExportedModel:
     _encoder: Any = None
 
     def encoder(self) -> Any:
-        """The frozen encoder (built on first use)."""
-        if self._encoder is None:
-            from model.encoders import get_encoder, parse_encoder
-
-            name, options = parse_encoder(self.encoder_spec)
-            self._encoder = get_encoder(name, "cpu", **options)
-        return self._encoder
+        return _build_encoder(self)
 
     def proba_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[N, d] raw encoder outputs -> [N, C] probabilities."""
@@ -99,11 +122,56 @@ class ExportedModel:
         return out
 
 
-def load(path: str | Path) -> ExportedModel:
+@dataclass
+class ExportedSpanModel:
+    """A loaded span export: ``predict`` on raw texts gives their entity spans."""
+
+    model: SpanModel
+    token_mean: torch.Tensor
+    token_std: torch.Tensor
+    encoder_spec: str
+    labels: list[str]
+    model_version: str
+    trained_at: str
+    _encoder: Any = None
+
+    def encoder(self) -> Any:
+        return _build_encoder(self)
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """Per text: its spans, each ``{"start", "end", "text", "label", "confidence"}`` with
+        ``text == texts[i][start:end]``."""
+        _, states, offsets = self.encoder().encode_tokens(list(texts))
+        out = []
+        for text, text_states, text_offsets in zip(texts, states, offsets, strict=True):
+            features = standardise(text_states.float(), stats=(self.token_mean, self.token_std))
+            probs = self.model.token_probs(features)
+            bounds = torch.tensor([0, features.shape[0]])
+            path = self.model.decode(probs, bounds)
+            spans = []
+            for span in self.model.spans(probs, path, bounds, 0):
+                start, end = text_offsets[span.start][0], text_offsets[span.end - 1][1]
+                spans.append({"start": start, "end": end, "text": text[start:end],
+                              "label": self.labels[span.label], "confidence": round(span.score, 6)})  # fmt: skip
+            out.append({"spans": spans})
+        return out
+
+
+def load(path: str | Path) -> ExportedModel | ExportedSpanModel:
     """Read a file written by ``GET /projects/<id>/model`` (or ``export_state``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{path}: export format {state.get('format')!r}; this version reads {EXPORT_FORMAT}")
+    if state.get("kind") == "spans":
+        return ExportedSpanModel(
+            model=SpanModel.from_state_dict(state["span_model"]),
+            token_mean=state["token_mean"],
+            token_std=state["token_std"],
+            encoder_spec=str(state["encoder"]),
+            labels=[str(label) for label in state["labels"]],
+            model_version=str(state["model_version"]),
+            trained_at=str(state["trained_at"]),
+        )
     return ExportedModel(
         model=TaskModel.from_state_dict(state["task_model"]),
         mean=state["mean"],

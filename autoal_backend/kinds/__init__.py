@@ -7,19 +7,75 @@ its annotations become training answers and its predictions become result region
 ``model.kinds``.
 """
 
+from typing import Any, Protocol
+
+import torch
+
+from autoal_backend.kinds.choices import LabelSpec, parse_choices_config
 from autoal_backend.kinds.spans import SpanSpec, parse_span_config
-from autoal_backend.label_config import (
-    LabelSpec,
-    UnsupportedConfigError,
-    load_interface,
-    parse_choices_config,
-)
+from autoal_backend.label_config import UnsupportedConfigError, load_interface
 
 # Control tag -> the parser of the kind that owns it.
 PARSERS = {"Choices": parse_choices_config, "Labels": parse_span_config}
+ProjectSpecType = LabelSpec | SpanSpec
 
 
-def parse_label_config(config: str) -> LabelSpec | SpanSpec:
+class ProjectSpec(Protocol):
+    """What the round loop asks a project's kind; it never asks which kind it holds.
+
+    Attributes:
+        kind: the ML kind (``model.kinds``) the pool is built for.
+        data_key: the task data field the object tag reads; ``modality`` ``image`` or ``text``.
+        labels: the classes or entity types, in config order.
+        needs_tokens: the pool needs each text's token states (spans), not only one vector.
+    """
+
+    kind: str
+    from_name: str
+    to_name: str
+    data_key: str
+    modality: str
+    labels: tuple[str, ...]
+    multilabel: bool
+    value_type: str
+    needs_tokens: bool
+
+    def vote(self, annotation: dict, text: str | None = None) -> tuple[Any, str]:
+        """One annotation's answer, or (None, why it is unusable)."""
+        ...
+
+    def agree(self, votes: list) -> Any:
+        """The answer a task trains on from its annotations' votes (oldest first)."""
+        ...
+
+    def keys(self, answer: Any) -> list[str]:
+        """An answer as strings: compared, tallied and stored in the ranking."""
+        ...
+
+    def counts(self, answer: Any) -> dict[str, int]:
+        """Labels per class (entities per type) that an answer adds."""
+        ...
+
+    def targets(self, answers: list, parts: list | None, device: torch.device) -> tuple[torch.Tensor, Any]:
+        """[N, C] pool targets of the answers (None = unlabeled), and the kind's pool parts."""
+        ...
+
+    def predict(self, result: Any, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:
+        """Per candidate: the guess as keys, a confidence per region, the certainty of the
+        whole guess (empty in a cold start)."""
+        ...
+
+    def names(self, picked: list[str], text: str | None = None) -> list[str]:
+        """The guess in words, for the prediction's one-line reason."""
+        ...
+
+    def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
+               text: str | None = None) -> list[dict]:  # fmt: skip
+        """Label Studio result regions for a guess."""
+        ...
+
+
+def parse_label_config(config: str) -> ProjectSpecType:
     """The spec of the kind that ``config`` (XML) belongs to; UnsupportedConfigError names the
     problem (unknown control tags, two kinds in one config, an invalid config)."""
     interface = load_interface(config)
@@ -31,9 +87,14 @@ def parse_label_config(config: str) -> LabelSpec | SpanSpec:
             f"unsupported control tag(s) {', '.join(unknown)}: supported are one <Choices> over one "
             "<Image> or <Text>, or one <Labels> over one <Text>"
         )
+    if not known:
+        raise UnsupportedConfigError(
+            "expected exactly one <Choices> (over one <Image> or <Text>) or one <Labels> (over one "
+            "<Text>), got no control tag"
+        )
     if len(known) != 1:
         raise UnsupportedConfigError(
-            f"control tags {', '.join(known) or 'none'}: a project must hold one kind, one <Choices> "
-            "over one <Image> or <Text>, or one <Labels> over one <Text>"
+            f"control tags {', '.join(known)}: a project must hold one kind, one <Choices> over one "
+            "<Image> or <Text>, or one <Labels> over one <Text>"
         )
     return PARSERS[known[0]](config)

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from autoal_backend.label_config import UnsupportedConfigError, load_interface
+from model.kinds.spans import TokenPool, spans_to_tags, tags_to_spans
+from model.task_model import standardisation, standardise
 
 CharSpan = tuple[int, int, str]
 
@@ -43,9 +47,91 @@ class SpanSpec:
     modality = "text"
     multilabel = True
     value_type = ""
+    needs_tokens = True
 
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
+
+    # --- the kind's hooks (autoal_backend.kinds.ProjectSpec) --------------------------------
+    def vote(self, annotation: dict, text: str | None = None) -> tuple[list[CharSpan] | None, str]:
+        if not isinstance(text, str):
+            return None, "the task has no text to read spans from"
+        return self.annotation_spans(annotation, text)
+
+    def agree(self, votes: list[list[CharSpan]]) -> list[CharSpan]:
+        return agreed_spans(votes)[0]
+
+    def keys(self, answer: list[CharSpan]) -> list[str]:
+        return [span_key(span) for span in sorted(answer)]
+
+    def counts(self, answer: list[CharSpan]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, _, label in answer:
+            counts[label] = counts.get(label, 0) + 1
+        return counts
+
+    def targets(self, answers: list[list[CharSpan] | None], parts: list | None,
+                device: torch.device) -> tuple[torch.Tensor, TokenPool]:  # fmt: skip
+        """[N, C] which entity types each labeled text holds, and the pool's tokens: their
+        states standardised over every token of the pool, BIO tags for the labeled texts, and
+        each token's character offsets (to write predicted spans back as text offsets)."""
+        if parts is None:
+            raise ValueError("a span pool needs each text's token states")
+        index = self.class_index()
+        states = [p[0] for p in parts]
+        chars = [p[1] for p in parts]
+        lengths = torch.tensor([len(c) for c in chars], dtype=torch.long)
+        offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)))
+        flat = torch.cat(states).float() if int(lengths.sum()) else torch.zeros(0, 1)
+        stats = standardisation(flat) if flat.shape[0] > 1 else (flat.mean(0), torch.ones(flat.shape[1]))
+        tags = torch.full((flat.shape[0],), -1, dtype=torch.long)
+        targets = torch.zeros(len(answers), len(self.labels))
+        for row, answer in enumerate(answers):
+            if answer is None:
+                continue
+            spans = [(a, b, index[label]) for a, b, label in answer]
+            row_tags, _ = spans_to_tags(spans, [tuple(c) for c in chars[row]])
+            if row_tags:
+                tags[int(offsets[row]) : int(offsets[row + 1])] = torch.tensor(row_tags)
+            for span in tags_to_spans(row_tags):
+                targets[row, span.label] = 1.0
+        char_rows = torch.tensor([c for text in chars for c in text], dtype=torch.long).reshape(-1, 2)
+        tokens = TokenPool(
+            standardise(flat, stats=stats).to(device), offsets.to(device), tags.to(device), len(self.labels),
+            chars=char_rows.to(device), stats=stats,
+        )  # fmt: skip
+        return targets.to(device), tokens
+
+    def predict(self, result, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:
+        """Per candidate: its predicted spans as keys (``start:end:label``), each span's
+        confidence, and the probability of the whole decoded path (the product of its tokens'
+        tag probabilities). Nothing in a cold start."""
+        m = candidates.numel()
+        if result.model is None or result.parts is None:
+            return [[] for _ in range(m)], [[] for _ in range(m)], []
+        tokens: TokenPool = result.parts
+        assert tokens.probs is not None and tokens.path is not None and tokens.chars is not None
+        chosen = tokens.probs.gather(1, tokens.path.unsqueeze(1)).squeeze(1).clamp_min(1e-12)  # [T]
+        log_path = torch.zeros(tokens.num_texts).index_add_(0, tokens.item_of_token().cpu(), chosen.log().cpu())
+        picked, confidence = [], []
+        for row in candidates.tolist():
+            keys, scores = [], []
+            for span in result.model.spans(tokens.probs, tokens.path, tokens.offsets, row):
+                start = int(tokens.chars[int(tokens.offsets[row]) + span.start, 0])
+                end = int(tokens.chars[int(tokens.offsets[row]) + span.end - 1, 1])
+                keys.append(span_key((start, end, self.labels[span.label])))
+                scores.append(round(span.score, 6))
+            picked.append(keys)
+            confidence.append(scores)
+        certainty = [round(float(v), 6) for v in log_path[candidates.cpu()].exp().tolist()]
+        return picked, confidence, certainty
+
+    def names(self, picked: list[str], text: str | None = None) -> list[str]:
+        out = []
+        for key in picked:
+            start, end, label = parse_span_key(key)
+            out.append(f"{text[start:end]!r} {label}" if isinstance(text, str) else label)
+        return out
 
     def annotation_spans(self, annotation: dict, text: str) -> tuple[list[CharSpan] | None, str]:
         """The spans an annotation gives ``text`` for our tag, or (None, why it is unusable).
@@ -68,6 +154,19 @@ class SpanSpec:
             spans.append((start, end, str(labels[0])))
         return sorted(set(spans)), ""
 
+    def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
+               text: str | None = None) -> list[dict]:  # fmt: skip
+        """Result regions for predicted span keys (``predict``) on ``text``; no text, no region."""
+        if not isinstance(text, str):
+            return []
+        scores = list(confidence or []) + [0.0] * len(picked)
+        spans = []
+        for key, score in zip(picked, scores, strict=False):
+            start, end, label = parse_span_key(key)
+            if 0 <= start < end <= len(text):  # a ranking kept across an edited task
+                spans.append((start, end, label, score))
+        return self.regions(spans, text, why)
+
     def regions(self, spans: list[tuple[int, int, str, float]], text: str, why: str = "") -> list[dict]:
         """Label Studio result regions for predicted ``spans`` (start, end, label, confidence)
         of ``text``; ``why`` goes into the first region's ``meta.text`` (kept by Label Studio)."""
@@ -84,6 +183,17 @@ class SpanSpec:
                 region["meta"] = {"text": [why]}
             regions.append(region)
         return regions
+
+
+def span_key(span: CharSpan) -> str:
+    """``start:end:label``: a span as the round history and the ranking store it."""
+    start, end, label = span
+    return f"{start}:{end}:{label}"
+
+
+def parse_span_key(key: str) -> CharSpan:
+    start, end, label = key.split(":", 2)
+    return int(start), int(end), label
 
 
 def agreed_spans(votes: list[list[CharSpan]]) -> tuple[list[CharSpan], int]:

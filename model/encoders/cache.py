@@ -194,3 +194,60 @@ def _digest(key: str) -> bytes:
     if len(digest) != DIGEST_BYTES:
         raise ValueError(f"cache keys are sha256 hex digests (64 hex characters), got {key!r}")
     return digest
+
+
+class TokenCache:
+    """On-disk cache of each text's token states and their character offsets (span
+    projects), beside the ``EmbeddingCache`` of its sentence vectors.
+
+    Built on two ``EmbeddingCache`` directories, so it inherits their shards, crash safety and
+    sharing across processes: ``<encoder>-tokens`` holds one row per token (its state [dim] and
+    its character start and end, exact as float32 below 2**24), keyed by the text's key and the
+    token's position; ``<encoder>-token-counts`` holds each text's number of tokens.
+    """
+
+    def __init__(self, directory: str | Path, encoder_name: str, dim: int) -> None:
+        self.dim = int(dim)
+        self.rows = EmbeddingCache(directory, f"{encoder_name}-tokens", dim + 2)
+        self.counts = EmbeddingCache(directory, f"{encoder_name}-token-counts", 1)
+
+    def lookup(self, keys: list[str]) -> tuple[list[tuple[torch.Tensor, list[tuple[int, int]]] | None], list[int]]:
+        """Per key, (states [t, dim], offsets [(start, end)]) or None, and the positions of
+        the keys not (fully) cached."""
+        counts, missing = self.counts.lookup(keys)
+        gone = set(missing)
+        found: list[tuple[torch.Tensor, list[tuple[int, int]]] | None] = [None] * len(keys)
+        for position, key in enumerate(keys):
+            if position in gone:
+                continue
+            count = int(counts[position, 0])
+            rows, absent = self.rows.lookup([token_key(key, j) for j in range(count)])
+            if absent:
+                missing.append(position)
+                continue
+            spans = [(int(a), int(b)) for a, b in rows[:, dim_slice(self.dim)].round().long().tolist()]
+            found[position] = (rows[:, : self.dim].clone(), spans)
+        return found, sorted(missing)
+
+    def store(self, keys: list[str], states: list[torch.Tensor], offsets: list[list[tuple[int, int]]]) -> None:
+        """Cache each text's token ``states`` [t_i, dim] and character ``offsets``."""
+        row_keys: list[str] = []
+        rows: list[torch.Tensor] = []
+        for key, text_states, text_offsets in zip(keys, states, offsets, strict=True):
+            if text_states.shape[0]:
+                chars = torch.tensor(text_offsets, dtype=torch.float32).reshape(-1, 2)
+                rows.append(torch.cat((text_states.float(), chars), dim=1))
+                row_keys.extend(token_key(key, j) for j in range(text_states.shape[0]))
+        if rows:
+            self.rows.store(row_keys, torch.cat(rows))
+        self.counts.store(list(keys), torch.tensor([[float(s.shape[0])] for s in states]).reshape(-1, 1))
+
+
+def token_key(key: str, position: int) -> str:
+    """The cache key of token ``position`` of the text keyed ``key`` (a sha256 hex digest)."""
+    return hashlib.sha256(f"{key}#{position}".encode()).hexdigest()
+
+
+def dim_slice(dim: int) -> slice:
+    """The two offset columns after ``dim`` token-state columns."""
+    return slice(dim, dim + 2)

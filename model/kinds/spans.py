@@ -72,6 +72,10 @@ class TokenPool:
         num_types: C, the entity types.
         probs: [T, K] the model's tag distribution per token; None before training.
         path: [T] int64 the constrained Viterbi tags of each text; None before training.
+        chars: [T, 2] int64 each token's character offsets in its text, when known (the
+            backend writes predicted spans back as text offsets).
+        stats: the (mean [d], std [d]) the token features were standardised with, when known
+            (the exported model standardises new texts' tokens the same way).
     """
 
     features: torch.Tensor
@@ -80,6 +84,8 @@ class TokenPool:
     num_types: int
     probs: torch.Tensor | None = None
     path: torch.Tensor | None = None
+    chars: torch.Tensor | None = None
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def num_texts(self) -> int:

@@ -275,3 +275,47 @@ class FlaskAdapter(requests.adapters.BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+NER_CONFIG = (
+    '<View><Labels name="ent" toName="text"><Label value="person"/><Label value="place"/></Labels>'
+    '<Text name="text" value="$text"/></View>'
+)
+PLACES = ("Oslo", "Lima", "Kyoto", "Porto")
+
+
+class FakeTokenEncoder(FakeEncoder):
+    """Whitespace tokens; a token's state says whether it is capitalised and whether it is a
+    known place (so a tagger can learn person vs place), plus its length. ``encode`` is the
+    mean of the states, as MiniLM's sentence vector is the mean of its tokens."""
+
+    def __init__(self, name: str = "fake-tokens") -> None:
+        super().__init__(name, "text")
+
+    def encode_tokens(self, items: list) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
+        self.calls.append(len(items))
+        states, offsets = [], []
+        for text in items:
+            spans, rows, position = [], [], 0
+            for word in text.split():
+                start = text.index(word, position)
+                position = start + len(word)
+                spans.append((start, position))
+                rows.append([float(word[:1].isupper()), float(word in PLACES), float(len(word)), 1.0, float(word[:1].isupper() and word not in PLACES)])
+            states.append(torch.tensor(rows, dtype=torch.float32).reshape(-1, self.dim))
+            offsets.append(spans)
+        pooled = torch.stack([s.mean(dim=0) if len(s) else torch.zeros(self.dim) for s in states])
+        return pooled, states, offsets
+
+    def encode(self, items: list) -> torch.Tensor:
+        return self.encode_tokens(items)[0]
+
+
+def span_annotation(number: int, text: str, spans: list[tuple[str, str]], from_name: str = "ent") -> dict:
+    """An annotation marking each (word, label) of ``spans`` in ``text`` at its first occurrence."""
+    result = []
+    for word, label in spans:
+        start = text.index(word)
+        result.append({"from_name": from_name, "to_name": "text", "type": "labels",
+                       "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}})  # fmt: skip
+    return {"id": number, "was_cancelled": False, "updated_at": f"2026-01-01T00:00:{number:02d}Z", "result": result}

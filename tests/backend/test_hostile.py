@@ -16,7 +16,8 @@ from PIL import Image
 
 from autoal_backend import task_data
 from autoal_backend.app import create_app
-from autoal_backend.label_config import UnsupportedConfigError, parse_label_config
+from autoal_backend.kinds import parse_label_config
+from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.loop import view_tasks
 from autoal_backend.service import RequestError, parse_project_id
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
@@ -219,7 +220,7 @@ def test_label_configs_parse_or_say_why(config):
 def test_exported_tasks_of_any_shape_never_break_the_round(tasks, annotations):
     shaped = tasks + [{"id": 1, "data": {}, "annotations": annotations}]
     for view in view_tasks(shaped, TEXT):
-        assert view.choices is None or view.choices in (["pos"], ["neg"])
+        assert view.answer is None or view.answer in (["pos"], ["neg"])
 
 
 @FUZZ

@@ -1,6 +1,7 @@
 import pytest
 
-from autoal_backend.label_config import UnsupportedConfigError, parse_label_config
+from autoal_backend.kinds import parse_label_config
+from autoal_backend.label_config import UnsupportedConfigError
 
 
 def test_single_choice_over_text_with_any_field_name():

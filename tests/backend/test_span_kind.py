@@ -4,8 +4,9 @@ offsets read exactly, agreement across annotators, result regions whose text is 
 import pytest
 
 from autoal_backend.kinds import parse_label_config
+from autoal_backend.kinds.choices import LabelSpec
 from autoal_backend.kinds.spans import SpanSpec, agreed_spans
-from autoal_backend.label_config import LabelSpec, UnsupportedConfigError
+from autoal_backend.label_config import UnsupportedConfigError
 
 NER = """<View><Labels name="ent" toName="tweet"><Label value="person"/><Label value="place"/></Labels>
 <Text name="tweet" value="$content"/></View>"""

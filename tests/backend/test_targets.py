@@ -1,6 +1,6 @@
 """Targets from annotations: the latest non-cancelled annotation per task decides."""
 
-from autoal_backend.label_config import parse_label_config
+from autoal_backend.kinds import parse_label_config
 from autoal_backend.loop import view_tasks
 from tests.backend.fakes import IMAGE_CONFIG, TEXT_CONFIG
 
@@ -27,9 +27,9 @@ def test_latest_non_cancelled_annotation_wins():
         {"id": 7, "data": {}, "annotations": [{"id": 8, "result": [], "updated_at": "2026"}]},
     ]
     views = {v.id: v for v in view_tasks(tasks, TEXT)}
-    assert views[1].choices == ["neg"] and not views[1].excluded
-    assert views[2].choices == ["pos"]
-    assert views[3].choices is None and not views[3].excluded  # unlabeled: a candidate
+    assert views[1].answer == ["neg"] and not views[1].excluded
+    assert views[2].answer == ["pos"]
+    assert views[3].answer is None and not views[3].excluded  # unlabeled: a candidate
     assert views[4].excluded == "skipped by annotators"
     assert "unknown choice" in views[5].excluded
     assert "2 choices" in views[6].excluded
@@ -40,5 +40,5 @@ def test_multi_choice_annotation_with_nothing_ticked_is_a_label():
     tasks = [{"id": 1, "data": {}, "annotations": [{"id": 1, "result": [], "updated_at": "2026"}]},
              {"id": 2, "data": {}, "annotations": [annotation(["red", "blue"], "2026", 2, from_name="colour")]}]
     views = {v.id: v for v in view_tasks(tasks, IMAGE)}
-    assert views[1].choices == [] and not views[1].excluded
-    assert views[2].choices == ["red", "blue"]
+    assert views[1].answer == [] and not views[1].excluded
+    assert views[2].answer == ["red", "blue"]

@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from autoal_backend.label_config import parse_label_config
+from autoal_backend.kinds import parse_label_config
 from autoal_backend.task_data import TaskDataError, content_key, decode_data_uri, load_item
 from tests.backend.fakes import IMAGE_CONFIG, LS_URL, TEXT_CONFIG, FakeLabelStudio, png_bytes
 

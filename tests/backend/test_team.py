@@ -4,8 +4,9 @@ from /setup, the model's confidence on every prediction, and the exported model.
 import pytest
 
 from autoal_backend.app import create_app
-from autoal_backend.label_config import parse_label_config
-from autoal_backend.loop import agreed_choices, view_tasks
+from autoal_backend.kinds import parse_label_config
+from autoal_backend.kinds.choices import agreed_choices
+from autoal_backend.loop import view_tasks
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from model.export import load
 from tests.backend.conftest import make_backend, make_settings, text_project
@@ -48,12 +49,12 @@ def test_view_tasks_counts_votes_and_disagreements_and_never_drops_a_conflict():
         {"id": 4, "data": {}, "annotations": [annotation(9, ["maybe"])]},
     ]  # fmt: skip
     views = {v.id: v for v in view_tasks(tasks, TEXT)}
-    assert (views[1].choices, views[1].annotations, views[1].disagreement) == (["pos"], 2, 0)
-    assert (views[2].choices, views[2].annotations, views[2].disagreement) == (["neg"], 3, 1)
+    assert (views[1].answer, views[1].annotations, views[1].disagreement) == (["pos"], 2, 0)
+    assert (views[2].answer, views[2].annotations, views[2].disagreement) == (["neg"], 3, 1)
     assert views[2].votes == {"pos": 1, "neg": 2}
     # A cancelled annotation and one without a choice are no votes; the third one counts.
-    assert (views[3].choices, views[3].annotations) == (["pos"], 1)
-    assert views[4].choices is None and "unknown choice" in views[4].excluded
+    assert (views[3].answer, views[3].annotations) == (["pos"], 1)
+    assert views[4].answer is None and "unknown choice" in views[4].excluded
 
 
 def test_a_round_trains_on_agreed_labels_and_flags_conflicts(tmp_path, ls):
