@@ -430,7 +430,8 @@ class RoundRunner:
             seen_labeled[view.id] = first
         # Forget tasks whose annotations were deleted: a new label later is a new round's.
         record.labeled_round = seen_labeled
-        targets, kind_parts = spec.targets([v.answer for v in views], parts, self.device)
+        texts = [task_text(v.task, spec) for v in views]
+        targets, kind_parts = spec.targets([v.answer for v in views], parts, self.device, texts)
         budget = max(1, min(settings.push_window, int((~labeled).sum())))
         raw = embeddings.to(self.device)  # on CPU: the same tensor, standardised in place
         stats = standardisation(raw)

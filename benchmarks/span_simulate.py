@@ -31,6 +31,7 @@ from model.kinds.spans import (
     SpanModel,
     TokenPool,
     gold_spans,
+    joined_tokens,
     make_span_pool,
     span_f1,
     spans_to_tags,
@@ -59,6 +60,7 @@ class SpanSplit:
     pool_features: torch.Tensor
     pool_tokens: list[torch.Tensor]
     pool_tags: list[list[int]]
+    pool_joined: list[list[bool]]
     test: TokenPool
     num_types: int
     dropped: int
@@ -83,8 +85,11 @@ def split_corpus(data: EmbeddedCorpus, seed: int = 0) -> SpanSplit:
     lengths = torch.tensor([t.shape[0] for t in test_tokens])
     offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)))
     test_tags = torch.tensor([tag for i in test for tag in tags[i]], dtype=torch.long)
-    test_pool = TokenPool(torch.cat(test_tokens), offsets, test_tags, len(data.corpus.types))
-    return SpanSplit(features, pool_tokens, [tags[i] for i in pool], test_pool, len(data.corpus.types), dropped)
+    joined = [joined_tokens(data.corpus.texts[i], data.offsets[i]) for i in range(n)]
+    test_joined = torch.tensor([f for i in test for f in joined[i]], dtype=torch.bool)
+    test_pool = TokenPool(torch.cat(test_tokens), offsets, test_tags, len(data.corpus.types), joined=test_joined)
+    return SpanSplit(features, pool_tokens, [tags[i] for i in pool], [joined[i] for i in pool], test_pool,
+                     len(data.corpus.types), dropped)  # fmt: skip
 
 
 def test_f1(model: SpanModel | None, test: TokenPool) -> float:
@@ -93,7 +98,7 @@ def test_f1(model: SpanModel | None, test: TokenPool) -> float:
     if model is None:
         return span_f1(gold, [[] for _ in gold])[2]
     probs = model.token_probs(test.features)
-    path = model.decode(probs, test.offsets)
+    path = model.decode(probs, test.offsets, test.joined)
     return span_f1(gold, [model.spans(probs, path, test.offsets, i) for i in range(test.num_texts)])[2]
 
 
@@ -112,7 +117,8 @@ def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, b
         start = time.perf_counter()
         tags = [split.pool_tags[i] if bool(labeled[i]) else None for i in range(n)]
         state = make_span_pool(split.pool_features, split.pool_tokens, tags, split.num_types,
-                               labeled_round=labeled_round, budget=batch, seed=seed * 100_003 + round_index)  # fmt: skip
+                               labeled_round=labeled_round, budget=batch, seed=seed * 100_003 + round_index,
+                               joined=split.pool_joined)  # fmt: skip
         last = round_index == rounds or bool(labeled.all())
         if last:
             outcome = None

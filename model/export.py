@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from model.kinds.spans import SpanModel
+from model.kinds.spans import SpanModel, joined_tokens
 from model.task_model import TaskModel, standardise
 
 EXPORT_FORMAT = 1
@@ -147,7 +147,8 @@ class ExportedSpanModel:
             features = standardise(text_states.float(), stats=(self.token_mean, self.token_std))
             probs = self.model.token_probs(features)
             bounds = torch.tensor([0, features.shape[0]])
-            path = self.model.decode(probs, bounds)
+            joined = torch.tensor(joined_tokens(text, text_offsets), dtype=torch.bool)
+            path = self.model.decode(probs, bounds, joined)
             spans = []
             for span in self.model.spans(probs, path, bounds, 0):
                 start, end = text_offsets[span.start][0], text_offsets[span.end - 1][1]

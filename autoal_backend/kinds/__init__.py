@@ -56,8 +56,10 @@ class ProjectSpec(Protocol):
         """Labels per class (entities per type) that an answer adds."""
         ...
 
-    def targets(self, answers: list, parts: list | None, device: torch.device) -> tuple[torch.Tensor, Any]:
-        """[N, C] pool targets of the answers (None = unlabeled), and the kind's pool parts."""
+    def targets(self, answers: list, parts: list | None, device: torch.device,
+                texts: list[str | None] | None = None) -> tuple[torch.Tensor, Any]:  # fmt: skip
+        """[N, C] pool targets of the answers (None = unlabeled), and the kind's pool parts
+        (``texts``: each task's text, where the kind reads it)."""
         ...
 
     def predict(self, result: Any, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:

@@ -56,7 +56,8 @@ class LabelSpec:
     def counts(self, answer: list[str]) -> dict[str, int]:
         return {label: 1 for label in answer}
 
-    def targets(self, answers: list[list[str] | None], parts: list | None, device: torch.device) -> tuple[torch.Tensor, None]:
+    def targets(self, answers: list[list[str] | None], parts: list | None, device: torch.device,
+                texts: list[str | None] | None = None) -> tuple[torch.Tensor, None]:  # fmt: skip
         """[N, C] one-hot (multi-hot) rows of the labeled tasks, zeros elsewhere."""
         index = self.class_index()
         targets = torch.zeros(len(answers), len(self.labels))

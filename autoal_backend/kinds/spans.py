@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from autoal_backend.label_config import UnsupportedConfigError, load_interface
-from model.kinds.spans import TokenPool, spans_to_tags, tags_to_spans
+from model.kinds.spans import TokenPool, joined_tokens, spans_to_tags, tags_to_spans
 from model.task_model import standardisation, standardise
 
 CharSpan = tuple[int, int, str]
@@ -70,8 +70,8 @@ class SpanSpec:
             counts[label] = counts.get(label, 0) + 1
         return counts
 
-    def targets(self, answers: list[list[CharSpan] | None], parts: list | None,
-                device: torch.device) -> tuple[torch.Tensor, TokenPool]:  # fmt: skip
+    def targets(self, answers: list[list[CharSpan] | None], parts: list | None, device: torch.device,
+                texts: list[str | None] | None = None) -> tuple[torch.Tensor, TokenPool]:  # fmt: skip
         """[N, C] which entity types each labeled text holds, and the pool's tokens: their
         states standardised over every token of the pool, BIO tags for the labeled texts, and
         each token's character offsets (to write predicted spans back as text offsets)."""
@@ -96,9 +96,11 @@ class SpanSpec:
             for span in tags_to_spans(row_tags):
                 targets[row, span.label] = 1.0
         char_rows = torch.tensor([c for text in chars for c in text], dtype=torch.long).reshape(-1, 2)
+        texts = texts if texts is not None else [None] * len(chars)
+        joined = [f for text, c in zip(texts, chars, strict=True) for f in joined_tokens(text or "", [tuple(x) for x in c])]
         tokens = TokenPool(
             standardise(flat, stats=stats).to(device), offsets.to(device), tags.to(device), len(self.labels),
-            chars=char_rows.to(device), stats=stats,
+            chars=char_rows.to(device), stats=stats, joined=torch.tensor(joined, dtype=torch.bool).to(device),
         )  # fmt: skip
         return targets.to(device), tokens
 

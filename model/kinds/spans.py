@@ -74,6 +74,8 @@ class TokenPool:
         path: [T] int64 the constrained Viterbi tags of each text; None before training.
         chars: [T, 2] int64 each token's character offsets in its text, when known (the
             backend writes predicted spans back as text offsets).
+        joined: [T] bool, True where a token continues the previous token's word
+            (``joined_tokens``): decoding keeps words whole. None: every token a word.
         stats: the (mean [d], std [d]) the token features were standardised with, when known
             (the exported model standardises new texts' tokens the same way).
     """
@@ -86,6 +88,7 @@ class TokenPool:
     path: torch.Tensor | None = None
     chars: torch.Tensor | None = None
     stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    joined: torch.Tensor | None = None
 
     @property
     def num_texts(self) -> int:
@@ -175,9 +178,36 @@ def allowed_transitions(num_types: int, device: torch.device | str = "cpu") -> t
     return allowed
 
 
-def viterbi(log_probs: torch.Tensor, offsets: torch.Tensor, num_types: int) -> torch.Tensor:
+def joined_transitions(num_types: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[K, K] the transitions into a token that continues the previous one's word: O stays O,
+    an entity goes on (B-c or I-c -> I-c); anything else is -inf."""
+    k = num_tags(num_types)
+    allowed = torch.full((k, k), -math.inf, device=device)
+    allowed[OUTSIDE, OUTSIDE] = 0.0
+    for c in range(num_types):
+        allowed[begin_tag(c), inside_tag(c)] = 0.0
+        allowed[inside_tag(c), inside_tag(c)] = 0.0
+    return allowed
+
+
+def joined_tokens(text: str, token_offsets: list[tuple[int, int]]) -> list[bool]:
+    """Per token, True when it continues the previous token's word: no gap between them and
+    letters or digits on both sides (a word split into sub-word pieces). Punctuation and
+    whitespace start new words, so "Berg," keeps its comma out of an entity."""
+    joined = [False] * len(token_offsets)
+    for j in range(1, len(token_offsets)):
+        start, previous_end = token_offsets[j][0], token_offsets[j - 1][1]
+        if start == previous_end and 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+            joined[j] = True
+    return joined
+
+
+def viterbi(log_probs: torch.Tensor, offsets: torch.Tensor, num_types: int,
+            joined: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """[T] int64 the most probable valid BIO sequence of each text, from token log-probabilities
-    [T, K] (texts ``offsets`` [N + 1]); batched over texts, padded to the longest."""
+    [T, K] (texts ``offsets`` [N + 1]); batched over texts, padded to the longest. ``joined``
+    [T] bool marks tokens that continue the previous token's word: there a span can neither
+    start nor end, so every decoded span covers whole words."""
     t_total, k = log_probs.shape
     if t_total == 0:
         return torch.zeros(0, dtype=torch.long, device=log_probs.device)
@@ -191,10 +221,15 @@ def viterbi(log_probs: torch.Tensor, offsets: torch.Tensor, num_types: int) -> t
     padded[item, position] = log_probs.float()
     length = torch.tensor(lengths, device=device)
     allowed = allowed_transitions(num_types, device)
+    inside_word = joined_transitions(num_types, device)
+    joined_padded = torch.zeros(n, longest, dtype=torch.bool, device=device)
+    if joined is not None:
+        joined_padded[item, position] = joined.to(device)
     score = padded[:, 0] + allowed[k]  # [N, K]
     back = torch.zeros(n, longest, k, dtype=torch.long, device=device)
     for t in range(1, longest):
-        step = score.unsqueeze(2) + allowed[:k].unsqueeze(0)  # [N, K_from, K_to]
+        transitions = torch.where(joined_padded[:, t, None, None], inside_word.unsqueeze(0), allowed[:k].unsqueeze(0))
+        step = score.unsqueeze(2) + transitions  # [N, K_from, K_to]
         best, arg = step.max(dim=1)
         new = best + padded[:, t]
         live = (t < length).unsqueeze(1)
@@ -240,9 +275,10 @@ class SpanModel:
         return self.tagger.predict_proba(features)
 
     @torch.no_grad()
-    def decode(self, probs: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """[T] the valid BIO path of each text from tag distributions [T, K]."""
-        return viterbi(torch.log(probs.clamp_min(1e-12)), offsets, self.num_types)
+    def decode(self, probs: torch.Tensor, offsets: torch.Tensor, joined: torch.Tensor | None = None) -> torch.Tensor:
+        """[T] the valid BIO path of each text from tag distributions [T, K], spans on whole
+        words where ``joined`` [T] marks the tokens that continue a word."""
+        return viterbi(torch.log(probs.clamp_min(1e-12)), offsets, self.num_types, joined)
 
     def spans(self, probs: torch.Tensor, path: torch.Tensor, offsets: torch.Tensor, item: int) -> list[Span]:
         """The decoded spans of text ``item``, each scored by its tokens' mean tag probability."""
@@ -325,7 +361,7 @@ class SpansKind:
     def trained(self, state: PoolState, model: SpanModel) -> PoolState:
         tokens: TokenPool = state.parts
         probs = torch.cat([model.token_probs(block) for block in tokens.features.split(TOKEN_BLOCK)]) if tokens.features.shape[0] else torch.zeros(0, num_tags(tokens.num_types))
-        path = model.decode(probs, tokens.offsets)
+        path = model.decode(probs, tokens.offsets, tokens.joined)
         parts = replace(tokens, probs=probs, path=path)
         return replace(state, probs=presence_probs(probs, tokens), model=model, parts=parts)
 
@@ -353,7 +389,7 @@ class SpansKind:
             item_rows = tokens.token_rows(items)
             sub_offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(tokens.offsets[items + 1] - tokens.offsets[items], 0)))
             probs = model.token_probs(tokens.features[item_rows])
-            path = model.decode(probs, sub_offsets)
+            path = model.decode(probs, sub_offsets, None if tokens.joined is None else tokens.joined[item_rows])
             for position, item in enumerate(items.tolist()):
                 gold.append(gold_spans(tokens, item))
                 guessed.append(model.spans(probs, path, sub_offsets, position))
@@ -369,10 +405,12 @@ def make_span_pool(
     labeled_round: torch.Tensor | None = None,
     budget: int = 10,
     seed: int = 0,
+    joined: list[list[bool]] | None = None,
 ) -> PoolState:
     """A span pool from per-text sentence ``features`` [N, d] and each text's token features
     [t_i, d'] (both standardised by the caller: tokens over every token of the pool, so the
-    same statistics can serve new texts) and gold BIO ``tags`` per text (None = unlabeled)."""
+    same statistics can serve new texts) and gold BIO ``tags`` per text (None = unlabeled).
+    ``joined``: per text, which tokens continue the previous one's word (``joined_tokens``)."""
     device = features.device
     n = features.shape[0]
     lengths = torch.tensor([t.shape[0] for t in token_features], dtype=torch.long)
@@ -394,7 +432,8 @@ def make_span_pool(
             targets[i, span.label] = 1.0
     if labeled_round is None:
         labeled_round = torch.where(labeled, 0, -1).to(device)
-    tokens = TokenPool(flat, offsets, token_tags, num_types)
+    flags = torch.tensor([f for text in joined for f in text], dtype=torch.bool, device=device) if joined else None
+    tokens = TokenPool(flat, offsets, token_tags, num_types, joined=flags)
     return PoolState(
         features=features.float(),
         targets=targets,

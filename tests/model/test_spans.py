@@ -14,6 +14,7 @@ from model.kinds import counterpart, get_kind, kind_names, prior_role
 from model.kinds.spans import (
     TokenPool,
     allowed_transitions,
+    joined_tokens,
     make_span_pool,
     per_item,
     presence_probs,
@@ -244,3 +245,22 @@ def test_the_online_search_refuses_span_pools_clearly():
     pool, _ = toy_span_pool()
     with pytest.raises(ValueError, match="does not serve spans"):
         run_round(pool, make_selector("autoal_online", kind="spans"), RoundConfig())
+
+
+def test_joined_tokens_mark_sub_word_pieces_only():
+    text = "Congrats to Diego Berg, 東京!"
+    offsets = [(0, 4), (4, 7), (7, 8), (9, 11), (12, 17), (18, 22), (22, 23), (24, 25), (25, 26), (26, 27)]
+    assert joined_tokens(text, offsets) == [False, True, True, False, False, False, False, False, True, False]
+
+
+def test_decoding_keeps_words_whole():
+    # Three tokens of one word; the middle one looks like an entity start on its own.
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])
+    offsets = torch.tensor([0, 4])
+    free = viterbi(torch.log(probs), offsets, 1)
+    assert free.tolist() == [0, 1, 0, 1]
+    whole = viterbi(torch.log(probs), offsets, 1, torch.tensor([False, True, True, False]))
+    assert whole.tolist() == [0, 0, 0, 1]
+    # A word that starts an entity keeps its pieces in it.
+    starts = torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.9, 0.05, 0.05]])
+    assert viterbi(torch.log(starts), torch.tensor([0, 3]), 1, torch.tensor([False, True, False])).tolist() == [1, 2, 0]
