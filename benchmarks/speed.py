@@ -168,7 +168,7 @@ def one_round(
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
     from autoal_backend.kinds.choices import LabelSpec
-    from autoal_backend.loop import RoundRunner
+    from autoal_backend.loop import RoundRunner, TaskView
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
@@ -204,7 +204,82 @@ def one_round(
         result = run_round(state, selector, config)
     synchronise(device)
     t = time.perf_counter()
-    runner.rank(state, result, spec, "speed-r1", settings)
+    views = [TaskView(int(i), {"id": int(i), "data": {}}, None) for i in range(raw.shape[0])]
+    runner.rank(state, result, spec, "speed-r1", settings, views)
+    stages["ranking"] = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    stages["train"] = result.seconds.get("train", 0.0)
+    stages["validate"] = result.seconds.get("validate", 0.0)
+    for key, value in (result.selection.info.get("seconds") or {}).items():
+        stages[f"autoal.{key}"] = float(value)
+    stages.update(timer.seconds)
+    return wall, cpu, stages
+
+
+def synthetic_span_texts(n: int, dim: int, types: int, labeled: int, seed: int) -> tuple[list, list, list, list]:
+    """``n`` synthetic texts of 5-40 words ("w0 w1 ..."): their token states [t, dim] (the words
+    of an entity share a type direction), character offsets, texts, and for the first
+    ``labeled`` the gold spans (start, end, type name) as an annotation gives them."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(types, dim, generator=generator)
+    states, offsets, texts, answers = [], [], [], []
+    for i in range(n):
+        words = int(torch.randint(5, 41, (1,), generator=generator))
+        text = " ".join(f"w{j}" for j in range(words))
+        spans, position, chars = [], 0, []
+        for j in range(words):
+            start = text.index(f"w{j}", position)
+            position = start + len(f"w{j}")
+            chars.append((start, position))
+        rows = torch.randn(words, dim, generator=generator)
+        if i % 2:
+            c, j = int(torch.randint(types, (1,), generator=generator)), int(torch.randint(words - 1, (1,), generator=generator))
+            rows[j : j + 2] += 2.0 * directions[c]
+            spans.append((chars[j][0], chars[j + 1][1], f"t{c}"))
+        states.append(rows.mul_(0.05).add_(0.3))
+        offsets.append(chars)
+        texts.append(text)
+        answers.append(spans if i < labeled else None)
+    return states, offsets, texts, answers
+
+
+def one_span_round(states, offsets, texts, answers, types: int, budget: int, seed: int, validation_folds: int,
+                   device: torch.device, selector_name: str, shortlist: int,
+                   task_steps: int = 0) -> tuple[float, float, dict[str, float]]:  # fmt: skip
+    """One backend round of a span project once its texts are embedded: the kind's pool
+    (token standardisation, BIO targets, word boundaries), ``run_round`` (tagger, constrained
+    decoding of every text, the span portfolio, the selector, validation) and the ranking
+    with every pushed task's span regions; (wall s, CPU s, stages)."""
+    from autoal_backend.kinds.spans import SpanSpec
+    from autoal_backend.loop import RoundRunner, TaskView
+    from autoal_backend.settings import Settings
+    from model.active_round import RoundConfig, run_round
+    from model.pool import PoolState
+    from model.selection import make_selector
+    from model.task_model import TaskModelConfig, standardise
+
+    spec = SpanSpec("entity", "text", "text", tuple(f"t{c}" for c in range(types)))
+    settings = Settings(push_window=budget, shortlist=shortlist)
+    runner = RoundRunner(settings, None, device, None, None)
+    task_model = TaskModelConfig(steps=task_steps) if task_steps > 0 else TaskModelConfig()
+    config = RoundConfig(task_model=task_model, validation_folds=validation_folds)
+    timer = StrategyTimer(None, device)
+    stages: dict[str, float] = {}
+    start, cpu_start = time.perf_counter(), time.process_time()
+    t = time.perf_counter()
+    targets, tokens = spec.targets(answers, list(zip(states, offsets, strict=True)), device, texts)
+    pooled = torch.stack([s.mean(dim=0) for s in states]).to(device)
+    labeled = torch.tensor([a is not None for a in answers], device=device)
+    state = PoolState(features=standardise(pooled), targets=targets, labeled=labeled,
+                      labeled_round=torch.where(labeled, 0, -1), multilabel=True, budget=budget, seed=seed,
+                      ids=torch.arange(len(texts), device=device), shortlist=shortlist, kind="spans", parts=tokens)  # fmt: skip
+    stages["standardise"] = time.perf_counter() - t
+    timer.pool_features = state.features
+    with timer:
+        result = run_round(state, make_selector(selector_name, device=device, kind="spans"), config)
+    t = time.perf_counter()
+    views = [TaskView(i, {"id": i, "data": {"text": text}}, None) for i, text in enumerate(texts)]
+    runner.rank(state, result, spec, "speed-r1", settings, views)
     stages["ranking"] = time.perf_counter() - t
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stages["train"] = result.seconds.get("train", 0.0)
@@ -228,25 +303,35 @@ def measure_pool(
     task_steps: int = 0,
     selector: str = "autoal",
     shortlist: int = 20_000,
+    kind: str = "choices",
 ) -> dict:
-    """Every repeat of the round on one pool size (run in a fresh process by ``main``)."""
+    """Every repeat of the round on one pool size (run in a fresh process by ``main``);
+    ``kind`` ``spans``: texts of 5-40 words, ``classes`` entity types."""
     from model.device import resolve_device
 
     device = resolve_device(device_name)
     budget = max(1, min(budget, pool))  # as the backend: the window never exceeds the pool
-    raw, labels = synthetic_embeddings(pool + labeled, dim, classes, seed, device)
-    targets = labeled_targets(labels, labeled, classes)
-    labeled_mask = torch.zeros(pool + labeled, dtype=torch.bool, device=device)
-    labeled_mask[:labeled] = True
+    if kind == "spans":
+        texts = synthetic_span_texts(pool + labeled, dim, classes, labeled, seed)
+
+        def round_once():
+            return one_span_round(*texts, classes, budget, seed, validation_folds, device, selector, shortlist,
+                                  task_steps)  # fmt: skip
+    else:
+        raw, labels = synthetic_embeddings(pool + labeled, dim, classes, seed, device)
+        targets = labeled_targets(labels, labeled, classes)
+        labeled_mask = torch.zeros(pool + labeled, dtype=torch.bool, device=device)
+        labeled_mask[:labeled] = True
+
+        def round_once():
+            return one_round(raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps,
+                             selector, shortlist)  # fmt: skip
     baseline = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     walls, cpus, per_stage = [], [], defaultdict(list)
     for _ in range(repeats):
-        wall, cpu, stages = one_round(
-            raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps, selector,
-            shortlist,
-        )
+        wall, cpu, stages = round_once()
         walls.append(wall)
         cpus.append(cpu)
         for key, value in stages.items():
@@ -521,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shortlist", type=int, default=20_000,
                         help="AUTOAL_SHORTLIST: the most candidates k-means, core-set and BADGE "
                         "see (default: the backend's 20,000); 0: every candidate")
+    parser.add_argument("--kind", default="choices", choices=("choices", "spans"),
+                        help="spans: a round of a span project (texts of 5-40 words, --classes entity types)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
                         help="comma-separated encoders to compare with the embedding path; "
@@ -558,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             pool=pool, labeled=args.labeled, dim=args.dim, classes=args.classes,
             budget=args.budget, repeats=args.repeats, seed=args.seed,
             validation_folds=args.validation_folds, device_name=str(device),
-            task_steps=args.task_steps, selector=args.selector, shortlist=args.shortlist,
+            task_steps=args.task_steps, selector=args.selector, shortlist=args.shortlist, kind=args.kind,
         )
         pools[str(pool)] = result
         top = sorted(result["stages"].items(), key=lambda kv: -kv[1])[:4]
@@ -598,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             "task_steps": args.task_steps or "default",
             "selector": args.selector,
             "shortlist": args.shortlist,
+            "kind": args.kind,
         },
         "environment": env,
     }

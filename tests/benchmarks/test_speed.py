@@ -102,3 +102,19 @@ def test_strategy_timer_charges_pool_and_sub_pool_calls_apart_and_restores_the_r
         strategies.score(sub, "random", torch.arange(4))
     assert set(timer.seconds) == {"strategy:random", "cross_fit:random"}
     assert strategies.get_strategy("random").fn is original
+
+
+def test_a_span_round_reports_the_span_portfolio_and_ranking(capsys):
+    assert speed.main(["--kind", "spans", "--pool", "60", "--labeled", "20", "--classes", "3", "--budget", "10",
+                       "--repeats", "1", "--encoders", "none", "--in-process", "--task-steps", "20"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stages = report["pools"]["60"]["stages"]
+    assert report["config"]["kind"] == "spans"
+    assert {"strategy:mnlp", "strategy:token_bald", "strategy:span_badge", "ranking", "train"} <= set(stages)
+
+
+def test_synthetic_span_texts_carry_offsets_that_index_their_words():
+    states, offsets, texts, answers = speed.synthetic_span_texts(6, 8, 2, 4, seed=0)
+    for text, chars, rows in zip(texts, offsets, states, strict=True):
+        assert [text[a:b] for a, b in chars] == text.split() and rows.shape == (len(chars), 8)
+    assert answers[4:] == [None, None] and all(isinstance(a, list) for a in answers[:4])
