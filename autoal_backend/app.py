@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from autoal_backend import overview, pages
 from autoal_backend.openapi import openapi_spec
-from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError
+from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError, parse_project_id
 from autoal_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     def index():
         # A browser gets the projects page; Label Studio and scripts get the health JSON.
         if wants_html():
-            return Response(pages.projects_page(backend.project_rows()), mimetype="text/html")
+            return Response(pages.projects_page(overview.project_rows(backend)), mimetype="text/html")
         return jsonify(backend.health())
 
     @app.get("/projects/<project_id>")
@@ -97,18 +97,14 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
 
     @app.get("/projects/<project_id>/tasks/<task_id>/thumbnail")
     def thumbnail(project_id: str, task_id: str):
-        from autoal_backend.service import parse_project_id
-
         data = backend.thumbnail(parse_project_id(project_id, "project id"), parse_project_id(task_id, "task id"))
         return Response(data, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/projects")
     def api_projects():
-        return jsonify(projects=backend.project_rows())
+        return jsonify(projects=overview.project_rows(backend))
 
     def overview_of(project_id: str) -> dict:
-        from autoal_backend.service import parse_project_id
-
         return overview.project_overview(backend, parse_project_id(project_id, "project id"))
 
     @app.get("/api/projects/<project_id>")
@@ -159,20 +155,14 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     @app.get("/versions")
     def versions():
         project = request.args.get("project")
-        from autoal_backend.service import parse_project_id
-
         return jsonify(backend.versions(parse_project_id(project) if project else None))
 
     @app.get("/projects/<project_id>/history")
     def history(project_id: str):
-        from autoal_backend.service import parse_project_id
-
         return jsonify(backend.history(parse_project_id(project_id, "project id")))
 
     @app.get("/projects/<project_id>/model")
     def model(project_id: str):
-        from autoal_backend.service import parse_project_id
-
         path, name = backend.model_file(parse_project_id(project_id, "project id"))
         # Read at once: the next round replaces the file atomically, never under a reader.
         return send_file(

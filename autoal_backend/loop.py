@@ -19,7 +19,14 @@ import torch
 from autoal_backend.kinds import ProjectSpec
 from autoal_backend.ls_client import LabelStudioClient
 from autoal_backend.settings import Settings, SettingsError
-from autoal_backend.store import ROUND_FIELDS, ProjectRecord, ProjectStore, Ranking, round_version
+from autoal_backend.store import (
+    ROUND_FIELDS,
+    ProjectRecord,
+    ProjectStore,
+    Ranking,
+    round_version,
+    version_prefix,
+)
 from autoal_backend.task_data import TaskDataError, content_key, load_item, raw_value
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
 from model.encoders.cache import EmbeddingCache, TokenCache
@@ -362,12 +369,12 @@ class RoundRunner:
                     continue
                 encoder = self.encoder_for(spec, settings)
                 if tokens is not None and parts is not None:
-                    vectors, states, offsets = encoder.encode_tokens([it for _, it in good])  # type: ignore[attr-defined]
+                    vectors, states, offsets = encoder.encode_tokens([it for _, it in good])
                     tokens.store([keys[p] for p, _ in good], states, offsets)
                     for (p, _), text_states, text_offsets in zip(good, states, offsets, strict=True):
                         parts[p] = (text_states, text_offsets)
                 else:
-                    vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]  # type: ignore[attr-defined]
+                    vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]
                 cache.store([keys[p] for p, _ in good], vectors)
                 embeddings[[p for p, _ in good]] = vectors
                 meter.add(len(batch))
@@ -714,7 +721,7 @@ class RoundRunner:
         predictions. A push that got as far as pointing the project at its version (then
         crashed) is adopted as current."""
         live = str((project or client.get_project(record.project_id)).get("model_version") or "")
-        own = f"autoal-{record.project_id}-r"
+        own = version_prefix(record.project_id)
         if live.startswith(own):
             record.model_version = live
         leftovers = [v for v in client.model_versions(record.project_id) if v.startswith(own) and v != live]
@@ -730,7 +737,7 @@ class RoundRunner:
         """Delete our own older versions' predictions; returns those that could not be
         deleted (retried next round)."""
         left = []
-        own = f"autoal-{project_id}-r"
+        own = version_prefix(project_id)
         for version in versions:
             if not version.startswith(own):
                 continue  # never touch predictions another model wrote

@@ -189,3 +189,8 @@ def project_overview(backend: Backend, project_id: int) -> dict:
         "timings": timings(history),
         "disagreements": last.get("disagreements", {"tasks": 0, "flagged": []}),
     }
+
+
+def project_rows(backend: Backend) -> list[dict]:
+    """One row per project the backend tracks, for the projects page and ``GET /projects``."""
+    return [project_row(backend, pid) for pid in backend.store.project_ids()]

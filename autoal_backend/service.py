@@ -6,6 +6,7 @@ the request: Label Studio gives /webhook 1 s and /setup 3 s).
 """
 
 import hmac
+import io
 import logging
 import threading
 import time
@@ -33,7 +34,8 @@ from autoal_backend.ls_client import (
 )
 from autoal_backend.metrics import Metrics
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
-from autoal_backend.store import ProjectRecord, ProjectStore, Ranking
+from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, atomic_write_bytes
+from autoal_backend.task_data import TaskDataError, load_item
 from autoal_backend.worker import RoundRequest, Worker
 from model.device import resolve_device
 from model.errors import ModelError
@@ -362,16 +364,9 @@ class Backend:
             "rounds": self.store.load_history(project_id),
         }
 
-    def project_rows(self) -> list[dict]:
-        from autoal_backend.overview import project_row
-
-        return [project_row(self, pid) for pid in self.store.project_ids()]
-
     def thumbnail(self, project_id: int, task_id: int, size: int = 96) -> bytes:
         """A small PNG of an image task (for the project page), made once and kept."""
-        import io
 
-        from autoal_backend.task_data import TaskDataError, load_item
 
         record = self.record(project_id)
         spec = record.spec
@@ -390,10 +385,11 @@ class Backend:
                               allowed_hosts=self.settings.allowed_hosts)  # fmt: skip
         except TaskDataError as exc:
             raise RequestError(f"task {task_id}: {exc}", 404) from None
+        if isinstance(image, str):
+            raise RequestError(f"task {task_id} is a text: there is no thumbnail", 404)
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        from autoal_backend.store import atomic_write_bytes
 
         atomic_write_bytes(path, buffer.getvalue())
         return buffer.getvalue()
@@ -551,7 +547,7 @@ class Backend:
     def reconcile(self) -> list[int]:
         """Compare every project's counts in Label Studio with the last round's; queue a
         round where they differ. Returns those projects."""
-        owed = []
+        owed: list[int] = []
         for project_id in self.store.project_ids():
             record = self.store.load_record(project_id)
             if record is None:

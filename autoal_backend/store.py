@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from autoal_backend.kinds import ProjectSpecType, parse_label_config
+from autoal_backend.kinds import ProjectSpec, parse_label_config
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -55,12 +55,18 @@ def atomic_torch_save(path: Path, value: object) -> None:
         raise
 
 
+def version_prefix(project_id: int) -> str:
+    """What every model version this backend writes for a project starts with: the backend
+    deletes only predictions under its own versions, never another model's."""
+    return f"autoal-{project_id}-r"
+
+
 def initial_version(project_id: int) -> str:
-    return f"autoal-{project_id}-r0"
+    return round_version(project_id, 0)
 
 
 def round_version(project_id: int, round_number: int) -> str:
-    return f"autoal-{project_id}-r{round_number}"
+    return f"{version_prefix(project_id)}{round_number}"
 
 
 @dataclass
@@ -143,7 +149,7 @@ class ProjectRecord:
             self.model_version = initial_version(self.project_id)
 
     @property
-    def spec(self) -> ProjectSpecType:
+    def spec(self) -> ProjectSpec:
         return parse_label_config(self.label_config)
 
     def to_json(self) -> dict:
@@ -278,15 +284,15 @@ class ProjectStore:
         request's ticket. Requests add up: reasons are kept, ``force`` sticks."""
         path = self.directory(project_id) / "pending.json"
         with self._lock:
-            current = json.loads(path.read_text()) if path.is_file() else {"ticket": 0, "reasons": []}
+            current: dict = json.loads(path.read_text()) if path.is_file() else {"ticket": 0, "reasons": []}
             reasons = [r for r in current.get("reasons", []) if r != reason][-4:] + [reason]
-            data = {
+            data: dict = {
                 "ticket": int(current.get("ticket", 0)) + 1,
                 "reasons": reasons,
                 "force": bool(current.get("force")) or force,
             }
             atomic_write_json(path, data)
-            return data["ticket"]
+            return int(data["ticket"])
 
     def pending(self, project_id: int) -> dict | None:
         path = self.directory(project_id) / "pending.json"

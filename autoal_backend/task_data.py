@@ -11,6 +11,7 @@ import io
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import requests
@@ -227,7 +228,7 @@ class RemoteLoader:
         self.label_studio_url = label_studio_url
         self.api_key = api_key
         self.allowed_hosts = tuple(allowed_hosts)
-        self._client = None
+        self._client: Any = None  # a LabelStudioClient, made on first use in the worker process
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_client": None}

@@ -166,7 +166,7 @@ class Worker:
                         break
                     wake = min((r.not_before for r in self._pending.values()), default=None)
                     self._cond.wait(None if wake is None else max(0.01, wake - self._clock()))
-                if self._stopped:
+                if self._stopped or due is None:
                     return
                 project_id, request = due
                 self._running = project_id

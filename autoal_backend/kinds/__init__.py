@@ -7,17 +7,14 @@ its annotations become training answers and its predictions become result region
 ``model.kinds``.
 """
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
-from autoal_backend.kinds.choices import LabelSpec, parse_choices_config
-from autoal_backend.kinds.spans import SpanSpec, parse_span_config
+from autoal_backend.kinds.choices import parse_choices_config
+from autoal_backend.kinds.spans import parse_span_config
 from autoal_backend.label_config import UnsupportedConfigError, load_interface
-
-# Control tag -> the parser of the kind that owns it.
-PARSERS = {"Choices": parse_choices_config, "Labels": parse_span_config}
-ProjectSpecType = LabelSpec | SpanSpec
 
 
 class ProjectSpec(Protocol):
@@ -30,15 +27,24 @@ class ProjectSpec(Protocol):
         needs_tokens: the pool needs each text's token states (spans), not only one vector.
     """
 
-    kind: str
-    from_name: str
-    to_name: str
-    data_key: str
-    modality: str
-    labels: tuple[str, ...]
-    multilabel: bool
-    value_type: str
-    needs_tokens: bool
+    @property
+    def kind(self) -> str: ...
+    @property
+    def from_name(self) -> str: ...
+    @property
+    def to_name(self) -> str: ...
+    @property
+    def data_key(self) -> str: ...
+    @property
+    def modality(self) -> str: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def multilabel(self) -> bool: ...
+    @property
+    def value_type(self) -> str: ...
+    @property
+    def needs_tokens(self) -> bool: ...
 
     def vote(self, annotation: dict, text: str | None = None) -> tuple[Any, str]:
         """One annotation's answer, or (None, why it is unusable)."""
@@ -77,7 +83,11 @@ class ProjectSpec(Protocol):
         ...
 
 
-def parse_label_config(config: str) -> ProjectSpecType:
+# Control tag -> the parser of the kind that owns it.
+PARSERS: dict[str, Callable[[str], ProjectSpec]] = {"Choices": parse_choices_config, "Labels": parse_span_config}
+
+
+def parse_label_config(config: str) -> ProjectSpec:
     """The spec of the kind that ``config`` (XML) belongs to; UnsupportedConfigError names the
     problem (unknown control tags, two kinds in one config, an invalid config)."""
     interface = load_interface(config)
