@@ -59,14 +59,14 @@ demo: install label-studio
 	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 ## make meta-train: simulated labeling episodes (cached under ~/.cache/autoal-backend/episodes;
-## ~1.5 h on 2 cores the first time), then the shipped prior, model/autoal/prior.json (seconds),
+## ~1.5 h on 2 cores the first time), then the shipped prior, model/selectors/autoal/prior.json (seconds),
 ## and the leave-one-data-set-out priors the benchmarks judge (benchmarks/priors/, tracked).
 meta-train: install
 	$(PY) -m benchmarks.episodes --families all --regimes small,large --episodes 30 --large-episodes 10 --workers 2
 	for d in digits mnist bbc rotten; do \
 		$(PY) -m benchmarks.meta_train --exclude $$d --out benchmarks/priors/loo-$$d.json || exit 1; \
 	done
-	$(PY) -m benchmarks.meta_train --out model/autoal/prior.json
+	$(PY) -m benchmarks.meta_train --out model/selectors/autoal/prior.json
 
 ## Benchmarks (results under results/; the figures quoted in docs/ came from these).
 BENCH_DATASETS ?= digits mnist bbc rotten

@@ -34,7 +34,7 @@ from model.estimate import audit_accuracy, calibrated_accuracy, interleave_audit
 from model.export import export_state
 from model.pool import PoolState
 from model.ranking import rank_normalise
-from model.selection import make_selector, restore_state, saved_state
+from model.selectors import make_selector, restore_state, saved_state
 from model.task_model import standardisation, standardise
 
 log = logging.getLogger(__name__)

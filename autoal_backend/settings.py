@@ -218,7 +218,7 @@ class Settings:
 
 def validate_strategy(name: str) -> None:
     """Raise SettingsError listing the valid selectors when ``name`` is not one."""
-    from model.selection import selector_names
+    from model.selectors import selector_names
 
     valid = selector_names()
     if name not in valid:

@@ -14,7 +14,7 @@ data set never saw its family (``benchmarks.loo``). No other data source is used
 
 An episode runs the backend's round protocol with ground truth (20 random initial labels, then
 batches: ``small`` 10 rounds of 20, ``large`` 20 rounds of 50). In every round (every other
-one in ``large``) it records the round's state features (``model.autoal.state``), the
+one in ``large``) it records the round's state features (``model.selectors.autoal.state``), the
 portfolio's rank-normalised scores of the candidates, and for 22 candidate weight vectors (each
 strategy alone, the uniform mixture, the uniform mixture without each strategy, three random
 Dirichlet(1) mixtures) the batch their priority would pick and the **true** test gain of
@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import default_cache_dir, load_dataset, long_tail_subset
-from model.autoal.prior import TrainingRound
-from model.autoal.state import round_features
 from model.pool import make_pool
 from model.ranking import rank_order
+from model.selectors.autoal.prior import TrainingRound
+from model.selectors.autoal.state import round_features
 from model.strategies import PORTFOLIO, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 
@@ -412,7 +412,7 @@ def load_episodes(paths: list[Path]) -> list[dict]:
 
 
 def action_gains(record: dict, gain: str = "accuracy_gain") -> torch.Tensor:
-    """[A] a recorded round's true gain of each prior action (``model.autoal.prior``) over the
+    """[A] a recorded round's true gain of each prior action (``model.selectors.autoal.prior``) over the
     uniform mixture: the candidate rows are each strategy (0..K-1), uniform (K), uniform
     without each strategy (K+1..2K), then random mixtures (not actions)."""
     k = len(PORTFOLIO)

@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks.datasets import load_raw
 from benchmarks.simulate import aubc
-from model.selection import mixture_names
+from model.selectors import mixture_names
 from model.strategies import strategy_names
 
 BUDGETS = {"small": (20, 20, 10), "large": (20, 50, 20)}

@@ -1,6 +1,6 @@
 """Train AutoAL's SearchNet prior on cached labeling episodes (``benchmarks.episodes``).
 
-    python -m benchmarks.meta_train --out model/autoal/prior.json
+    python -m benchmarks.meta_train --out model/selectors/autoal/prior.json
     python -m benchmarks.meta_train --exclude mnist --out benchmarks/priors/loo-mnist.json
     python -m benchmarks.meta_train --validate
 
@@ -30,7 +30,7 @@ from benchmarks.episodes import (
     parse_counts,
     training_rounds,
 )
-from model.autoal.prior import (
+from model.selectors.autoal.prior import (
     PriorTrainingConfig,
     TrainingRound,
     action_names,

@@ -11,7 +11,7 @@ candidate signals next to the truth, per seed:
 - **truth**: the test-accuracy gain of one step. A random labeled set of ``--labeled`` items,
   the task model trained on it, each strategy's top ``--batch`` of the pool labeled with ground
   truth, the model retrained, test accuracy minus the accuracy before.
-- **autoal**: the default search's view (``model.autoal``): each strategy's mean cross-fitted
+- **autoal**: the default search's view (``model.selectors.autoal``): each strategy's mean cross-fitted
   influence signal over its top ``budget_fraction`` of the held-out labeled folds.
 - **replay**: AL re-enacted on the labeled set: split it into thirds (fit, pseudo-pool,
   validation), let each strategy pick ``budget_fraction`` of the pseudo-pool, retrain, mean
@@ -61,10 +61,10 @@ from benchmarks.simulate import (
     standardise_pair,
 )
 from model.active_round import RoundConfig
-from model.autoal import AutoALConfig, cross_fit, normalise_signal, strategy_rewards
 from model.device import resolve_device
 from model.pool import PoolState, make_pool
-from model.selection import Selection
+from model.selectors import Selection
+from model.selectors.autoal import AutoALConfig, cross_fit, normalise_signal, strategy_rewards
 from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel
 

@@ -37,7 +37,7 @@ from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
 from model.estimate import POOLED_BATCHES, audit_accuracy, calibrated_accuracy, interleave_audit
 from model.pool import make_pool
-from model.selection import make_selector, parse_selector_options, selector_names
+from model.selectors import make_selector, parse_selector_options, selector_names
 from model.task_model import TaskModel
 
 CSV_FIELDS = [
@@ -644,7 +644,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     if is_span_run(args):
         from benchmarks.span_simulate import run_span_benchmark
-        from model.selection import mixture_names
+        from model.selectors import mixture_names
         from model.strategies import strategy_names
 
         valid = mixture_names() + strategy_names("spans")

@@ -36,7 +36,7 @@ from model.kinds.spans import (
     span_f1,
     spans_to_tags,
 )
-from model.selection import make_selector
+from model.selectors import make_selector
 from model.task_model import standardisation, standardise
 
 TEST_FRACTION = 0.25

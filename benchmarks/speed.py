@@ -172,7 +172,7 @@ def one_round(
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
-    from model.selection import make_selector
+    from model.selectors import make_selector
     from model.task_model import TaskModelConfig, standardise
 
     task_model = TaskModelConfig(steps=task_steps) if task_steps > 0 else TaskModelConfig()
@@ -255,7 +255,7 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
-    from model.selection import make_selector
+    from model.selectors import make_selector
     from model.task_model import TaskModelConfig, standardise
 
     spec = SpanSpec("entity", "text", "text", tuple(f"t{c}" for c in range(types)))

@@ -13,7 +13,7 @@ import torch
 from model.errors import EmptyPoolError
 from model.kinds import get_kind
 from model.pool import PoolState
-from model.selection import Selection, Selector, SingleStrategy
+from model.selectors import Selection, Selector, SingleStrategy
 from model.task_model import TaskModelConfig
 
 COLD_START_STRATEGY = "kmeans"

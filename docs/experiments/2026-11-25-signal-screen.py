@@ -1,9 +1,9 @@
-"""Experiment (not maintained; runs on commit 76541c9, before model/autoal became a package):
+"""Experiment (not maintained; runs on commit 76541c9, before model/selectors/autoal became a package):
 seven per-sample search signals, screened against the truth.
 
 For SEEDS random labeled sets of LABELED items: each portfolio strategy's true next-batch gain
 (as ``benchmarks.oracle``), and for each signal computed on the cross-fitted held-out folds (as
-``model.autoal.cross_fit``), each strategy's reward (mean signal over its top 25%); prints the
+``model.selectors.autoal.cross_fit``), each strategy's reward (mean signal over its top 25%); prints the
 Spearman correlation of rewards and truth per seed and their means. DATASEED 0 is the split of
 docs/benchmarks.md; 1 draws another pool and test set (a development split for MNIST and Rotten
 Tomatoes, which have data to spare). Signals: loss (the paper's), influence (the default),
@@ -31,9 +31,14 @@ from torch.nn.functional import normalize
 from benchmarks.datasets import load_dataset
 from benchmarks.oracle import Oracle, spearman
 from benchmarks.simulate import initial_labels, standardise_pair
-from model.autoal import _sub_pool, leave_one_out_influence, normalise_signal, strategy_rewards
 from model.pool import make_pool
 from model.seeding import generator
+from model.selectors.autoal import (
+    _sub_pool,
+    leave_one_out_influence,
+    normalise_signal,
+    strategy_rewards,
+)
 from model.strategies import score_matrix
 from model.task_model import TaskModel
 

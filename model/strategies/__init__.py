@@ -14,6 +14,8 @@ candidates outside it rank below every shortlisted one for them, in seeded rando
 mixture still reaches them through the other strategies.
 """
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,17 +98,11 @@ def register(
 
 
 def _load_all() -> None:
-    # Importing the modules runs their @register decorators; done lazily so that importing
-    # this package has no side effects beyond defining the registry.
-    # Each module is added here as it lands.
-    from model.strategies import (  # noqa: F401
-        badge,
-        bayesian,
-        diversity,
-        random_sampling,
-        spans,
-        uncertainty,
-    )
+    # Importing every module of this package runs their @register decorators: a new strategy
+    # is a new module here, found without a list to forget it in. Done lazily, so that
+    # importing this package has no side effects beyond defining the registry.
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def strategy_names(kind: str = "choices") -> list[str]:

@@ -17,7 +17,7 @@ from benchmarks.episodes import (
     run_episode,
     training_rounds,
 )
-from model.autoal import FEATURES
+from model.selectors.autoal import FEATURES
 from model.strategies import PORTFOLIO, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 

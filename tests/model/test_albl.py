@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from model.albl import ALBLSelector, importance_weighted_accuracy, inclusion_probabilities
 from model.errors import UnknownNameError
 from model.pool import make_pool
-from model.selection import make_selector
+from model.selectors import make_selector
+from model.selectors.albl import ALBLSelector, importance_weighted_accuracy, inclusion_probabilities
 from model.task_model import TaskModel, TaskModelConfig
 
 FAST_TASK = TaskModelConfig(steps=100)

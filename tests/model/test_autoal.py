@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 
-from model.autoal import (
+from model.errors import UnknownNameError
+from model.pool import make_pool
+from model.selectors import make_selector, restore_state, saved_state
+from model.selectors.autoal import (
     AutoALConfig,
     AutoALSelector,
     LabelOnlyAutoAL,
@@ -21,9 +24,6 @@ from model.autoal import (
     strategy_rewards,
     validated_shrinkage,
 )
-from model.errors import UnknownNameError
-from model.pool import make_pool
-from model.selection import make_selector, restore_state, saved_state
 from model.task_model import TaskModel, TaskModelConfig
 
 FAST_TASK = TaskModelConfig(steps=100)

@@ -6,10 +6,16 @@ import json
 import pytest
 import torch
 
-from model.autoal import FEATURES, Prior, PriorTrainingConfig, TrainingRound, train_prior
-from model.autoal.prior import PRIOR_FILE, action_names, action_weights, chosen_gain, load_prior
-from model.autoal.state import round_features, top_agreement
 from model.pool import make_pool
+from model.selectors.autoal import FEATURES, Prior, PriorTrainingConfig, TrainingRound, train_prior
+from model.selectors.autoal.prior import (
+    PRIOR_FILE,
+    action_names,
+    action_weights,
+    chosen_gain,
+    load_prior,
+)
+from model.selectors.autoal.state import round_features, top_agreement
 from model.strategies import PORTFOLIO, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 

@@ -9,7 +9,7 @@ from pool_helpers import train
 
 from model.errors import UnknownNameError
 from model.pool import make_pool
-from model.selection import (
+from model.selectors import (
     make_selector,
     mixture_names,
     parse_option_value,
@@ -19,8 +19,8 @@ from model.selection import (
     selector_names,
     selector_options,
 )
+from model.selectors.tailor import TailorSelector, class_weights
 from model.strategies import strategy_names
-from model.tailor import TailorSelector, class_weights
 
 SMALL = ["random", "margin", "kmeans"]
 
@@ -114,3 +114,16 @@ def test_option_values_parse_by_their_defaults_type():
     with pytest.raises(ValueError, match="expected true or false"):
         parse_option_value("maybe", True)
     assert parse_selector_options("albl", ["horizon=4", "autoal.online=false"]) == {"horizon": 4}
+
+
+def test_every_module_of_the_selectors_package_is_found_and_registers_a_selector():
+    import pkgutil
+
+    import model.selectors as selectors
+
+    names = selectors.mixture_names()
+    owners = {selectors._REGISTRY[n].factory.__module__ for n in names}
+    for module in pkgutil.iter_modules(selectors.__path__):
+        prefix = f"model.selectors.{module.name}"
+        assert any(owner == prefix or owner.startswith(prefix + ".") for owner in owners), prefix
+    assert names[:3] == ["autoal", "uniform", "albl"]

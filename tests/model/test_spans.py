@@ -23,7 +23,7 @@ from model.kinds.spans import (
     tags_to_spans,
     viterbi,
 )
-from model.selection import make_selector
+from model.selectors import make_selector
 from model.strategies import PORTFOLIO, SPAN_PORTFOLIO, get_strategy, score, strategy_names
 
 SPAN_ONLY = [n for n in SPAN_PORTFOLIO if n not in PORTFOLIO]

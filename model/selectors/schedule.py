@@ -11,7 +11,7 @@ margin from then on.
 import torch
 
 from model.pool import PoolState
-from model.selection import Selection, register_selector
+from model.selectors import Selection, register_selector
 from model.strategies import score
 
 

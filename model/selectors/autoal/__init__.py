@@ -16,9 +16,15 @@ A small package, one concept per module:
 Measured results, with the commands and every variant tried, are in docs/benchmarks.md.
 """
 
-from model.autoal.config import AutoALConfig
-from model.autoal.prior import Prior, PriorTrainingConfig, TrainingRound, load_prior, train_prior
-from model.autoal.search import (
+from model.selectors.autoal.config import AutoALConfig
+from model.selectors.autoal.prior import (
+    Prior,
+    PriorTrainingConfig,
+    TrainingRound,
+    load_prior,
+    train_prior,
+)
+from model.selectors.autoal.search import (
     SHRINKAGE_GRID,
     Projection,
     SearchNet,
@@ -29,14 +35,14 @@ from model.autoal.search import (
     strategy_rewards,
     validated_shrinkage,
 )
-from model.autoal.selector import AutoALSelector, LabelOnlyAutoAL
-from model.autoal.signals import (
+from model.selectors.autoal.selector import AutoALSelector, LabelOnlyAutoAL
+from model.selectors.autoal.signals import (
     SearchSplit,
     cross_fit,
     leave_one_out_influence,
     normalise_signal,
 )
-from model.autoal.state import FEATURES, round_features
+from model.selectors.autoal.state import FEATURES, round_features
 
 __all__ = [
     "FEATURES",

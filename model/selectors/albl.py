@@ -25,7 +25,7 @@ from model.errors import EmptyPoolError
 from model.pool import PoolState
 from model.ranking import rank_order
 from model.seeding import generator
-from model.selection import Selection, register_selector
+from model.selectors import Selection, register_selector
 from model.strategies import resolve_portfolio, score_matrix
 
 

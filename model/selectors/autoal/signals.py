@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from model.autoal.config import AutoALConfig
 from model.errors import EmptyPoolError
 from model.pool import PoolState
 from model.seeding import generator
+from model.selectors.autoal.config import AutoALConfig
 from model.strategies import score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 

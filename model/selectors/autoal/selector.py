@@ -27,22 +27,22 @@ from dataclasses import asdict, fields
 
 import torch
 
-from model.autoal.config import AutoALConfig
-from model.autoal.prior import action_weights, load_prior
-from model.autoal.search import (
+from model.errors import EmptyPoolError
+from model.kinds import prior_role
+from model.pool import PoolState
+from model.seeding import seeded
+from model.selectors import Selection, register_selector
+from model.selectors.autoal.config import AutoALConfig
+from model.selectors.autoal.prior import action_weights, load_prior
+from model.selectors.autoal.search import (
     Projection,
     SearchNet,
     fit_search_net,
     uniform_weights,
     validated_shrinkage,
 )
-from model.autoal.signals import cross_fit, loss_correlations, normalise_signal
-from model.autoal.state import FEATURES, round_features
-from model.errors import EmptyPoolError
-from model.kinds import prior_role
-from model.pool import PoolState
-from model.seeding import seeded
-from model.selection import Selection, register_selector
+from model.selectors.autoal.signals import cross_fit, loss_correlations, normalise_signal
+from model.selectors.autoal.state import FEATURES, round_features
 from model.strategies import resolve_portfolio, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 
@@ -231,7 +231,7 @@ class AutoALSelector:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state saved by this selector over the same portfolio
-        (``model.selection.restore_state`` checks both before calling this)."""
+        (``model.selectors.restore_state`` checks both before calling this)."""
         self.rounds = int(state.get("rounds", 0))
         self.shrinkage = float(state.get("shrinkage", 1.0))
         if "net" not in state:

@@ -19,7 +19,7 @@ import torch
 from model.errors import EmptyPoolError
 from model.pool import PoolState
 from model.seeding import generator
-from model.selection import Selection, register_selector
+from model.selectors import Selection, register_selector
 from model.strategies import resolve_portfolio, score_matrix
 
 

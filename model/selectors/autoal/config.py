@@ -10,7 +10,7 @@ class AutoALConfig:
     Attributes:
         prior: where the round's starting weights come from: ``default`` (the SearchNet
             prior trained offline on simulated labeling of other tasks and shipped with the
-            package, ``model/autoal/prior.json``), a path to such a file, or ``none`` (the
+            package, ``model/selectors/autoal/prior.json``), a path to such a file, or ``none`` (the
             uniform mixture, as the published design).
         online: also run the per-project bi-level search on the project's own labels; it
             starts from the prior's weights and shrinks back toward them when its evidence

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.autoal.state import FEATURES
 from model.seeding import seeded
+from model.selectors.autoal.state import FEATURES
 
 PRIOR_FILE = Path(__file__).with_name("prior.json")
 PRIOR_FORMAT = 2

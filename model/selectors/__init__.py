@@ -2,7 +2,9 @@
 
 A single strategy, the uniform mixture, ALBL, TAILOR, the budget schedule and AutoAL all answer
 the same call, ``select(state, candidates) -> Selection``; the round code never asks which one
-it holds. Selectors register by name (``register_selector``), the way strategies do, and
+it holds. Each lives in a module of this package (``uniform``, ``albl``, ``tailor``,
+``schedule``, the ``autoal`` package), found by importing them all; selectors register by name
+(``register_selector``), the way strategies do, and
 ``make_selector(name, **options)`` builds one; every portfolio strategy is also a selector on
 its own. Selectors may keep state across rounds (ALBL's bandit, AutoAL's warm-started
 SearchNet): ``saved_state`` wraps ``state_dict`` with who wrote it, and ``restore_state`` loads
@@ -11,6 +13,7 @@ it only into the same selector over the same portfolio (anything else starts fre
 
 import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,9 +26,7 @@ from model.pool import PoolState
 from model.ranking import rank_order
 from model.strategies import (
     PORTFOLIOS,
-    resolve_portfolio,
     score,
-    score_matrix,
     strategy_names,
     strategy_names_all,
 )
@@ -94,8 +95,6 @@ class SelectorEntry:
 
 
 _REGISTRY: dict[str, SelectorEntry] = {}
-# Modules whose import registers selectors, in the order ``selector_names`` lists them.
-_MODULES = ("model.autoal", "model.albl", "model.schedule", "model.tailor")
 
 
 def _factory_options(factory: Callable[..., Selector]) -> dict[str, Any]:
@@ -127,11 +126,11 @@ def register_selector(
 
 
 def _load_all() -> None:
-    # Importing the modules runs their @register_selector decorators; done lazily (and by
-    # name) so that this module imports none of them: no import cycle with the selectors,
-    # which import Selection from here.
-    for module in _MODULES:
-        importlib.import_module(module)
+    # Importing every module of this package runs their @register_selector decorators: a new
+    # selector is a new module here, found without a list to forget it in. Done lazily, so
+    # this module imports none of them (they import Selection from here: no import cycle).
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 class SingleStrategy:
@@ -144,31 +143,6 @@ class SingleStrategy:
     def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
         scores = score(state, self.name, candidates)
         return Selection(candidates, scores, [self.name], scores.unsqueeze(1))
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-@register_selector("uniform", description="the portfolio's rank-normalised scores, equal weights")
-class UniformMixture:
-    """The portfolio's rank-normalised scores averaged with equal weights: no search."""
-
-    name = "uniform"
-
-    def __init__(
-        self,
-        portfolio: list[str] | tuple[str, ...] | None = None,
-        device: torch.device | None = None,
-    ) -> None:
-        self.portfolio = resolve_portfolio(portfolio, "uniform")
-
-    def select(self, state: PoolState, candidates: torch.Tensor) -> Selection:
-        scores = score_matrix(state, self.portfolio, candidates)  # [M, K]
-        contributions = scores / len(self.portfolio)
-        return Selection(candidates, contributions.sum(dim=1), self.portfolio, contributions)
 
     def state_dict(self) -> dict:
         return {}

@@ -13,8 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from model.autoal.config import AutoALConfig
 from model.seeding import generator, seeded
+from model.selectors.autoal.config import AutoALConfig
 
 
 class SearchNet(nn.Module):
