@@ -17,15 +17,6 @@ import torch
 
 from autoal_backend.kinds import ProjectSpec, parse_label_config
 from autoal_backend.label_config import UnsupportedConfigError
-from autoal_backend.loop import (
-    EncoderFactory,
-    RoundError,
-    RoundRunner,
-    RoundSkipped,
-    project_state,
-    task_text,
-    why_text,
-)
 from autoal_backend.ls_client import (
     LabelStudioClient,
     LabelStudioError,
@@ -33,6 +24,10 @@ from autoal_backend.ls_client import (
     ProjectNotFound,
 )
 from autoal_backend.metrics import Metrics
+from autoal_backend.rounds.embed import EncoderFactory
+from autoal_backend.rounds.rank import why_text
+from autoal_backend.rounds.runner import RoundError, RoundRunner, RoundSkipped
+from autoal_backend.rounds.sync import project_state, task_text
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, atomic_write_bytes
 from autoal_backend.task_data import TaskDataError, load_item

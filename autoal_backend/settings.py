@@ -59,7 +59,7 @@ def _as_hosts(name: str, raw: str) -> tuple[str, ...]:
 
 def _as_window(name: str, raw: str) -> int:
     """A push window: a count >= 1, or ``auto`` (0: sized per round to the labels that arrive
-    between two rounds, ``autoal_backend.loop.auto_window``)."""
+    between two rounds, ``autoal_backend.rounds.rank.auto_window``)."""
     if raw.strip().lower() == "auto":
         return 0
     try:

@@ -5,7 +5,7 @@
 
 **Rounds.** For each pool size P the pool holds P unlabeled items plus ``--labeled`` labeled
 ones (synthetic embeddings: a seeded Gaussian mixture, one component per class, as cached
-encoder outputs would be). One round is exactly what ``autoal_backend.loop.RoundRunner.run``
+encoder outputs would be). One round is exactly what ``autoal_backend.rounds.runner.RoundRunner.run``
 does between reading the embeddings and talking to Label Studio: ``standardise`` the
 embeddings, ``model.active_round.run_round`` with the AutoAL selector (task model, cross-fitted
 search, every portfolio strategy on the unlabeled items, SearchNet weighting, the backend's
@@ -168,7 +168,8 @@ def one_round(
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
     from autoal_backend.kinds.choices import LabelSpec
-    from autoal_backend.loop import RoundRunner, TaskView
+    from autoal_backend.rounds.rank import rank
+    from autoal_backend.rounds.sync import TaskView
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
@@ -180,7 +181,6 @@ def one_round(
     classes = targets.shape[1]
     spec = LabelSpec("label", "text", "text", "text", tuple(f"c{i}" for i in range(classes)), False)
     settings = Settings(push_window=budget, shortlist=shortlist)
-    runner = RoundRunner(settings, None, device, None, None)  # rank() needs only the settings
     timer = StrategyTimer(None, device)
     stages: dict[str, float] = {}
     synchronise(device)
@@ -205,7 +205,7 @@ def one_round(
     synchronise(device)
     t = time.perf_counter()
     views = [TaskView(int(i), {"id": int(i), "data": {}}, None) for i in range(raw.shape[0])]
-    runner.rank(state, result, spec, "speed-r1", settings, views)
+    rank(state, result, spec, "speed-r1", settings, views)
     stages["ranking"] = time.perf_counter() - t
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stages["train"] = result.seconds.get("train", 0.0)
@@ -251,7 +251,8 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
     decoding of every text, the span portfolio, the selector, validation) and the ranking
     with every pushed task's span regions; (wall s, CPU s, stages)."""
     from autoal_backend.kinds.spans import SpanSpec
-    from autoal_backend.loop import RoundRunner, TaskView
+    from autoal_backend.rounds.rank import rank
+    from autoal_backend.rounds.sync import TaskView
     from autoal_backend.settings import Settings
     from model.active_round import RoundConfig, run_round
     from model.pool import PoolState
@@ -260,7 +261,6 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
 
     spec = SpanSpec("entity", "text", "text", tuple(f"t{c}" for c in range(types)))
     settings = Settings(push_window=budget, shortlist=shortlist)
-    runner = RoundRunner(settings, None, device, None, None)
     task_model = TaskModelConfig(steps=task_steps) if task_steps > 0 else TaskModelConfig()
     config = RoundConfig(task_model=task_model, validation_folds=validation_folds)
     timer = StrategyTimer(None, device)
@@ -279,7 +279,7 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
         result = run_round(state, make_selector(selector_name, device=device, kind="spans"), config)
     t = time.perf_counter()
     views = [TaskView(i, {"id": i, "data": {"text": text}}, None) for i, text in enumerate(texts)]
-    runner.rank(state, result, spec, "speed-r1", settings, views)
+    rank(state, result, spec, "speed-r1", settings, views)
     stages["ranking"] = time.perf_counter() - t
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stages["train"] = result.seconds.get("train", 0.0)
@@ -405,8 +405,9 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
     from PIL import Image
 
     from autoal_backend.kinds.choices import LabelSpec
-    from autoal_backend.loop import RoundRunner, TaskView
     from autoal_backend.ls_client import LabelStudioClient
+    from autoal_backend.rounds.runner import RoundRunner
+    from autoal_backend.rounds.sync import TaskView
     from autoal_backend.settings import Settings
     from autoal_backend.store import ProjectStore
     from model.device import resolve_device
@@ -445,7 +446,7 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
             runner = RoundRunner(settings, ProjectStore(Path(root)), device, lambda *_: client,
                                  lambda *_: encoder)
             start = time.perf_counter()
-            kept, embeddings, _, skipped = runner.embed(1, views, spec, client, settings)
+            kept, embeddings, _, skipped = runner.embedder.embed(1, views, spec, client, settings)
             synchronise(device)
             path_s.append(time.perf_counter() - start)
             if skipped or embeddings.shape[0] != items:

@@ -192,7 +192,7 @@ def test_a_restart_with_everything_cached_never_builds_the_encoder(tmp_path, ls)
         return encoder
 
     restarted = Backend(settings, encoder_factory=factory, session=ls.session())
-    restarted.runner.identity = lambda name: (encoder.name, encoder.dim)
+    restarted.runner.embedder.identity = lambda name: (encoder.name, encoder.dim)
     run(restarted, 7)
     assert built == []  # every task's embedding came from the cache
     ls.add_task(7, 798, {"text": "cccccccccccccccccc"})
@@ -206,7 +206,7 @@ def test_switching_the_strategy_mid_project_runs_the_next_round_fresh(tmp_path, 
     assert backend_selector(tmp_path)["selector"] == "albl"
     for strategy in ("autoal", "tailor", "margin", "albl"):
         ls.annotate(7, 700 + 14 + len(strategy), ["pos"])
-        with caplog.at_level("INFO", logger="autoal_backend.loop"):
+        with caplog.at_level("INFO", logger="autoal_backend.rounds.runner"):
             run(make_backend(make_settings(tmp_path, AUTOAL_STRATEGY=strategy), ls), 7)
         assert backend_selector(tmp_path)["selector"] == strategy
         fresh = [r for r in caplog.records if "starts fresh" in r.getMessage()]
@@ -221,7 +221,7 @@ def backend_selector(tmp_path) -> dict:
 
 
 def test_embedding_progress_moves_within_a_small_text_job(tmp_path, ls):
-    from autoal_backend.loop import ENCODE_BATCH, chunk_size
+    from autoal_backend.rounds.embed import ENCODE_BATCH, chunk_size
 
     assert chunk_size("text", 300) == ENCODE_BATCH  # five steps, not one call of 300
     assert chunk_size("text", 100_000) == 1024  # a big job keeps the long length-sorted calls
@@ -245,7 +245,7 @@ def test_embedding_progress_moves_within_a_small_text_job(tmp_path, ls):
 
 
 def test_an_auto_window_follows_the_labels_that_arrive_between_rounds(tmp_path, ls):
-    from autoal_backend.loop import auto_window
+    from autoal_backend.rounds.rank import auto_window
 
     assert auto_window([], 12) == 100  # nothing seen yet: the largest window
     # The last five rounds and this one: steps 2, 26, 7, 13, 5 (the 12 of the first is too old).

@@ -65,17 +65,17 @@ def test_a_strategy_sent_to_setup_while_a_round_runs_is_kept(tmp_path, ls, monke
     backend = make_backend(make_settings(tmp_path), ls)
     backend.register(7, TEXT_CONFIG)
     runner = backend.runner
-    real_embed = runner.embed
+    real_embed = runner.embedder.embed
 
     def embed_while_setup_changes_the_strategy(*args, **kwargs):
         # /setup lands mid-round (the worker queues the forced round it asks for).
         backend.set_project_settings(7, {"AUTOAL_STRATEGY": "margin"})
         return real_embed(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "embed", embed_while_setup_changes_the_strategy)
+    monkeypatch.setattr(runner.embedder, "embed", embed_while_setup_changes_the_strategy)
     backend._run_round(7)
     assert backend.store.load_record(7).settings == {"AUTOAL_STRATEGY": "margin"}
-    monkeypatch.setattr(runner, "embed", real_embed)
+    monkeypatch.setattr(runner.embedder, "embed", real_embed)
     backend._run_round(7)
     history = backend.store.load_history(7)
     assert history[0]["strategy"] != "margin" and history[1]["strategy"] == "margin"

@@ -1,7 +1,7 @@
 """Targets from annotations: the latest non-cancelled annotation per task decides."""
 
 from autoal_backend.kinds import parse_label_config
-from autoal_backend.loop import view_tasks
+from autoal_backend.rounds.sync import view_tasks
 from tests.backend.fakes import IMAGE_CONFIG, TEXT_CONFIG
 
 TEXT = parse_label_config(TEXT_CONFIG)

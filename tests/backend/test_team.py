@@ -6,7 +6,7 @@ import pytest
 from autoal_backend.app import create_app
 from autoal_backend.kinds import parse_label_config
 from autoal_backend.kinds.choices import agreed_choices
-from autoal_backend.loop import view_tasks
+from autoal_backend.rounds.sync import view_tasks
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from model.export import load
 from tests.backend.conftest import make_backend, make_settings, text_project

@@ -136,7 +136,7 @@ def test_a_cold_start_shows_embedding_progress(tmp_path, driver):
     for i in range(1, 400):
         ls.add_task(8, 800 + i, {"text": "b" * (i % 9 + 1) + "a" * (i % 5) + f" {i}"})
     backend = make_backend(make_settings(tmp_path), ls, SlowEncoder())
-    backend.runner.encoder_factory = lambda name, device: SlowEncoder()
+    backend.runner.embedder.encoder_factory = lambda name, device: SlowEncoder()
     app = create_app(backend.settings, backend)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

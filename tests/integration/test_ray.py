@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoal_backend.loop import RoundError
+from autoal_backend.rounds.runner import RoundError
 from autoal_backend.service import Backend
 from autoal_backend.settings import Settings
 from model.encoders.cache import EmbeddingCache
