@@ -8,8 +8,9 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from autoal_backend import overview, pages
+from autoal_backend.errors import RequestError, parse_project_id
 from autoal_backend.openapi import openapi_spec
-from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend, RequestError, parse_project_id
+from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend
 from autoal_backend.settings import Settings
 
 log = logging.getLogger(__name__)

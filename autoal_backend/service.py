@@ -15,7 +15,8 @@ from pathlib import Path
 import requests
 import torch
 
-from autoal_backend.kinds import ProjectSpec, parse_label_config
+from autoal_backend.errors import RequestError, parse_project_id
+from autoal_backend.kinds import ProjectSpec
 from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.ls_client import (
     LabelStudioClient,
@@ -24,6 +25,7 @@ from autoal_backend.ls_client import (
     ProjectNotFound,
 )
 from autoal_backend.metrics import Metrics
+from autoal_backend.projects import Projects
 from autoal_backend.rounds.embed import EncoderFactory
 from autoal_backend.rounds.rank import why_text
 from autoal_backend.rounds.runner import RoundError, RoundRunner, RoundSkipped
@@ -53,31 +55,6 @@ WEBHOOK_SECRET_HEADER = "X-AutoAL-Webhook-Secret"
 MAX_UNVERIFIED = 20
 
 
-class RequestError(ValueError):
-    """Bad input from a caller; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse_project_id(value: object, field: str = "project") -> int:
-    """Label Studio sends ``"<id>.<created_ts>"`` (setup/predict) or an int (webhooks)."""
-    if isinstance(value, bool):
-        raise RequestError(f"'{field}' must be a project id, got a boolean")
-    if isinstance(value, int):
-        project_id = value
-    elif isinstance(value, str) and value.split(".", 1)[0].strip().isdigit():
-        project_id = int(value.split(".", 1)[0])
-    else:
-        raise RequestError(
-            f"'{field}' must be a project id like 12 or \"12.1700000000\", got {value!r:.60}"
-        )
-    if project_id <= 0:
-        raise RequestError(f"'{field}' must be a positive project id, got {project_id}")
-    return project_id
-
-
 def default_encoder_factory(spec: str, device: torch.device):
     """Build the encoder of a setting ``name[@key=value,...]`` (the encoder registry parses it)."""
     from model.encoders import get_encoder, parse_encoder
@@ -105,6 +82,7 @@ class Backend:
     ) -> None:
         self.settings = settings
         self.store = ProjectStore(settings.model_dir)
+        self.projects = Projects(self.store, settings.max_projects)
         self.metrics = Metrics()
         self.device = resolve_device(settings.device)
         self.session = session
@@ -158,30 +136,8 @@ class Backend:
 
     # --- projects -----------------------------------------------------------------------
     def register(self, project_id: int, label_config: str) -> ProjectRecord:
-        """Remember ``project_id`` with its label config (UnsupportedConfigError if the
-        config is not one we can learn from; RequestError 409 when the backend already tracks
-        ``AUTOAL_MAX_PROJECTS``). A config whose labels or fields changed drops the selector
-        state (its classes no longer mean the same)."""
-        spec = parse_label_config(label_config)
-        with self._lock:
-            record = self.store.load_record(project_id)
-            if record is None:
-                tracked = len(self.store.project_ids())
-                if tracked >= self.settings.max_projects:
-                    raise RequestError(
-                        f"this backend already tracks {tracked} projects, its limit "
-                        f"(AUTOAL_MAX_PROJECTS={self.settings.max_projects}); project {project_id} "
-                        "is not added",
-                        409,
-                    )
-                record = ProjectRecord(project_id, label_config)
-                self.store.save_record(record)
-            elif record.label_config != label_config:
-                if record.spec != spec:
-                    selector = self.store.directory(project_id) / "selector.pt"
-                    selector.unlink(missing_ok=True)
-                record = self.store.update_record(project_id, label_config=label_config) or record
-            return record
+        """``Projects.register``: the project with this label config, added or updated."""
+        return self.projects.register(project_id, label_config)
 
     def request_round(self, project_id: int, reason: str, force: bool = False) -> bool:
         """Owe a round to a known project: written to disk first (a crash keeps it owed),
@@ -190,12 +146,7 @@ class Backend:
         return self.worker.submit(project_id, reason, force)
 
     def record(self, project_id: int) -> ProjectRecord:
-        record = self.store.load_record(project_id)
-        if record is None:
-            raise RequestError(
-                f"unknown project {project_id}: call /setup (or send its label_config) first", 404
-            )
-        return record
+        return self.projects.record(project_id)
 
     def ranking(self, project_id: int) -> Ranking | None:
         with self._lock:
@@ -230,15 +181,8 @@ class Backend:
         return {"model_version": record.model_version}
 
     def set_project_settings(self, project_id: int, overrides: dict[str, str]) -> bool:
-        """Record a project's own settings (already validated); True when they changed."""
-        with self._lock:
-            record = self.store.load_record(project_id)
-            if record is None or record.settings == overrides:
-                return False
-            log.info("project %s: settings %s (were %s)", project_id, overrides or "from the environment",
-                     record.settings or "from the environment")  # fmt: skip
-            self.store.update_record(project_id, settings=dict(overrides))
-            return True
+        """``Projects.set_settings``: True when the project's own settings changed."""
+        return self.projects.set_settings(project_id, overrides)
 
     def predict(self, payload: dict) -> dict:
         tasks = payload.get("tasks")

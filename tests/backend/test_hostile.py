@@ -16,10 +16,10 @@ from PIL import Image
 
 from autoal_backend import task_data
 from autoal_backend.app import create_app
+from autoal_backend.errors import RequestError, parse_project_id
 from autoal_backend.kinds import parse_label_config
 from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.rounds.sync import view_tasks
-from autoal_backend.service import RequestError, parse_project_id
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from autoal_backend.task_data import TaskDataError, decode_image, fetch_bytes
 from tests.backend.conftest import make_backend, make_settings, text_project
