@@ -104,3 +104,20 @@ def test_token_states_are_cached_across_rounds(tmp_path):
     assert sum(encoder.calls) == calls  # nothing new to embed
     history = backend.store.load_history(9)
     assert [entry["round"] for entry in history] == [1, 2] and history[-1]["labeled"] == 13
+
+
+def test_the_project_page_and_metrics_serve_a_span_project(tmp_path):
+    from autoal_backend import overview, pages
+
+    ls = FakeLabelStudio()
+    span_project(ls)
+    backend = make_backend(make_settings(tmp_path), ls, FakeTokenEncoder())
+    backend.register(9, NER_CONFIG)
+    backend._run_round(9)
+    data = overview.project_overview(backend, 9)
+    assert data["labels"] == ["person", "place"]
+    points = data["labels_over_rounds"]
+    assert points and "person" in str(points)
+    html = pages.project_page(data)
+    assert "person" in html and "place" in html
+    assert 'autoal_rounds_total{project="9"} 1' in backend.metrics_text().splitlines()
