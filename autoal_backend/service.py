@@ -305,8 +305,6 @@ class Backend:
 
     def thumbnail(self, project_id: int, task_id: int, size: int = 96) -> bytes:
         """A small PNG of an image task (for the project page), made once and kept."""
-
-
         record = self.record(project_id)
         spec = record.spec
         if spec.modality != "image":
@@ -329,7 +327,6 @@ class Backend:
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-
         atomic_write_bytes(path, buffer.getvalue())
         return buffer.getvalue()
 
