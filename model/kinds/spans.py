@@ -35,6 +35,33 @@ from model.task_model import TaskModel, TaskModelConfig
 OUTSIDE = 0
 # Token rows scored at once when a pass over every token's tags is needed.
 TOKEN_BLOCK = 65536
+# The most token rows a tagger trains on: above it, every entity token and a seeded sample of
+# the O tokens, weighted by the inverse of their sampling rate (the loss stays unbiased). A
+# full-batch fit's cost grows with its rows: at 1,000 labeled texts (22k tokens) a round on
+# 10,000 texts took 29 s on 2 cores, 19.6 s with this limit (docs/performance.md). The span
+# benchmarks (at most 9,300 labeled tokens at 220 texts) never reach it.
+MAX_TRAIN_TOKENS = 16384
+
+
+def training_rows(tags: torch.Tensor, rows: torch.Tensor, seed: int,
+                  limit: int = MAX_TRAIN_TOKENS) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """The token ``rows`` [t] a tagger trains on and their loss weights (None: all 1). Within
+    ``limit`` every row; above it every entity row (a seeded sample when they alone exceed it)
+    and a seeded sample of the O rows, each O row weighted by (O rows) / (O rows kept)."""
+    if rows.numel() <= limit:
+        return rows, None
+    draw = torch.Generator().manual_seed(int(seed) + 104729)
+    entity = rows[tags[rows] != OUTSIDE]
+    outside = rows[tags[rows] == OUTSIDE]
+    if entity.numel() >= limit:
+        keep = entity[torch.randperm(entity.numel(), generator=draw)[:limit].to(rows.device)]
+        return torch.sort(keep).values, None
+    room = limit - entity.numel()
+    sampled = outside[torch.randperm(outside.numel(), generator=draw)[:room].to(rows.device)]
+    kept = torch.cat((entity, sampled))
+    weights = torch.cat((torch.ones(entity.numel()), torch.full((sampled.numel(),), outside.numel() / max(room, 1))))
+    order = torch.argsort(kept)
+    return kept[order], weights.to(rows.device)[order]
 
 
 def num_tags(num_types: int) -> int:
@@ -265,9 +292,11 @@ class SpanModel:
         """Train on the token ``rows`` [t] (tokens of labeled texts, with their gold tags)."""
         if rows.numel() == 0:
             raise EmptyPoolError("cannot train the tagger on 0 labeled tokens")
+        rows, weights = training_rows(tokens.tags, rows, seed)
         k = num_tags(tokens.num_types)
         targets = torch.nn.functional.one_hot(tokens.tags[rows], k).float()
-        return cls(TaskModel.fit(tokens.features[rows], targets, config=config, seed=seed), tokens.num_types)
+        tagger = TaskModel.fit(tokens.features[rows], targets, config=config, seed=seed, sample_weight=weights)
+        return cls(tagger, tokens.num_types)
 
     @torch.no_grad()
     def token_probs(self, features: torch.Tensor) -> torch.Tensor:
@@ -374,11 +403,13 @@ class SpansKind:
         order = labeled[torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(labeled.device)]
         fold_of_item = torch.full((state.num_items,), -1, dtype=torch.long, device=labeled.device)
         fold_of_item[order] = torch.arange(order.numel(), device=order.device) % folds
-        rows = labeled_token_rows(state)
+        rows, weights = training_rows(tokens.tags, labeled_token_rows(state), state.seed)
         if rows.numel() == 0:
             return None
         row_fold = fold_of_item[tokens.item_of_token()[rows]]  # [t]
         outside = (row_fold.unsqueeze(0) != torch.arange(folds, device=rows.device).unsqueeze(1)).float()
+        if weights is not None:
+            outside = outside * weights.unsqueeze(0)
         k = num_tags(tokens.num_types)
         targets = torch.nn.functional.one_hot(tokens.tags[rows], k).float()
         taggers = TaskModel.fit_weighted(tokens.features[rows], targets, outside, config=config, seed=state.seed)

@@ -264,3 +264,19 @@ def test_decoding_keeps_words_whole():
     # A word that starts an entity keeps its pieces in it.
     starts = torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.9, 0.05, 0.05]])
     assert viterbi(torch.log(starts), torch.tensor([0, 3]), 1, torch.tensor([False, True, False])).tolist() == [1, 2, 0]
+
+
+def test_training_rows_keep_every_entity_and_weigh_the_sampled_o_tokens():
+    from model.kinds.spans import training_rows
+
+    tags = torch.tensor([0] * 90 + [1, 2] * 5)
+    rows = torch.arange(100)
+    same, weights = training_rows(tags, rows, seed=0, limit=100)
+    assert torch.equal(same, rows) and weights is None
+    kept, weights = training_rows(tags, rows, seed=0, limit=40)
+    assert kept.numel() == 40 and set(range(90, 100)) <= set(kept.tolist())
+    assert torch.equal(kept, torch.sort(kept).values)
+    outside = tags[kept] == 0
+    assert float(weights[outside].sum()) == pytest.approx(90.0) and bool((weights[~outside] == 1).all())
+    again, _ = training_rows(tags, rows, seed=0, limit=40)
+    assert torch.equal(kept, again)
