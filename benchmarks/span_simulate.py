@@ -137,7 +137,7 @@ def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, b
                          "cold_start": bool(outcome.cold_start) if outcome else False,
                          "round_s": round(time.perf_counter() - start, 4),
                          "prior_action": (outcome.selection.info.get("prior_action") if outcome else None)})  # fmt: skip
-        if last:
+        if last or outcome is None:
             break
         picked = outcome.selection.order(seed=state.seed)[:batch]
         labeled[picked] = True
@@ -150,7 +150,7 @@ def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, b
 def run_span_benchmark(args, strategies: list[str], options: dict[str, dict]) -> int:
     """The span side of ``benchmarks.simulate``: same arguments, same JSON summary shape, with
     ``"metric": "span_f1"``."""
-    from benchmarks.simulate import aubc, labels_to_match_random, mean_std
+    from benchmarks.simulate import RunResult, aubc, labels_to_match_random, mean_std
 
     started = time.perf_counter()
     label_config = Path(args.label_config).read_text() if args.label_config else None
@@ -190,10 +190,6 @@ def run_span_benchmark(args, strategies: list[str], options: dict[str, dict]) ->
                 for row in r.rows:
                     handle.write(json.dumps(row) + "\n")
 
-    class Curve:  # what labels_to_match_random reads
-        def __init__(self, run: SpanRun) -> None:
-            self.labeled, self.accuracy = run.labeled, run.f1
-
     report: dict = {
         "dataset": corpus.name,
         "kind": "spans",
@@ -204,7 +200,8 @@ def run_span_benchmark(args, strategies: list[str], options: dict[str, dict]) ->
         "tokens_labeled": {k: mean_std([float(r.tokens[-1]) for r in rs]) for k, rs in runs.items()},
         "labeled": runs[next(iter(runs))][0].labeled if runs else [],
     }
-    matched = labels_to_match_random({k: [Curve(r) for r in rs] for k, rs in runs.items()})
+    curves = {k: [RunResult(k, r.seed, labeled=r.labeled, accuracy=r.f1) for r in rs] for k, rs in runs.items()}
+    matched = labels_to_match_random(curves)
     if matched:
         report["labels_to_match_random"] = matched
     if failed:
