@@ -330,14 +330,18 @@ def dataset_names() -> list[str]:
     return sorted(NAMED)
 
 
-def item_keys(items: np.ndarray | list[str]) -> list[str]:
-    """A content hash per item: the text, or the image's shape and bytes."""
+def item_keys(items: np.ndarray | list) -> list[str]:
+    """A content hash per item: the text, or the image's shape and bytes (an array's rows, or
+    PIL images from an export)."""
     if isinstance(items, np.ndarray):
         return [
             EmbeddingCache.key(f"{image.shape}|".encode() + np.ascontiguousarray(image).tobytes())
             for image in items
         ]
-    return [EmbeddingCache.key(text) for text in items]
+    return [
+        EmbeddingCache.key(item if isinstance(item, str) else f"{item.size}|{item.mode}|".encode() + item.tobytes())
+        for item in items
+    ]
 
 
 def embed(
@@ -384,17 +388,19 @@ LONG_TAIL_AT_FULL_SIZE: dict[str, Callable[[int, float], RawData]] = {
 }
 
 
-def load_raw(name_or_path: str, seed: int = 0, imbalance: float = 1.0) -> tuple[str, RawData]:
-    """The named set or the .npz at ``name_or_path``, before encoding. ``imbalance`` R > 1 gives
-    its long-tailed version (pool and test set with class sizes falling geometrically from
-    class 0 to class C-1, R times smaller), named ``<name>-lt<R>``."""
+def load_raw(name_or_path: str, seed: int = 0, imbalance: float = 1.0,
+             label_config: str | None = None) -> tuple[str, RawData]:  # fmt: skip
+    """The named set, the .npz, or the Label Studio export (a .json, read with its
+    ``label_config``: ``benchmarks.exports``) at ``name_or_path``, before encoding.
+    ``imbalance`` R > 1 gives its long-tailed version (pool and test set with class sizes
+    falling geometrically from class 0 to class C-1, R times smaller), named ``<name>-lt<R>``."""
     if imbalance < 1.0:
         raise ValueError(f"imbalance must be >= 1 (1 = as the source is), got {imbalance:g}")
     if imbalance > 1.0:
         if name_or_path in LONG_TAIL_AT_FULL_SIZE:
             name, raw = name_or_path, LONG_TAIL_AT_FULL_SIZE[name_or_path](seed, imbalance)
         else:
-            name, raw = load_raw(name_or_path, seed)
+            name, raw = load_raw(name_or_path, seed, label_config=label_config)
             raw = _long_tail_raw(raw, imbalance, seed)
         return f"{name}-lt{imbalance:g}", raw
     if name_or_path in NAMED:
@@ -404,6 +410,14 @@ def load_raw(name_or_path: str, seed: int = 0, imbalance: float = 1.0) -> tuple[
         return path.stem, load_npz_raw(path, seed)
     if path.suffix == ".npz":
         raise FileNotFoundError(f"no such data set file: {path}")
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise FileNotFoundError(f"no such export file: {path}")
+        if label_config is None:
+            raise ValueError(f"{path}: a Label Studio export needs its label config (--label-config)")
+        from benchmarks.exports import load_choices_export  # it builds on this module
+
+        return path.stem, load_choices_export(path, label_config, seed)
     raise UnknownNameError("data set (or an existing .npz path)", name_or_path, dataset_names())
 
 
@@ -416,6 +430,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     imbalance: float = 1.0,
+    label_config: str | None = None,
 ) -> Dataset:
     """Load, split (seeded) and embed a data set; embeddings are cached per encoder.
 
@@ -423,7 +438,7 @@ def load_dataset(
     None takes the set's default. ``pixels`` on images defaults to their native side, so raw
     pixels stay raw.
     """
-    name, raw = load_raw(name_or_path, seed, imbalance)
+    name, raw = load_raw(name_or_path, seed, imbalance, label_config)
     spec = encoder or raw.default_encoder
     encoder_name, options = parse_encoder(spec)
     modality = encoder_modality(encoder_name)
@@ -465,7 +480,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every benchmark command takes to load its data: --dataset, --encoder,
     --device and --cache-dir (see ``load_dataset_for_cli``)."""
     parser.add_argument(
-        "--dataset", required=True, help="digits, mnist, bbc, rotten, or a .npz path"
+        "--dataset",
+        required=True,
+        help="digits, mnist, bbc, rotten, a .npz path, or a Label Studio JSON export with "
+        "--label-config (span sets: wnut16, spans-synthetic)",
     )
     parser.add_argument("--encoder", default=None, help="encoder name[@option=value,...]")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -650,8 +650,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
         valid = mixture_names() + strategy_names("spans")
         names = valid if args.strategies.strip() == "all" else [n.strip() for n in args.strategies.split(",") if n.strip()]
         return run_span_benchmark(args, names, selector_options_for(names, args.selector_option))
-    if args.label_config:
-        raise SystemExit("--label-config: only span projects (<Labels> over <Text>) are read from exports so far")
     strategies = parse_strategies(args.strategies)
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:
@@ -673,6 +671,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
         imbalance=args.imbalance,
+        label_config=Path(args.label_config).read_text() if args.label_config else None,
     )
     load_s = time.perf_counter() - started
     # Encoding (big matmuls) ran with every thread; the rounds' small heads do not gain from them.

@@ -59,9 +59,58 @@ def test_a_label_studio_export_runs_through_the_harness(tmp_path, capsys):
     assert (tmp_path / "out" / "summary.md").read_text().startswith("# Simulated span labeling on export")
 
 
-def test_an_export_with_a_choices_config_is_refused_for_now(tmp_path):
-    export, config = tmp_path / "export.json", tmp_path / "config.xml"
-    export.write_text("[]")
-    config.write_text('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="a"/><Choice value="b"/></Choices></View>')
-    with pytest.raises(SystemExit, match="only span projects"):
-        simulate.main(["--dataset", str(export), "--label-config", str(config)])
+def choices_export(tmp_path, images: bool) -> tuple:
+    """A Label Studio export of a choices project: 40 tasks, two annotators on some, images as
+    data: URIs and as files beside the export (Label Studio's /data/upload/ paths)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    tasks = []
+    upload = tmp_path / "data" / "upload" / "1"
+    upload.mkdir(parents=True)
+    for i in range(40):
+        label = "red" if i % 2 else "blue"
+        if images:
+            buffer = io.BytesIO()
+            Image.new("RGB", (8, 8), (200, 30, 30) if label == "red" else (30, 30, 200)).save(buffer, format="PNG")
+            if i % 4 < 2:
+                value = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+            else:
+                (upload / f"{i}.png").write_bytes(buffer.getvalue())
+                value = f"/data/upload/1/{i}.png"
+        else:
+            value = ("a fiery crimson rose" if label == "red" else "the deep calm ocean") + f" number {i}"
+        result = [{"from_name": "colour", "to_name": "item", "type": "choices", "value": {"choices": [label]}}]
+        annotations = [{"id": i, "result": result}]
+        if i % 5 == 0:  # a second annotator agreeing
+            annotations.append({"id": 100 + i, "result": result})
+        tasks.append({"id": i + 1, "data": {"thing": value}, "annotations": annotations})
+    tasks.append({"id": 99, "data": {"thing": "unlabeled"}, "annotations": []})
+    tag = "Image" if images else "Text"
+    config = (f'<View><{tag} name="item" value="$thing"/><Choices name="colour" toName="item">'
+              '<Choice value="red"/><Choice value="blue"/></Choices></View>')  # fmt: skip
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    (tmp_path / "config.xml").write_text(config)
+    return export, tmp_path / "config.xml"
+
+
+@pytest.mark.parametrize(("images", "encoder"), [(True, "pixels@side=8"), (False, "minilm")])
+def test_a_choices_export_runs_through_the_harness(tmp_path, capsys, images, encoder):
+    export, config = choices_export(tmp_path, images)
+    code = simulate.main(["--dataset", str(export), "--label-config", str(config), "--encoder", encoder,
+                          "--strategies", "random,uniform", "--initial", "6", "--batch", "4", "--rounds", "2",
+                          "--seeds", "1", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                          "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["dataset"] == "export" and set(report["aubc"]) == {"random", "uniform"}
+    assert report["final_accuracy"]["uniform"]["mean"] == 1.0  # red and blue are easy
+
+
+def test_an_export_without_its_label_config_is_refused(tmp_path):
+    export, _ = choices_export(tmp_path, images=False)
+    with pytest.raises(SystemExit, match="label-config"):
+        simulate.main(["--dataset", str(export)])
