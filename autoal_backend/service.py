@@ -35,7 +35,8 @@ from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, atomic_wr
 from autoal_backend.task_data import TaskDataError, load_item
 from autoal_backend.worker import RoundRequest, Worker
 from model.device import resolve_device
-from model.errors import ModelError
+from model.errors import ModelError, UnknownNameError
+from model.selectors import make_selector
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,12 @@ class Backend:
             raise RequestError(f"unsupported label config: {exc}", 422) from None
         try:
             overrides = parse_project_settings(payload.get("extra_params"), self.settings)
+            strategy = self.settings.for_project(overrides).strategy
+            make_selector(strategy, kind=record.spec.kind)
         except SettingsError as exc:
             raise RequestError(str(exc), 422) from None
+        except UnknownNameError as exc:
+            raise RequestError(f"extra_params: {exc}", 422) from None
         changed = self.set_project_settings(project_id, overrides)
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname and isinstance(token, str) and token:

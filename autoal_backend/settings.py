@@ -220,7 +220,7 @@ def validate_strategy(name: str) -> None:
     """Raise SettingsError listing the valid selectors when ``name`` is not one."""
     from model.selectors import selector_names
 
-    valid = selector_names()
+    valid = selector_names(kind=None)  # a span project takes span strategies too
     if name not in valid:
         raise SettingsError(f"AUTOAL_STRATEGY: unknown strategy {name!r}; valid: {', '.join(valid)}")
 

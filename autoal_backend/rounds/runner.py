@@ -27,6 +27,7 @@ from autoal_backend.rounds.sync import disagreements, project_state, round_finge
 from autoal_backend.settings import Settings, SettingsError
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking, round_version
 from model.active_round import RoundConfig, cross_validated_accuracy, run_round
+from model.errors import UnknownNameError
 from model.export import export_state
 from model.selectors import Selector, make_selector, restore_state, saved_state
 
@@ -168,7 +169,8 @@ class RoundRunner:
         if int((~state.labeled).sum()) == 0:
             raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
         estimate = accuracy_estimate(self.store, project_id, state, views, round_number, spec)
-        selector = self.selector(project_id, settings, spec)
+        selector, strategy = self.selector(project_id, settings, spec)
+        settings = replace(settings, strategy=strategy)
         config = RoundConfig(min_labels=settings.min_labels, validation_folds=3)
         self.set_stage(project_id, "training", labeled=int(state.labeled.sum()))
         # The validation score only goes into the history: it is computed after the push, so
@@ -221,15 +223,24 @@ class RoundRunner:
         )  # fmt: skip
         return RoundReport(entry, ranking, skipped)
 
-    def selector(self, project_id: int, settings: Settings, spec: ProjectSpec) -> Selector:
-        """The project's selector for its kind, with its state from the last round when that
-        state is its own (another strategy or portfolio starts fresh, with one log line)."""
-        selector = make_selector(settings.strategy, device=self.device, kind=spec.kind)
+    def selector(self, project_id: int, settings: Settings, spec: ProjectSpec) -> tuple[Selector, str]:
+        """The project's selector for its kind and the strategy it runs, with its state from
+        the last round when that state is its own (another strategy or portfolio starts
+        fresh, with one log line)."""
+        strategy = settings.strategy
+        try:
+            selector = make_selector(strategy, device=self.device, kind=spec.kind)
+        except UnknownNameError as exc:
+            # An environment-wide strategy of another kind (AUTOAL_STRATEGY=token_margin with a
+            # choices project) must not break the project's rounds: the default serves it.
+            log.warning("project %s: %s; using autoal", project_id, exc)
+            strategy = "autoal"
+            selector = make_selector(strategy, device=self.device, kind=spec.kind)
         saved = self.store.load_selector(project_id)
         if saved:
             reason = restore_state(selector, saved)
             if reason is not None:
                 # A changed strategy (or portfolio) must never break a round: start it fresh.
                 log.info("project %s: %s starts fresh: %s", project_id, selector.name, reason)
-        return selector
+        return selector, strategy
 

@@ -158,9 +158,10 @@ def mixture_names() -> list[str]:
     return [n for n in first if n in _REGISTRY] + [n for n in _REGISTRY if n not in first]
 
 
-def selector_names() -> list[str]:
-    """Every name ``make_selector`` accepts: the mixtures, then each portfolio member."""
-    return mixture_names() + strategy_names()
+def selector_names(kind: str | None = "choices") -> list[str]:
+    """The names ``make_selector`` accepts for pools of task kind ``kind``: the mixtures, then
+    each strategy of the kind (None: of every kind)."""
+    return mixture_names() + (strategy_names_all() if kind is None else strategy_names(kind))
 
 
 def selector_options(name: str) -> dict[str, Any]:

@@ -121,3 +121,36 @@ def test_the_project_page_and_metrics_serve_a_span_project(tmp_path):
     html = pages.project_page(data)
     assert "person" in html and "place" in html
     assert 'autoal_rounds_total{project="9"} 1' in backend.metrics_text().splitlines()
+
+
+def test_a_strategy_is_checked_against_the_projects_kind(tmp_path):
+    import pytest
+
+    from autoal_backend.errors import RequestError
+    from tests.backend.conftest import text_project
+    from tests.backend.fakes import TEXT_CONFIG
+
+    ls = FakeLabelStudio()
+    span_project(ls)
+    text_project(ls, 7)
+    backend = make_backend(make_settings(tmp_path), ls, FakeTokenEncoder())
+    backend.setup({"project": 9, "schema": NER_CONFIG, "extra_params": {"strategy": "token_margin"}})
+    assert backend.store.load_record(9).settings == {"AUTOAL_STRATEGY": "token_margin"}
+    with pytest.raises(RequestError, match="strategy for choices projects 'token_margin'") as refused:
+        backend.setup({"project": 7, "schema": TEXT_CONFIG, "extra_params": {"strategy": "token_margin"}})
+    assert refused.value.status == 422
+    backend.worker.stop()
+
+
+def test_an_environment_strategy_of_another_kind_falls_back_to_autoal(tmp_path, caplog):
+    from tests.backend.conftest import text_project
+    from tests.backend.fakes import TEXT_CONFIG
+
+    ls = FakeLabelStudio()
+    text_project(ls, 7)
+    backend = make_backend(make_settings(tmp_path, AUTOAL_STRATEGY="mnlp"), ls)
+    backend.register(7, TEXT_CONFIG)
+    with caplog.at_level("WARNING", logger="autoal_backend.rounds.runner"):
+        backend._run_round(7)
+    assert backend.store.load_history(7)[-1]["strategy"] == "autoal"
+    assert any("using autoal" in r.getMessage() for r in caplog.records)
