@@ -167,8 +167,8 @@ class Backend:
             raise RequestError(f"unsupported label config: {exc}", 422) from None
         try:
             overrides = parse_project_settings(payload.get("extra_params"), self.settings)
-            strategy = self.settings.for_project(overrides).strategy
-            make_selector(strategy, kind=record.spec.kind)
+            if "AUTOAL_STRATEGY" in overrides:  # the project's own choice must serve its kind
+                make_selector(overrides["AUTOAL_STRATEGY"], kind=record.spec.kind)
         except SettingsError as exc:
             raise RequestError(str(exc), 422) from None
         except UnknownNameError as exc:

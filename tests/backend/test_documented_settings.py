@@ -18,7 +18,18 @@ import torch
 from autoal_backend.app import create_app
 from autoal_backend.service import Backend
 from autoal_backend.settings import Settings
-from tests.backend.fakes import IMAGE_CONFIG, LS_URL, TEXT_CONFIG, TOKEN, FakeLabelStudio, png_bytes
+from model.strategies import strategy_names
+from tests.backend.fakes import (
+    IMAGE_CONFIG,
+    LS_URL,
+    NER_CONFIG,
+    PLACES,
+    TEXT_CONFIG,
+    TOKEN,
+    FakeLabelStudio,
+    png_bytes,
+    span_annotation,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Settings whose every documented value must run a round (the others are covered elsewhere:
@@ -67,6 +78,15 @@ def test_the_readme_documents_values_for_every_checked_setting():
 
 def project(ls: FakeLabelStudio, modality: str) -> int:
     """A small project of the modality: 16 labeled tasks of two kinds, 24 unlabeled."""
+    if modality == "spans":
+        ls.add_project(9, NER_CONFIG)
+        for i in range(40):
+            person, place = ("Anna", "Bob", "Chen")[i % 3], PLACES[i % len(PLACES)]
+            text = f"yesterday {person} flew to {place} again, take {i}"
+            task = ls.add_task(9, 900 + i, {"text": text})
+            if i < 16:
+                task["annotations"].append(span_annotation(i + 1, text, [(person, "person"), (place, "place")]))
+        return 9
     if modality == "text":
         ls.add_project(7, TEXT_CONFIG)
         for i in range(40):
@@ -90,7 +110,8 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     if value.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     ls = FakeLabelStudio()
-    modality = "image" if variable == "AUTOAL_IMAGE_ENCODER" else "text"
+    span_only = variable == "AUTOAL_STRATEGY" and value in set(strategy_names("spans")) - set(strategy_names())
+    modality = "image" if variable == "AUTOAL_IMAGE_ENCODER" else "spans" if span_only else "text"
     project_id = project(ls, modality)
     env = {
         "LABEL_STUDIO_URL": LS_URL,
@@ -102,7 +123,7 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     settings = Settings.from_env(env)  # as _wsgi.py reads them: a refused value fails here
     backend = Backend(settings, session=ls.session())
     client = create_app(settings, backend).test_client()
-    config = IMAGE_CONFIG if modality == "image" else TEXT_CONFIG
+    config = {"image": IMAGE_CONFIG, "spans": NER_CONFIG}.get(modality, TEXT_CONFIG)
     reply = client.post("/setup", json={"project": f"{project_id}.1", "schema": config})
     assert reply.status_code == 200, reply.get_json()
     try:
@@ -116,5 +137,7 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     window = settings.push_window or 100
     assert entry["pushed"] == min(window, 24) and entry["push_window"] == window
     assert entry["cold_start"] is (settings.min_labels > 16)
+    if variable == "AUTOAL_STRATEGY":
+        assert entry["strategy"] == value
     metrics = client.get("/metrics").get_data(as_text=True)
     assert not [line for line in metrics.splitlines() if line.startswith("autoal_errors_total{")]
