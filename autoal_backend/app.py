@@ -10,7 +10,8 @@ from werkzeug.exceptions import HTTPException
 from autoal_backend import overview, pages
 from autoal_backend.errors import RequestError, parse_project_id
 from autoal_backend.openapi import openapi_spec
-from autoal_backend.service import WEBHOOK_SECRET_HEADER, Backend
+from autoal_backend.protocol import WEBHOOK_SECRET_HEADER
+from autoal_backend.service import Backend
 from autoal_backend.settings import Settings
 
 log = logging.getLogger(__name__)
