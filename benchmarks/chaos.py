@@ -36,8 +36,10 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -120,11 +122,10 @@ def crash(args, ls, backend_args, project: Project) -> dict:
             wait_for(settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5)
             project.label(3)
             if moment == "round":
-                wait_for(lambda url=server.url: gauges(url).get("autoal_round_running") == 1, 120,
-                         "a round to start", 0.05)  # fmt: skip
+                wait_for(partial(round_running, server.url), 120, "a round to start", 0.05)
             else:
                 state = backend_args["model_dir"] / str(project.id) / "project.json"
-                wait_for(lambda state=state: json.loads(state.read_text()).get("pushing"), 300, "a push", 0.01)
+                wait_for(partial(pushing, state), 300, "a push", 0.01)
             kill_hard(server)
         killed_at = time.perf_counter()
         with running_backend(**backend_args) as server:
@@ -244,7 +245,7 @@ def slow(args, ls, ls_url, token, root: Path, env: dict) -> dict:
             project.label(12)
             wait_for(lambda: gauges(server.url).get("autoal_round_running") == 1, args.timeout, "a round", 0.1)
             started = time.perf_counter()
-            latency = {"webhook": [], "predict": [], "health": []}
+            latency: dict[str, list[float]] = {"webhook": [], "predict": [], "health": []}
 
             def trained() -> dict | None:
                 return next((e for e in view.history(project.id) if e.get("labeled", 0) >= 12), None)
@@ -267,7 +268,7 @@ def slow(args, ls, ls_url, token, root: Path, env: dict) -> dict:
         "delay_per_call_s": args.delay,
         "label_studio_calls": proxy.calls,
         "round_s": round(round_s, 1),
-        "round_stages_s": entry["seconds"],
+        "round_stages_s": entry["seconds"] if entry else None,
         **{f"{route}_max_s": round(max(v), 3) for route, v in latency.items() if v},
         **{f"{route}_median_s": round(statistics.median(v), 3) for route, v in latency.items() if v},
     }
@@ -308,18 +309,28 @@ def storm(args, ls, backend_args, project: Project) -> dict:
     return report
 
 
+def round_running(url: str) -> bool:
+    return gauges(url).get("autoal_round_running") == 1
+
+
+def pushing(state: Path) -> bool:
+    """True while the project record names a version being pushed."""
+    return bool(json.loads(state.read_text()).get("pushing"))
+
+
 def run(args) -> dict:
     env = {"AUTOAL_STRATEGY": args.strategy, "DEVICE": "cpu", "AUTOAL_RECONCILE_SECONDS": "10",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="autoal-chaos-") as tmp:
         root = Path(tmp)
         port, token, password = free_port(), "chaos-token-0123456789", "chaos-pass-0123"
-        ls_args = {"data_dir": root / "label-studio", "port": port, "token": token, "password": password}
+        ls_args: dict[str, Any] = {"data_dir": root / "label-studio", "port": port, "token": token,
+                                   "password": password}  # fmt: skip
         stack = contextlib.ExitStack()
         server = stack.enter_context(running_label_studio(**ls_args))
         ls = LabelStudioREST(server.url, token)
         backend_port = free_port()
-        backend_args = {"model_dir": root / "models", "label_studio_url": server.url, "api_key": token,
+        backend_args: dict[str, Any] = {"model_dir": root / "models", "label_studio_url": server.url, "api_key": token,
                         "port": backend_port, "extra_env": env, "timeout_s": 300}  # fmt: skip
         project = Project(ls, args.tasks, args.seed, "AutoAL chaos")
         with running_backend(**backend_args) as backend:

@@ -78,9 +78,9 @@ class Dataset:
 class RawData:
     """A data set before encoding: items are uint8 images [N, H, W(, C)] or a list of texts."""
 
-    pool_items: np.ndarray | list[str]
+    pool_items: np.ndarray | list
     pool_labels: np.ndarray
-    test_items: np.ndarray | list[str]
+    test_items: np.ndarray | list
     test_labels: np.ndarray
     class_names: list[str]
     modality: str
@@ -115,19 +115,19 @@ def split_indices(n: int, test_size: int, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[test_size:]), np.sort(order[:test_size])
 
 
-def _take(items: np.ndarray | list[str], index: np.ndarray) -> np.ndarray | list[str]:
+def _take(items: np.ndarray | list, index: np.ndarray) -> np.ndarray | list:
     if isinstance(items, np.ndarray):
         return items[index]
     return [items[i] for i in index.tolist()]
 
 
 def _split(
-    items: np.ndarray | list[str],
+    items: np.ndarray | list,
     labels: np.ndarray,
     test_size: int,
     seed: int,
     pool_size: int | None = None,
-) -> tuple:
+) -> tuple[np.ndarray | list, np.ndarray, np.ndarray | list, np.ndarray]:
     pool, test = split_indices(len(labels), test_size, seed)
     if pool_size is not None:
         pool = np.sort(np.random.default_rng(seed + 1).permutation(pool)[:pool_size])

@@ -233,8 +233,8 @@ def build_task(spec: TaskSpec, cache_dir: Path | None = None, pool_cap: int = 30
             pool, py, test, ty = pool[keep_pool], py[keep_pool], test[keep_test], ty[keep_test]
         pool_labels, test_labels = torch.from_numpy(py), torch.from_numpy(ty)
     if pool.shape[0] > pool_cap:
-        keep = torch.from_numpy(np.sort(rng.permutation(pool.shape[0])[:pool_cap]))
-        pool, pool_labels = pool[keep], pool_labels[keep]
+        kept = torch.from_numpy(np.sort(rng.permutation(pool.shape[0])[:pool_cap]))
+        pool, pool_labels = pool[kept], pool_labels[kept]
     mean, std = pool.mean(dim=0, keepdim=True), pool.std(dim=0, keepdim=True).clamp_min(1e-6)
     return Task(spec, (pool - mean) / std, pool_labels, (test - mean) / std, test_labels, num_classes)
 

@@ -29,6 +29,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +164,7 @@ def plot_policy(reports: list[dict], path: Path) -> None:
     actions = sorted({a for c in totals.values() for a in c}, key=lambda a: (a != "uniform", a))
     figure, axes = plt.subplots(figsize=(7, 3.8))
     bottom = np.zeros(len(buckets))
-    palette = plt.get_cmap("tab20").colors
+    palette = [plt.get_cmap("tab20")(i) for i in range(20)]
     for index, action in enumerate(actions):
         share = np.array([totals[b].get(action, 0) / sum(totals[b].values()) for b in buckets])
         axes.bar(buckets, share, bottom=bottom, label=action, color=palette[index % 20])
@@ -204,7 +205,7 @@ def summarise_set(out: Path, name: str) -> dict:
     means = {s: float(np.mean(list(v.values()))) for s, v in accuracy.items()}
     # None when no single strategy ran (e.g. ``--strategies autoal``, to rerun only AutoAL).
     best_single = max(singles, key=lambda s: means[s]) if singles else None
-    report = {
+    report: dict[str, Any] = {
         "set": name,
         "aubc": {s: round(m, 4) for s, m in sorted(means.items(), key=lambda kv: -kv[1])},
         "best_single": best_single,

@@ -31,7 +31,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import requests
 
@@ -104,7 +106,15 @@ class LabelStudioREST:
         return {str(p.get("model_version")) for p in reply}
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str, poll_s: float) -> object:
+T = TypeVar("T")
+
+
+def version_changed(ls: Any, project_id: int, before: str) -> bool:
+    """True once the project points at another model version than ``before``."""
+    return ls.model_version(project_id) != before
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float) -> T:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
@@ -172,12 +182,16 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
         "sync, full": lambda _: client.sync_tasks(project_id),
         "sync, incremental": lambda _: client.sync_tasks(project_id, known=known),
     }
+    def import_probe(r: int, size: int) -> object:
+        predictions = [{"task": i, "result": result, "score": 0.5, "model_version": f"probe-{size}-{r}"}
+                       for i in ids[:size]]  # fmt: skip
+        return client.import_predictions(project_id, predictions)
+
+    def delete_probe(r: int, size: int) -> object:
+        return client.delete_model_version(project_id, f"probe-{size}-{r}")
+
     for size in (100, 1000):
-        calls[f"import {size} predictions"] = lambda r, size=size: client.import_predictions(
-            project_id,
-            [{"task": i, "result": result, "score": 0.5, "model_version": f"probe-{size}-{r}"}
-             for i in ids[:size]],
-        )
+        calls[f"import {size} predictions"] = partial(import_probe, size=size)
     calls["PATCH model_version"] = lambda r: client.update_project(
         project_id, model_version=f"probe-100-{r}"
     )
@@ -185,9 +199,7 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
     # Not timed: the project points back at the round's version before its probe is deleted.
     calls["(restore)"] = lambda _: client.update_project(project_id, model_version=original)
     for size in (100, 1000):
-        calls[f"delete {size} predictions (one version)"] = (
-            lambda r, size=size: client.delete_model_version(project_id, f"probe-{size}-{r}")
-        )
+        calls[f"delete {size} predictions (one version)"] = partial(delete_probe, size=size)
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(repeats):
         for name, call in calls.items():
@@ -274,8 +286,8 @@ def run(args: argparse.Namespace) -> dict:
             before = ls.model_version(project_id)
             _, submitted = label_next()
             labeled += 1
-            wait_for(lambda before=before: ls.model_version(project_id) != before, args.timeout,
-                     "a new model_version", args.poll)
+            wait_for(partial(version_changed, ls, project_id, before), args.timeout,
+                     "a new model_version", args.poll)  # fmt: skip
             served = ls.next_task(project_id)
             served_at = time.perf_counter()
             version = ls.model_version(project_id)

@@ -366,7 +366,7 @@ def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed, jud
     pool_confidence = model.predict_proba(pool[unlabeled]).max(dim=1).values.cpu()
     judged.append((correct, confidence.cpu()))
     recent = judged[-POOLED_BATCHES:]
-    out = {}
+    out: dict[str, float] = {}
     calibrated = calibrated_accuracy(
         torch.cat([c for c, _ in recent]), torch.cat([p for _, p in recent]), pool_confidence, seed
     )
@@ -446,7 +446,7 @@ def plot_curves(runs: dict[str, list[RunResult]], title: str, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    palette = plt.get_cmap("tab20").colors
+    palette = [plt.get_cmap("tab20")(i) for i in range(20)]
     figure, axes = plt.subplots(figsize=(9, 4.8))
     for index, (name, results) in enumerate(runs.items()):
         x, y = seed_curves(results)

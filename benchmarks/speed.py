@@ -521,7 +521,7 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     left.grid(True, which="both", alpha=0.3)
 
     names = list(stage_groups(pools[sizes[-1]]["stages"]))
-    colours = plt.get_cmap("tab20").colors
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
     bottom = np.zeros(len(sizes))
     for number, name in enumerate(names):
         values = np.array([stage_groups(pools[s]["stages"]).get(name, 0.0) for s in sizes])
