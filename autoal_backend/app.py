@@ -89,7 +89,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
     def index():
         # A browser gets the projects page; Label Studio and scripts get the health JSON.
         if wants_html():
-            return Response(pages.projects_page(overview.project_rows(backend)), mimetype="text/html")
+            return Response(
+                pages.projects_page(overview.project_rows(backend)), mimetype="text/html"
+            )
         return jsonify(backend.health())
 
     @app.get("/projects/<project_id>")
@@ -99,7 +101,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Flask:
 
     @app.get("/projects/<project_id>/tasks/<task_id>/thumbnail")
     def thumbnail(project_id: str, task_id: str):
-        data = backend.thumbnail(parse_project_id(project_id, "project id"), parse_project_id(task_id, "task id"))
+        data = backend.thumbnail(
+            parse_project_id(project_id, "project id"), parse_project_id(task_id, "task id")
+        )
         return Response(data, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/projects")

@@ -74,16 +74,26 @@ class _Frame:
         for tick in nice_ticks(self.y0, self.y1):
             if self.y0 - 1e-9 <= tick <= self.y1 + 1e-9:
                 y = self.y(tick)
-                out.append(f'<line x1="{self.left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>')
+                out.append(
+                    f'<line x1="{self.left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
+                )
                 out.append(f'<text x="{self.left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
                            f"{y_format.format(tick)}</text>")  # fmt: skip
         for tick in nice_ticks(self.x0, self.x1, 6):
             if self.x0 - 1e-9 <= tick <= self.x1 + 1e-9:
                 x = self.x(tick)
-                out.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" class="axis"/>')
-                out.append(f'<text x="{x:.1f}" y="{bottom + 16}" class="tick" text-anchor="middle">{tick:g}</text>')
-        out.append(f'<line x1="{self.left}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>')
-        out.append(f'<line x1="{self.left}" y1="{self.top}" x2="{self.left}" y2="{bottom}" class="axis"/>')
+                out.append(
+                    f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" class="axis"/>'
+                )
+                out.append(
+                    f'<text x="{x:.1f}" y="{bottom + 16}" class="tick" text-anchor="middle">{tick:g}</text>'
+                )
+        out.append(
+            f'<line x1="{self.left}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>'
+        )
+        out.append(
+            f'<line x1="{self.left}" y1="{self.top}" x2="{self.left}" y2="{bottom}" class="axis"/>'
+        )
         out.append(f'<text x="{self.left + self.width / 2:.1f}" y="{HEIGHT - 8}" class="label" '
                    f'text-anchor="middle" data-axis="x">{escape(x_label)}</text>')  # fmt: skip
         out.append(f'<text x="14" y="{self.top + self.height / 2:.1f}" class="label" text-anchor="middle" '
@@ -98,7 +108,9 @@ class _Frame:
             y = self.top + 10 + 16 * i
             colour = PALETTE[i % len(PALETTE)]
             dash = ' stroke-dasharray="5 3"' if dashed and dashed[i] else ""
-            out.append(f'<line x1="{x}" y1="{y}" x2="{x + 18}" y2="{y}" stroke="{colour}" stroke-width="3"{dash}/>')
+            out.append(
+                f'<line x1="{x}" y1="{y}" x2="{x + 18}" y2="{y}" stroke="{colour}" stroke-width="3"{dash}/>'
+            )
             out.append(f'<text x="{x + 24}" y="{y + 4}" class="legend">{escape(name)}</text>')
         return out
 
@@ -130,7 +142,9 @@ def line_chart(
         return _svg([f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" class="label" text-anchor="middle">'
                      "no data yet</text>"], title)  # fmt: skip
     xs = [x for s in drawn for x, _ in s.points]
-    ys = [y for s in drawn for _, y in s.points] + [v for s in drawn for _, lo, hi in s.band for v in (lo, hi)]
+    ys = [y for s in drawn for _, y in s.points] + [
+        v for s in drawn for _, lo, hi in s.band for v in (lo, hi)
+    ]
     if y_range is None:
         pad = 0.05 * (max(ys) - min(ys) or 1.0)
         y_range = (min(ys) - pad, max(ys) + pad)
@@ -144,10 +158,14 @@ def line_chart(
         if s.band:
             upper = " ".join(f"{frame.x(x):.1f},{frame.y(hi):.1f}" for x, _, hi in s.band)
             lower = " ".join(f"{frame.x(x):.1f},{frame.y(lo):.1f}" for x, lo, _ in reversed(s.band))
-            parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.15" stroke="none"/>')
+            parts.append(
+                f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.15" stroke="none"/>'
+            )
         path = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in s.points)
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        parts.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         for x, y in s.points:
             parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="2.5" fill="{colour}">'
                          f"<title>{escape(s.name)}: {y:.3g} at {x:g}</title></circle>")  # fmt: skip
@@ -168,8 +186,13 @@ def stacked_area(
     floor = [0.0] * len(xs)
     for i, (name, values) in enumerate(layers.items()):
         ceiling = [f + v for f, v in zip(floor, values, strict=True)]
-        upper = " ".join(f"{frame.x(x):.1f},{frame.y(c):.1f}" for x, c in zip(xs, ceiling, strict=True))
-        lower = " ".join(f"{frame.x(x):.1f},{frame.y(f):.1f}" for x, f in reversed(list(zip(xs, floor, strict=True))))
+        upper = " ".join(
+            f"{frame.x(x):.1f},{frame.y(c):.1f}" for x, c in zip(xs, ceiling, strict=True)
+        )
+        lower = " ".join(
+            f"{frame.x(x):.1f},{frame.y(f):.1f}"
+            for x, f in reversed(list(zip(xs, floor, strict=True)))
+        )
         colour = PALETTE[i % len(PALETTE)]
         if len(xs) == 1:  # one round: a bar, not an invisible area
             x = frame.x(xs[0])

@@ -121,7 +121,9 @@ class LabelStudioClient:
         for attempt in range(attempts):
             response = self._send(method, path, headers=self.auth_headers(), **kwargs)
             if response.status_code == 401 and is_jwt(self._api_key):
-                response = self._send(method, path, headers=self.auth_headers(refresh=True), **kwargs)
+                response = self._send(
+                    method, path, headers=self.auth_headers(refresh=True), **kwargs
+                )
             if response.status_code < 500 or attempt == attempts - 1:
                 break
             time.sleep(RETRY_DELAY_S * (attempt + 1))
@@ -184,7 +186,9 @@ class LabelStudioClient:
             reply = self.request("GET", "/api/tasks/", params={**params, "page": page}).json()
             batch = reply.get("tasks", []) if isinstance(reply, dict) else reply
             if not isinstance(batch, list):
-                raise LabelStudioError(f"GET /api/tasks/: expected a task list, got {type(batch).__name__}")
+                raise LabelStudioError(
+                    f"GET /api/tasks/: expected a task list, got {type(batch).__name__}"
+                )
             tasks += batch
             total = reply.get("total") if isinstance(reply, dict) else None
             if len(batch) < page_size or (isinstance(total, int) and len(tasks) >= total):
@@ -196,7 +200,13 @@ class LabelStudioClient:
         reply = self.request(
             "GET",
             "/api/tasks/",
-            params={"project": project_id, "fields": "task_only", "include": "id", "page": 1, "page_size": 1},
+            params={
+                "project": project_id,
+                "fields": "task_only",
+                "include": "id",
+                "page": 1,
+                "page_size": 1,
+            },
         ).json()
         total = reply.get("total") if isinstance(reply, dict) else None
         if not isinstance(total, int):
@@ -236,13 +246,18 @@ class LabelStudioClient:
         if known:
             fresh = self.list_task_data(project_id, page_size, after_id=max(known))
             merged = dict(known)
-            merged.update({t["id"]: t.get("data") or {} for t in fresh if isinstance(t, dict) and "id" in t})
+            merged.update(
+                {t["id"]: t.get("data") or {} for t in fresh if isinstance(t, dict) and "id" in t}
+            )
             if len(merged) == self.count_tasks(project_id):
                 data = merged
         full = data is None
         if data is None:
-            data = {t["id"]: t.get("data") or {} for t in self.list_task_data(project_id, page_size)
-                    if isinstance(t, dict) and "id" in t}
+            data = {
+                t["id"]: t.get("data") or {}
+                for t in self.list_task_data(project_id, page_size)
+                if isinstance(t, dict) and "id" in t
+            }
         tasks = {i: {"id": i, "data": d, "annotations": []} for i, d in data.items()}
         for annotated in self.export_annotated(project_id):
             if isinstance(annotated, dict) and annotated.get("id") in tasks:
@@ -258,7 +273,9 @@ class LabelStudioClient:
             reply = self.request(
                 "POST", f"/api/projects/{project_id}/import/predictions", json=batch
             ).json()
-            created += int(reply.get("created", len(batch))) if isinstance(reply, dict) else len(batch)
+            created += (
+                int(reply.get("created", len(batch))) if isinstance(reply, dict) else len(batch)
+            )
         return created
 
     def update_project(self, project_id: int, **fields: object) -> dict:

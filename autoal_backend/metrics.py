@@ -70,7 +70,10 @@ class Metrics:
                  self.webhooks, "action", "{}"),
             ):  # fmt: skip
                 lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-                lines += [f'{name}{{{label}="{key}"}} {fmt.format(v)}' for key, v in sorted(values.items())]
+                lines += [
+                    f'{name}{{{label}="{key}"}} {fmt.format(v)}'
+                    for key, v in sorted(values.items())
+                ]
         lines += [
             "# HELP autoal_round_pending 1 for each project that waits for a round (queue depth per project).",
             "# TYPE autoal_round_pending gauge",
@@ -82,7 +85,9 @@ class Metrics:
         ]
         for pid, p in sorted((progress or {}).items()):
             if p.get("stage") == "embedding" and p.get("total"):
-                lines.append(f'autoal_embedding_progress{{project="{pid}"}} {p["done"] / p["total"]:.4f}')
+                lines.append(
+                    f'autoal_embedding_progress{{project="{pid}"}} {p["done"] / p["total"]:.4f}'
+                )
         lines += [
             "# HELP autoal_queue_depth Projects waiting for a round.",
             "# TYPE autoal_queue_depth gauge",

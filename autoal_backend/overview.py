@@ -93,9 +93,19 @@ def learning_curve(history: list[dict]) -> dict:
                                "n": r["n"], "raw": estimate.get("raw")})  # fmt: skip
         if labeled is not None and estimate.get("audit"):
             a = estimate["audit"]
-            audit.append({"labeled": labeled, "value": a["value"], "low": a["low"], "high": a["high"], "n": a["n"]})
+            audit.append(
+                {
+                    "labeled": labeled,
+                    "value": a["value"],
+                    "low": a["low"],
+                    "high": a["high"],
+                    "n": a["n"],
+                }
+            )
         if entry.get("validation_accuracy") is not None:
-            cross.append({"labeled": entry["labeled"], "value": round(entry["validation_accuracy"], 4)})
+            cross.append(
+                {"labeled": entry["labeled"], "value": round(entry["validation_accuracy"], 4)}
+            )
     return {
         "calibrated": calibrated,
         "audit": audit,
@@ -169,7 +179,10 @@ def top_tasks(backend: Backend, project_id: int, limit: int = 20) -> list[dict]:
 
 
 def timings(history: list[dict], last: int = 10) -> list[dict]:
-    return [{"round": e["round"], "time": e.get("time"), "seconds": e.get("seconds", {})} for e in history[-last:]]
+    return [
+        {"round": e["round"], "time": e.get("time"), "seconds": e.get("seconds", {})}
+        for e in history[-last:]
+    ]
 
 
 def project_overview(backend: Backend, project_id: int) -> dict:

@@ -52,9 +52,9 @@ def projects_page(rows: list[dict]) -> str:
         lines.append(
             f'<tr><td><a href="/projects/{row["project"]}">project {row["project"]}</a><br>'
             f'<span class="muted">{escape(", ".join(row["labels"][:8]))}</span></td>'
-            f'<td>{row["labeled"]}</td><td>{row["unlabeled"] if row["unlabeled"] is not None else ""}</td>'
-            f'<td>{row["rounds"]}</td><td>{escape(row["last_round"] or "none yet")}</td>'
-            f'<td>{escape(row["strategy"] or "")}</td>'
+            f"<td>{row['labeled']}</td><td>{row['unlabeled'] if row['unlabeled'] is not None else ''}</td>"
+            f"<td>{row['rounds']}</td><td>{escape(row['last_round'] or 'none yet')}</td>"
+            f"<td>{escape(row['strategy'] or '')}</td>"
             f'<td class="status">{escape(status["text"])}</td></tr>'
         )
     lines.append("</table>")
@@ -74,7 +74,11 @@ def _curve_chart(curve: dict) -> str:
             [(p["labeled"], p["value"]) for p in curve["audit"]],
             [(p["labeled"], p["low"], p["high"]) for p in curve["audit"]],
         ),
-        Series("cross-validated", [(p["labeled"], p["value"]) for p in curve["cross_validated"]], dashed=True),
+        Series(
+            "cross-validated",
+            [(p["labeled"], p["value"]) for p in curve["cross_validated"]],
+            dashed=True,
+        ),
     ]
     return line_chart(series, "labeled tasks", "accuracy", "learning curve", (0.0, 1.0), "{:.0%}")
 
@@ -89,7 +93,10 @@ def _labels_chart(data: dict, labels: list[str]) -> str:
 
 def _weights_chart(data: dict) -> str:
     rounds = [r for r in data["rounds"] if r["weights"]]
-    names = sorted({n for r in rounds for n in r["weights"]}, key=lambda n: -sum(r["weights"].get(n, 0) for r in rounds))
+    names = sorted(
+        {n for r in rounds for n in r["weights"]},
+        key=lambda n: -sum(r["weights"].get(n, 0) for r in rounds),
+    )
     layers = {n: [float(r["weights"].get(n, 0.0)) for r in rounds] for n in names}
     return stacked_area([float(r["labeled"]) for r in rounds], layers, "labeled tasks", "share of the priority",
                         "strategy weights over rounds")  # fmt: skip
@@ -118,11 +125,11 @@ def project_page(overview: dict) -> str:
     out = [
         f"<h1>Project {pid}</h1>",
         f'<p class="muted"><a href="/">all projects</a> · model {escape(row["model_version"] or "")} · '
-        f'strategy {escape(row["strategy"] or "")} · {row["labeled"]} labeled, '
-        f'{row["unlabeled"] if row["unlabeled"] is not None else "?"} to go · '
+        f"strategy {escape(row['strategy'] or '')} · {row['labeled']} labeled, "
+        f"{row['unlabeled'] if row['unlabeled'] is not None else '?'} to go · "
         f'JSON: <a href="/api/projects/{pid}">/api/projects/{pid}</a></p>',
         f'<div class="card"><span class="status" id="status" data-state="{escape(status["state"])}">'
-        f'{escape(status["text"])}</span>',
+        f"{escape(status['text'])}</span>",
     ]
     if status.get("state") == "embedding" and status.get("to_embed"):
         share = status["embedded"] / status["to_embed"]
@@ -148,7 +155,7 @@ def project_page(overview: dict) -> str:
     out += [
         "<h2>What the search chose</h2>",
         f'<div class="card" id="weights">{_weights_chart(overview["weights_over_rounds"])}'
-        '<p class="muted">Each strategy\'s share of the tasks\' priority, per round (AutoAL: the action its '
+        "<p class=\"muted\">Each strategy's share of the tasks' priority, per round (AutoAL: the action its "
         "prior chose for the round's state; the uniform mixture gives every strategy the same).</p></div>",
     ]
     out.append("<h2>Why these tasks are first</h2>")
@@ -164,12 +171,15 @@ def project_page(overview: dict) -> str:
                 content = f'<br><span class="muted">{escape(task["text"][:160])}</span>'
             elif task.get("thumbnail"):
                 content = f'<br><img class="thumb" alt="task {task["task"]}" src="{escape(task["thumbnail"])}">'
-            guess = ", ".join(f"{escape(c)} ({p:.0%})" for c, p in zip(task.get("predicted", []), task.get("confidence", []), strict=False))
+            guess = ", ".join(
+                f"{escape(c)} ({p:.0%})"
+                for c, p in zip(task.get("predicted", []), task.get("confidence", []), strict=False)
+            )
             reason = "served at random (audit)" if task.get("audit") else task["strategy"]
             out.append(
-                f'<tr><td>{task["position"]}</td><td>task {task["task"]}{content}</td>'
+                f"<tr><td>{task['position']}</td><td>task {task['task']}{content}</td>"
                 f'<td>{guess or "no guess yet"}</td><td class="reason">{escape(reason)}</td>'
-                f'<td>{_contribution_bar(task.get("contributions", {}))}</td></tr>'
+                f"<td>{_contribution_bar(task.get('contributions', {}))}</td></tr>"
             )
         out.append("</table>")
     disagreements = overview["disagreements"]
@@ -178,9 +188,13 @@ def project_page(overview: dict) -> str:
         out.append('<table id="conflicts"><tr><th>task</th><th>votes</th><th>trained on</th></tr>')
         for f in disagreements.get("flagged", [])[:20]:
             votes = ", ".join(f"{escape(k)}: {v}" for k, v in f["votes"].items())
-            out.append(f'<tr><td>task {f["task"]}</td><td>{votes}</td><td>{escape(", ".join(f["agreed"] or []))}</td></tr>')
+            out.append(
+                f"<tr><td>task {f['task']}</td><td>{votes}</td><td>{escape(', '.join(f['agreed'] or []))}</td></tr>"
+            )
         out.append("</table>")
-    out.append('<h2>Last rounds</h2><table id="timings"><tr><th>round</th><th>when</th><th>seconds</th></tr>')
+    out.append(
+        '<h2>Last rounds</h2><table id="timings"><tr><th>round</th><th>when</th><th>seconds</th></tr>'
+    )
     for t in reversed(overview["timings"]):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in t["seconds"].items() if k != "total")
         out.append(f'<tr><td>{t["round"]}</td><td>{escape(t["time"] or "")}</td>'

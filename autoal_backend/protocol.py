@@ -100,7 +100,11 @@ class LabelStudioProtocol:
         if not isinstance(tasks, list):
             raise RequestError("'tasks' must be a list of task objects")
         for position, task in enumerate(tasks):
-            if not isinstance(task, dict) or isinstance(task.get("id"), bool) or not isinstance(task.get("id"), int):
+            if (
+                not isinstance(task, dict)
+                or isinstance(task.get("id"), bool)
+                or not isinstance(task.get("id"), int)
+            ):
                 raise RequestError(f"tasks[{position}] must be an object with an integer 'id'")
         project_id = parse_project_id(payload.get("project"))
         label_config = payload.get("label_config")
@@ -168,7 +172,11 @@ class LabelStudioProtocol:
             if not isinstance(hinted, str) or hinted == record.label_config:
                 return {"status": "noted", "action": action, "project": project_id}
         queued = self.request_round(project_id, action, force=action in FORCE_ACTIONS)
-        return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
+        return {
+            "status": "queued" if queued else "coalesced",
+            "action": action,
+            "project": project_id,
+        }
 
     def _verify_unknown(self, project_id: int, action: str) -> dict:
         """An unknown project named by a webhook: queued for a check against Label Studio with
@@ -184,8 +192,14 @@ class LabelStudioProtocol:
                     429,
                 )
             self._unverified.add(project_id)
-        queued = self.worker.submit(project_id, f"{action} (unknown project: checking Label Studio)")
-        return {"status": "queued" if queued else "coalesced", "action": action, "project": project_id}
+        queued = self.worker.submit(
+            project_id, f"{action} (unknown project: checking Label Studio)"
+        )
+        return {
+            "status": "queued" if queued else "coalesced",
+            "action": action,
+            "project": project_id,
+        }
 
     def train(self, payload: dict) -> dict:
         """The older ``POST /train`` call (Label Studio without the START_TRAINING webhook

@@ -234,7 +234,9 @@ class Backend(LabelStudioProtocol):
         else:
             with self._lock:
                 self._rankings[project_id] = report.ranking
-            self.metrics.round_done(project_id, report.entry["seconds"]["total"], len(report.skipped))
+            self.metrics.round_done(
+                project_id, report.entry["seconds"]["total"], len(report.skipped)
+            )
         if ticket is not None:
             self.store.clear_pending(project_id, ticket)
         self.store.save_last_error(project_id, None)
@@ -282,12 +284,18 @@ class Backend(LabelStudioProtocol):
         with self._lock:
             outage, self.outage = self.outage, None
         if outage is not None:
-            log.warning("Label Studio is reachable again after %.0f s", time.monotonic() - outage[0])
+            log.warning(
+                "Label Studio is reachable again after %.0f s", time.monotonic() - outage[0]
+            )
 
     def health(self) -> dict:
         """``/health``: UP, or DEGRADED with the reason while Label Studio is unavailable
         (the backend still answers, and Label Studio serves the last pushed queue)."""
-        body: dict = {"status": "UP", "model_class": "AutoALBackend", "strategy": self.settings.strategy}
+        body: dict = {
+            "status": "UP",
+            "model_class": "AutoALBackend",
+            "strategy": self.settings.strategy,
+        }
         with self._lock:
             outage = self.outage
         if outage is not None:
@@ -307,7 +315,9 @@ class Backend(LabelStudioProtocol):
         backend was down)."""
         self.resume()
         if self.settings.reconcile_seconds > 0 and self._reconciler is None:
-            self._reconciler = threading.Thread(target=self._reconcile_loop, name="autoal-reconcile", daemon=True)
+            self._reconciler = threading.Thread(
+                target=self._reconcile_loop, name="autoal-reconcile", daemon=True
+            )
             self._reconciler.start()
 
     def stop(self) -> None:

@@ -42,7 +42,9 @@ def _as_fraction(name: str, raw: str, maximum: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name}: expected a number between 0 and {maximum:g}, got {raw!r}") from None
+        raise SettingsError(
+            f"{name}: expected a number between 0 and {maximum:g}, got {raw!r}"
+        ) from None
     if not 0.0 <= value <= maximum:
         raise SettingsError(f"{name}: expected a number between 0 and {maximum:g}, got {value:g}")
     return value
@@ -65,7 +67,9 @@ def _as_window(name: str, raw: str) -> int:
     try:
         return _as_int(name, raw, 1)
     except SettingsError:
-        raise SettingsError(f"{name}: expected an integer >= 1 or 'auto', got {raw.strip()!r}") from None
+        raise SettingsError(
+            f"{name}: expected an integer >= 1 or 'auto', got {raw.strip()!r}"
+        ) from None
 
 
 def _as_strategy(name: str, raw: str) -> str:
@@ -182,7 +186,9 @@ class Settings:
     def validate(self) -> None:
         """Fail at startup, naming the setting, rather than at the first round."""
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise SettingsError(f"LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {self.log_level!r}")
+            raise SettingsError(
+                f"LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {self.log_level!r}"
+            )
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise SettingsError(f"DEVICE: expected auto, cpu or cuda[:N], got {self.device!r}")
         if self.device.startswith("cuda"):
@@ -222,7 +228,9 @@ def validate_strategy(name: str) -> None:
 
     valid = selector_names(kind=None)  # a span project takes span strategies too
     if name not in valid:
-        raise SettingsError(f"AUTOAL_STRATEGY: unknown strategy {name!r}; valid: {', '.join(valid)}")
+        raise SettingsError(
+            f"AUTOAL_STRATEGY: unknown strategy {name!r}; valid: {', '.join(valid)}"
+        )
 
 
 def validate_encoder(variable: str, spec: str, modality: str) -> None:
@@ -253,20 +261,26 @@ def parse_project_settings(extra: object, defaults: Settings) -> dict[str, str]:
     if extra is None or extra == "":
         return {}
     if not isinstance(extra, dict):
-        raise SettingsError(f"extra_params: expected an object of settings, got {type(extra).__name__}")
+        raise SettingsError(
+            f"extra_params: expected an object of settings, got {type(extra).__name__}"
+        )
     short = {_short_name(v): v for v in PROJECT_SETTINGS}
     overrides: dict[str, str] = {}
     for key, value in extra.items():
         variable = key if key in PROJECT_SETTINGS else short.get(str(key).lower())
         if variable is None:
             valid = ", ".join(f"{v} ({_short_name(v)})" for v in PROJECT_SETTINGS)
-            raise SettingsError(f"extra_params: unknown setting {key!r}; per-project settings: {valid}")
+            raise SettingsError(
+                f"extra_params: unknown setting {key!r}; per-project settings: {valid}"
+            )
         if isinstance(value, bool):
             raw = "true" if value else "false"
         elif isinstance(value, int | float | str):
             raw = str(value)
         else:
-            raise SettingsError(f"{variable}: expected a string, number or boolean, got {type(value).__name__}")
+            raise SettingsError(
+                f"{variable}: expected a string, number or boolean, got {type(value).__name__}"
+            )
         overrides[variable] = raw
     defaults.for_project(overrides)  # validates, with the environment's messages
     return overrides

@@ -110,7 +110,9 @@ class Ranking:
             scores={int(k): float(v) for k, v in data.get("scores", {}).items()},
             choices={int(k): list(v) for k, v in data.get("choices", {}).items()},
             why={int(k): str(v) for k, v in data.get("why", {}).items()},
-            confidence={int(k): [float(p) for p in v] for k, v in data.get("confidence", {}).items()},
+            confidence={
+                int(k): [float(p) for p in v] for k, v in data.get("confidence", {}).items()
+            },
             audit={int(t) for t in data.get("audit", [])},
             certainty={int(k): float(v) for k, v in data.get("certainty", {}).items()},
         )
@@ -175,7 +177,15 @@ class ProjectRecord:
 
 # The fields of a project record that a round writes; /setup and webhooks own the others
 # (label_config, settings).
-ROUND_FIELDS = ("round", "model_version", "labeled_round", "stale_versions", "pushing", "fingerprint", "ls_state")
+ROUND_FIELDS = (
+    "round",
+    "model_version",
+    "labeled_round",
+    "stale_versions",
+    "pushing",
+    "fingerprint",
+    "ls_state",
+)
 
 
 class ProjectStore:
@@ -274,9 +284,7 @@ class ProjectStore:
         saved = json.loads(path.read_text())
         if saved.get("data_key") != data_key:
             return None
-        return {
-            int(i): ({data_key: v} if v is not None else {}) for i, v in saved["tasks"].items()
-        }
+        return {int(i): ({data_key: v} if v is not None else {}) for i, v in saved["tasks"].items()}
 
     # --- owed work ----------------------------------------------------------------------
     def mark_pending(self, project_id: int, reason: str, force: bool = False) -> int:
@@ -284,7 +292,9 @@ class ProjectStore:
         request's ticket. Requests add up: reasons are kept, ``force`` sticks."""
         path = self.directory(project_id) / "pending.json"
         with self._lock:
-            current: dict = json.loads(path.read_text()) if path.is_file() else {"ticket": 0, "reasons": []}
+            current: dict = (
+                json.loads(path.read_text()) if path.is_file() else {"ticket": 0, "reasons": []}
+            )
             reasons = [r for r in current.get("reasons", []) if r != reason][-4:] + [reason]
             data: dict = {
                 "ticket": int(current.get("ticket", 0)) + 1,

@@ -153,7 +153,9 @@ def fetch_bytes(
             raise TaskDataError(f"cannot fetch {url[:120]}: HTTP {response.status_code}")
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > MAX_BYTES:
-            raise TaskDataError(f"{url[:120]} is larger than {MAX_BYTES} bytes ({declared} declared)")
+            raise TaskDataError(
+                f"{url[:120]} is larger than {MAX_BYTES} bytes ({declared} declared)"
+            )
         return _read_capped(response, url)
     finally:
         response.close()
@@ -222,7 +224,11 @@ class RemoteLoader:
     included) are refreshed where they are used."""
 
     def __init__(
-        self, spec: ProjectSpec, label_studio_url: str, api_key: str, allowed_hosts: tuple[str, ...] = ()
+        self,
+        spec: ProjectSpec,
+        label_studio_url: str,
+        api_key: str,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.label_studio_url = label_studio_url
@@ -248,4 +254,3 @@ class RemoteLoader:
             session=client.session if client is not None else None,
             allowed_hosts=self.allowed_hosts,
         )  # fmt: skip
-

@@ -176,7 +176,9 @@ class Worker:
             except Exception as exc:  # a failed round must not kill the worker
                 if isinstance(exc, self._retry):
                     self._reschedule(project_id, request)
-                    log.debug("round for project %s: %s; retry %s", project_id, exc, request.attempts)
+                    log.debug(
+                        "round for project %s: %s; retry %s", project_id, exc, request.attempts
+                    )
                 elif isinstance(exc, self._expected):
                     log.error("round for project %s failed: %s", project_id, exc)
                 else:

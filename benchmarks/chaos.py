@@ -61,7 +61,9 @@ class Project:
         pairs = load_texts(tasks, seed)
         self.truth = dict(pairs)
         self.ls = ls
-        reply = ls.call("POST", "/api/projects", json={"title": title, "label_config": LABEL_CONFIG})
+        reply = ls.call(
+            "POST", "/api/projects", json={"title": title, "label_config": LABEL_CONFIG}
+        )
         self.id = int(reply.json()["id"])
         ls.call("POST", f"/api/projects/{self.id}/import", json=[{"text": t} for t, _ in pairs])
         wait_for(lambda: ls.call("GET", f"/api/projects/{self.id}/").json().get("task_number") == tasks,
@@ -119,7 +121,12 @@ def crash(args, ls, backend_args, project: Project) -> dict:
     for moment in ("round", "push"):
         with running_backend(**backend_args) as server:
             view = BackendView(server.url)
-            wait_for(settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5)
+            wait_for(
+                settled(ls, view, project.id, project.labeled),
+                args.timeout,
+                "a settled backend",
+                0.5,
+            )
             project.label(3)
             if moment == "round":
                 wait_for(partial(round_running, server.url), 120, "a round to start", 0.05)
@@ -152,7 +159,9 @@ def outage(args, ls, ls_args, backend_args, project: Project) -> tuple[dict, con
     log_path = backend_args["model_dir"].parent / "backend-outage.log"
     with running_backend(**backend_args, log_path=log_path) as server:
         view = BackendView(server.url)
-        wait_for(settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5)
+        wait_for(
+            settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5
+        )
         rounds_before = len(view.history(project.id))
         # The backend is paused while the annotator labels: Label Studio's webhook times out
         # (as during a network split), so only the reconciliation or a later event can tell.
@@ -211,12 +220,21 @@ class SlowProxy:
                 time.sleep(owner.delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
                 reply = requests.request(self.command, owner.target + self.path, headers=headers,
                                          data=body, timeout=300, allow_redirects=False)  # fmt: skip
                 self.send_response(reply.status_code)
                 for k, v in reply.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection"):
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "content-encoding",
+                        "connection",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(reply.content)))
                 self.end_headers()
@@ -243,12 +261,19 @@ def slow(args, ls, ls_url, token, root: Path, env: dict) -> dict:
             view = BackendView(server.url)
             project.connect(server.url)
             project.label(12)
-            wait_for(lambda: gauges(server.url).get("autoal_round_running") == 1, args.timeout, "a round", 0.1)
+            wait_for(
+                lambda: gauges(server.url).get("autoal_round_running") == 1,
+                args.timeout,
+                "a round",
+                0.1,
+            )
             started = time.perf_counter()
             latency: dict[str, list[float]] = {"webhook": [], "predict": [], "health": []}
 
             def trained() -> dict | None:
-                return next((e for e in view.history(project.id) if e.get("labeled", 0) >= 12), None)
+                return next(
+                    (e for e in view.history(project.id) if e.get("labeled", 0) >= 12), None
+                )
 
             # Until the round on the 12 labels is done (the webhooks sent meanwhile owe one more
             # round, which the backend skips: nothing changed).
@@ -256,9 +281,18 @@ def slow(args, ls, ls_url, token, root: Path, env: dict) -> dict:
                 latency["webhook"].append(timed(lambda: requests.post(
                     f"{server.url}/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": project.id}},
                     timeout=10)))  # fmt: skip
-                latency["predict"].append(timed(lambda: requests.post(
-                    f"{server.url}/predict", json={"project": project.id, "tasks": [{"id": 1}]}, timeout=10)))
-                latency["health"].append(timed(lambda: requests.get(f"{server.url}/health", timeout=10)))
+                latency["predict"].append(
+                    timed(
+                        lambda: requests.post(
+                            f"{server.url}/predict",
+                            json={"project": project.id, "tasks": [{"id": 1}]},
+                            timeout=10,
+                        )
+                    )
+                )
+                latency["health"].append(
+                    timed(lambda: requests.get(f"{server.url}/health", timeout=10))
+                )
                 time.sleep(0.5)
             entry = trained()
             round_s = time.perf_counter() - started
@@ -270,7 +304,9 @@ def slow(args, ls, ls_url, token, root: Path, env: dict) -> dict:
         "round_s": round(round_s, 1),
         "round_stages_s": entry["seconds"] if entry else None,
         **{f"{route}_max_s": round(max(v), 3) for route, v in latency.items() if v},
-        **{f"{route}_median_s": round(statistics.median(v), 3) for route, v in latency.items() if v},
+        **{
+            f"{route}_median_s": round(statistics.median(v), 3) for route, v in latency.items() if v
+        },
     }
     print(f"slow Label Studio: {report}", flush=True)
     return report
@@ -280,13 +316,17 @@ def storm(args, ls, backend_args, project: Project) -> dict:
     """Duplicated, out-of-order and bogus webhooks at once."""
     with running_backend(**backend_args) as server:
         view = BackendView(server.url)
-        wait_for(settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5)
+        wait_for(
+            settled(ls, view, project.id, project.labeled), args.timeout, "a settled backend", 0.5
+        )
         before = {"rounds": len(view.history(project.id)), "rss_mb": rss_mb(server.process.pid)}
         actions = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "PROJECT_UPDATED",
                    "TASKS_CREATED", "ANNOTATION_CREATED"]  # fmt: skip
         payloads = []
         for i in range(args.storm):
-            pid = project.id if i % 5 else 10_000 + i  # every fifth names a project LS does not have
+            pid = (
+                project.id if i % 5 else 10_000 + i
+            )  # every fifth names a project LS does not have
             payloads.append({"action": actions[i % len(actions)], "project": {"id": pid}})
         with ThreadPoolExecutor(8) as pool:
             latencies = list(pool.map(lambda p: timed(lambda: requests.post(
@@ -300,8 +340,12 @@ def storm(args, ls, backend_args, project: Project) -> dict:
             "webhook_p99_s": round(sorted(latencies)[int(0.99 * len(latencies)) - 1], 4),
             "webhook_max_s": round(max(latencies), 4),
             "rounds_run": after_rounds - before["rounds"],
-            "rounds_skipped": int(sum(v for k, v in metrics.items() if k.startswith("autoal_rounds_skipped_total"))),
-            "project_dirs": sorted(p.name for p in backend_args["model_dir"].iterdir() if p.is_dir()),
+            "rounds_skipped": int(
+                sum(v for k, v in metrics.items() if k.startswith("autoal_rounds_skipped_total"))
+            ),
+            "project_dirs": sorted(
+                p.name for p in backend_args["model_dir"].iterdir() if p.is_dir()
+            ),
             "rss_mb_before": round(before["rss_mb"]),
             "rss_mb_after": round(rss_mb(server.process.pid)),
         }
@@ -347,7 +391,9 @@ def run(args) -> dict:
         if "slow" in scenarios:
             report["slow"] = slow(args, ls, server.url, token, root, env)
         if "outage" in scenarios:
-            report["outage"], restarted = outage(args, ls, dict(ls_args, stack=stack), backend_args, project)
+            report["outage"], restarted = outage(
+                args, ls, dict(ls_args, stack=stack), backend_args, project
+            )
             restarted.close()
         else:
             stack.close()
@@ -364,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", default="uniform", help="the backend's AUTOAL_STRATEGY")
     parser.add_argument("--timeout", type=float, default=600.0, help="per wait, seconds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scenarios", default="crash,storm,slow,outage", help="comma-separated, in this order")
+    parser.add_argument(
+        "--scenarios", default="crash,storm,slow,outage", help="comma-separated, in this order"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - {"crash", "storm", "slow", "outage"}
     if unknown:

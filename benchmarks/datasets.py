@@ -163,8 +163,12 @@ def long_tail_subset(
 def _long_tail_raw(raw: RawData, ratio: float, seed: int) -> RawData:
     """``raw`` with its pool and test set cut to the long-tailed profile (class 0 kept whole
     as far as the others allow): for sources without items to spare."""
-    pool = long_tail_subset(raw.pool_labels, np.arange(len(raw.pool_labels)), ratio, None, seed + 11)
-    test = long_tail_subset(raw.test_labels, np.arange(len(raw.test_labels)), ratio, None, seed + 12)
+    pool = long_tail_subset(
+        raw.pool_labels, np.arange(len(raw.pool_labels)), ratio, None, seed + 11
+    )
+    test = long_tail_subset(
+        raw.test_labels, np.arange(len(raw.test_labels)), ratio, None, seed + 12
+    )
     return RawData(
         _take(raw.pool_items, pool),
         raw.pool_labels[pool],
@@ -339,7 +343,9 @@ def item_keys(items: np.ndarray | list) -> list[str]:
             for image in items
         ]
     return [
-        EmbeddingCache.key(item if isinstance(item, str) else f"{item.size}|{item.mode}|".encode() + item.tobytes())
+        EmbeddingCache.key(
+            item if isinstance(item, str) else f"{item.size}|{item.mode}|".encode() + item.tobytes()
+        )
         for item in items
     ]
 
@@ -414,7 +420,9 @@ def load_raw(name_or_path: str, seed: int = 0, imbalance: float = 1.0,
         if not path.is_file():
             raise FileNotFoundError(f"no such export file: {path}")
         if label_config is None:
-            raise ValueError(f"{path}: a Label Studio export needs its label config (--label-config)")
+            raise ValueError(
+                f"{path}: a Label Studio export needs its label config (--label-config)"
+            )
         from benchmarks.exports import load_choices_export  # it builds on this module
 
         return path.stem, load_choices_export(path, label_config, seed)

@@ -99,10 +99,14 @@ def embed_ray(encoder: str, refs: list[str], keys: list[str], cache_dir: str, ad
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.embed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.embed", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--encoder", default="minilm", help="minilm, mobilenet_v2, pixels (with @options)")
+    parser.add_argument(
+        "--encoder", default="minilm", help="minilm, mobilenet_v2, pixels (with @options)"
+    )
     parser.add_argument("--nodes", type=int, default=2, help="ray: local worker nodes")
     parser.add_argument("--address", default=None, help="ray: an existing cluster instead")
     parser.add_argument("--seed", type=int, default=0)

@@ -106,7 +106,9 @@ class TaskSpec:
         if self.imbalance > 1:
             parts.append(f"lt{self.imbalance:g}")
         if self.family == "synthetic":
-            parts.append(f"C={self.num_classes},d={self.dim},modes={self.modes},sep={self.separation:.2f}")
+            parts.append(
+                f"C={self.num_classes},d={self.dim},modes={self.modes},sep={self.separation:.2f}"
+            )
         return " ".join(parts)
 
 
@@ -218,7 +220,10 @@ def build_task(spec: TaskSpec, cache_dir: Path | None = None, pool_cap: int = 30
             imbalance=spec.imbalance if spec.long_tail_at_load else 1.0,
         )
         arrays = []
-        for x, y in ((data.pool_embeddings, data.pool_labels), (data.test_embeddings, data.test_labels)):
+        for x, y in (
+            (data.pool_embeddings, data.pool_labels),
+            (data.test_embeddings, data.test_labels),
+        ):
             mapped = _derive(y.numpy(), spec, np.random.default_rng(spec.data_seed + 29))
             keep = np.nonzero(mapped >= 0)[0]
             arrays.append((x[keep], mapped[keep]))
@@ -228,15 +233,21 @@ def build_task(spec: TaskSpec, cache_dir: Path | None = None, pool_cap: int = 30
             # Which class becomes rare is random: relabel by a permutation, then cut the tail.
             relabel = rng.permutation(num_classes)
             py, ty = relabel[py], relabel[ty]
-            keep_pool = long_tail_subset(py, np.arange(len(py)), spec.imbalance, None, spec.data_seed)
-            keep_test = long_tail_subset(ty, np.arange(len(ty)), spec.imbalance, None, spec.data_seed + 1)
+            keep_pool = long_tail_subset(
+                py, np.arange(len(py)), spec.imbalance, None, spec.data_seed
+            )
+            keep_test = long_tail_subset(
+                ty, np.arange(len(ty)), spec.imbalance, None, spec.data_seed + 1
+            )
             pool, py, test, ty = pool[keep_pool], py[keep_pool], test[keep_test], ty[keep_test]
         pool_labels, test_labels = torch.from_numpy(py), torch.from_numpy(ty)
     if pool.shape[0] > pool_cap:
         kept = torch.from_numpy(np.sort(rng.permutation(pool.shape[0])[:pool_cap]))
         pool, pool_labels = pool[kept], pool_labels[kept]
     mean, std = pool.mean(dim=0, keepdim=True), pool.std(dim=0, keepdim=True).clamp_min(1e-6)
-    return Task(spec, (pool - mean) / std, pool_labels, (test - mean) / std, test_labels, num_classes)
+    return Task(
+        spec, (pool - mean) / std, pool_labels, (test - mean) / std, test_labels, num_classes
+    )
 
 
 def macro_f1(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
@@ -253,7 +264,9 @@ def _metrics(model: TaskModel, task: Task) -> tuple[float, float, float]:
     probs = model.predict_proba(task.test)
     predicted = probs.argmax(dim=1)
     accuracy = float((predicted == task.test_labels).float().mean())
-    log_likelihood = float(torch.log(probs.gather(1, task.test_labels[:, None]).clamp_min(1e-12)).mean())
+    log_likelihood = float(
+        torch.log(probs.gather(1, task.test_labels[:, None]).clamp_min(1e-12)).mean()
+    )
     return accuracy, macro_f1(predicted, task.test_labels, task.num_classes), log_likelihood
 
 
@@ -297,7 +310,9 @@ def run_episode(
             budget=regime.batch, seed=round_seed,
         )  # fmt: skip
         labeled = state.labeled_indices()
-        model = TaskModel.fit(state.features[labeled], state.targets[labeled], config=config, seed=round_seed)
+        model = TaskModel.fit(
+            state.features[labeled], state.targets[labeled], config=config, seed=round_seed
+        )
         state.model, state.probs = model, model.predict_proba(state.features)
         candidates = state.unlabeled_indices()
         scores = score_matrix(state, names, candidates)  # [M, K]
@@ -330,7 +345,9 @@ def _truth(task, state, model, scores, weights, batches, choice, seed, config) -
     )  # fmt: skip
     before = _metrics(model, task)
     after = [_metrics(m, task) for m in fitted]
-    gains = torch.tensor([[a - b for a, b in zip(after[i], before, strict=True)] for i in inverse.tolist()])
+    gains = torch.tensor(
+        [[a - b for a, b in zip(after[i], before, strict=True)] for i in inverse.tolist()]
+    )
     counts = state.targets[labeled].sum(dim=0)
     return {
         "features": round_features(state, scores, list(PORTFOLIO), candidates),
@@ -425,7 +442,11 @@ def training_rounds(episodes: list[dict], gain: str = "accuracy_gain") -> list[T
     """The prior's training rounds from recorded episodes; each family (and regime) weighs
     alike in the objective, however many rounds it holds."""
     rounds = [
-        TrainingRound(record["features"], action_gains(record, gain), f"{episode['family']}/{episode['regime']}")
+        TrainingRound(
+            record["features"],
+            action_gains(record, gain),
+            f"{episode['family']}/{episode['regime']}",
+        )
         for episode in episodes
         for record in episode["rounds"]
     ]
@@ -446,13 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.episodes",
         description="Simulated labeling episodes with the true gain of every candidate batch.",
     )
-    parser.add_argument("--families", default="all", help=f"comma-separated of {', '.join(FAMILIES)}, or all")
-    parser.add_argument("--regimes", default="small,large", help="small (20-220 labels), large (20-1,020)")
+    parser.add_argument(
+        "--families", default="all", help=f"comma-separated of {', '.join(FAMILIES)}, or all"
+    )
+    parser.add_argument(
+        "--regimes", default="small,large", help="small (20-220 labels), large (20-1,020)"
+    )
     parser.add_argument("--episodes", type=int, default=24, help="small-regime episodes per family")
-    parser.add_argument("--large-episodes", type=int, default=8, help="large-regime episodes per family")
+    parser.add_argument(
+        "--large-episodes", type=int, default=8, help="large-regime episodes per family"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
-    parser.add_argument("--out", default=str(Path.home() / ".cache" / "autoal-backend" / "episodes"))
+    parser.add_argument(
+        "--out", default=str(Path.home() / ".cache" / "autoal-backend" / "episodes")
+    )
     return parser
 
 
@@ -481,7 +510,15 @@ def main(argv: list[str] | None = None) -> int:
     paths = generate(Path(args.out).expanduser(), families, regimes, args.workers,
                      Path(args.cache_dir) if args.cache_dir else None)  # fmt: skip
     rounds = sum(len(torch.load(p, weights_only=False)["rounds"]) for p in paths)
-    print(json.dumps({"episodes": len(paths), "rounds": rounds, "seconds": round(time.perf_counter() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                "episodes": len(paths),
+                "rounds": rounds,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
     return 0
 
 

@@ -50,9 +50,13 @@ def load_choices_export(path: Path, label_config: str, seed: int = 0) -> RawData
     if not isinstance(spec, LabelSpec):
         raise ValueError(f"{path}: the label config is a {spec.kind} project; expected <Choices>")
     if spec.multilabel:
-        raise ValueError(f"{path}: multi-choice projects are not simulated yet (one class per item)")
+        raise ValueError(
+            f"{path}: multi-choice projects are not simulated yet (one class per item)"
+        )
     if spec.value_type == "url":
-        raise ValueError(f"{path}: a <Text valueType=\"url\"> project is not simulated (texts must be in the export)")
+        raise ValueError(
+            f'{path}: a <Text valueType="url"> project is not simulated (texts must be in the export)'
+        )
     tasks = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's JSON export)")
@@ -63,10 +67,16 @@ def load_choices_export(path: Path, label_config: str, seed: int = 0) -> RawData
     for task in tasks:
         data = task.get("data") if isinstance(task, dict) else None
         value = data.get(spec.data_key) if isinstance(data, dict) else None
-        annotations = [a for a in (task.get("annotations") or []) if isinstance(a, dict) and not a.get("was_cancelled")]
+        annotations = [
+            a
+            for a in (task.get("annotations") or [])
+            if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
         votes = [v for v, _ in (spec.vote(a) for a in annotations) if v]
         if not isinstance(value, str) or not votes:
-            skipped["no usable annotation or field"] = skipped.get("no usable annotation or field", 0) + 1
+            skipped["no usable annotation or field"] = (
+                skipped.get("no usable annotation or field", 0) + 1
+            )
             continue
         try:
             item = load_image(value, Path(path).parent) if spec.modality == "image" else value
@@ -77,7 +87,9 @@ def load_choices_export(path: Path, label_config: str, seed: int = 0) -> RawData
         items.append(item)
         labels.append(index[spec.agree(votes)[0]])
     if len(items) < 10:
-        raise ValueError(f"{path}: {len(items)} usable annotated tasks (skipped: {skipped or 'none'}); need at least 10")
+        raise ValueError(
+            f"{path}: {len(items)} usable annotated tasks (skipped: {skipped or 'none'}); need at least 10"
+        )
     label_array = np.asarray(labels, dtype=np.int64)
     test_size = max(1, int(round(len(items) * TEST_FRACTION)))
     parts = _split(items, label_array, test_size, seed)

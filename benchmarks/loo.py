@@ -62,7 +62,15 @@ def ensure_prior(root: Path, family: str, episodes: str | None) -> Path:
     """The prior trained without ``family`` (made with benchmarks.meta_train when missing)."""
     path = prior_path(root, family)
     if not path.is_file():
-        command = [sys.executable, "-m", "benchmarks.meta_train", "--exclude", family, "--out", str(path)]
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.meta_train",
+            "--exclude",
+            family,
+            "--out",
+            str(path),
+        ]
         if episodes:
             command += ["--episodes", episodes]
         subprocess.run(command, check=True)
@@ -143,7 +151,13 @@ def policy_actions(selections: Path, selector: str = "autoal") -> dict[str, dict
     return out
 
 
-PER_CLASS_BUCKETS = (("<5", 5.0), ("5-10", 10.0), ("10-20", 20.0), ("20-50", 50.0), (">=50", float("inf")))
+PER_CLASS_BUCKETS = (
+    ("<5", 5.0),
+    ("5-10", 10.0),
+    ("10-20", 20.0),
+    ("20-50", 50.0),
+    (">=50", float("inf")),
+)
 
 
 def plot_policy(reports: list[dict], path: Path) -> None:
@@ -157,7 +171,9 @@ def plot_policy(reports: list[dict], path: Path) -> None:
     for report in reports:
         for bucket, counts in report.get("policy_actions", {}).items():
             for action, n in counts.items():
-                totals.setdefault(bucket, {})[action] = totals.setdefault(bucket, {}).get(action, 0) + n
+                totals.setdefault(bucket, {})[action] = (
+                    totals.setdefault(bucket, {}).get(action, 0) + n
+                )
     buckets = [b for b, _ in PER_CLASS_BUCKETS if b in totals]
     if not buckets:
         return
@@ -230,7 +246,9 @@ def summarise_set(out: Path, name: str) -> dict:
 
 
 def markdown(budget: str, reports: list[dict]) -> str:
-    selectors = [n for n in mixture_names() + strategy_names() if any(n in r["aubc"] for r in reports)]
+    selectors = [
+        n for n in mixture_names() + strategy_names() if any(n in r["aubc"] for r in reports)
+    ]
     header = "| selector | " + " | ".join(r["set"] for r in reports) + " |"
     lines = [f"# Leave one data set out, budget {budget}", "", "Mean AUBC (accuracy).", "", header,
              "|---" * (len(reports) + 1) + "|"]  # fmt: skip
@@ -239,13 +257,17 @@ def markdown(budget: str, reports: list[dict]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "AutoAL minus each, paired over seeds: mean (std; wins/seeds).", "", header,
               "|---" * (len(reports) + 1) + "|"]  # fmt: skip
-    others = sorted({k for r in reports for k in r["autoal_minus"]}, key=lambda k: (k != "uniform", k))
+    others = sorted(
+        {k for r in reports for k in r["autoal_minus"]}, key=lambda k: (k != "uniform", k)
+    )
     for other in others:
         cells = []
         for r in reports:
             p = r["autoal_minus"].get(other)
             label = f" ({r['best_single']})" if other == "best_single" else ""
-            cells.append(f"{p['mean']:+.4f} ({p['std']:.4f}; {p['wins']}/{p['seeds']}){label}" if p else "")
+            cells.append(
+                f"{p['mean']:+.4f} ({p['std']:.4f}; {p['wins']}/{p['seeds']}){label}" if p else ""
+            )
         lines.append(f"| {other} | " + " | ".join(cells) + " |")
     lines += ["", "AUBC of macro-F1 / final minority-class recall.", "", header,
               "|---" * (len(reports) + 1) + "|"]  # fmt: skip
@@ -259,14 +281,18 @@ def markdown(budget: str, reports: list[dict]) -> str:
               "selector after the cold start: bias / spread / share of rounds inside the 95% band.", "",
               header, "|---" * (len(reports) + 1) + "|"]  # fmt: skip
     cells = [
-        f"{e['bias']:+.3f} / {e['spread']:.3f} / {e['band_coverage']:.2f}" if (e := r.get("estimate_error")) else ""
+        f"{e['bias']:+.3f} / {e['spread']:.3f} / {e['band_coverage']:.2f}"
+        if (e := r.get("estimate_error"))
+        else ""
         for r in reports
     ]
     lines.append("| estimate | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Path, out: Path) -> Path:
+def run_set(
+    args: argparse.Namespace, dataset: str, imbalance: float, prior: Path, out: Path
+) -> Path:
     initial, batch, rounds = BUDGETS[args.budget]
     command = [
         sys.executable, "-m", "benchmarks.simulate", "--dataset", dataset,
@@ -288,16 +314,24 @@ def run_set(args: argparse.Namespace, dataset: str, imbalance: float, prior: Pat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.loo", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--datasets", default="digits,mnist,bbc,rotten")
     parser.add_argument("--imbalance", default="1,10", help="comma-separated ratios")
     parser.add_argument("--budget", default="small", choices=sorted(BUDGETS))
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds F..F+S-1 (to extend a run)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds F..F+S-1 (to extend a run)"
+    )
     parser.add_argument("--strategies", default="all")
     parser.add_argument("--selector-option", action="append", default=[])
     parser.add_argument("--workers", type=int, default=1, help="data sets simulated at once")
-    parser.add_argument("--priors", default="benchmarks/priors", help="where the LOO priors live (tracked; trained when missing)")
+    parser.add_argument(
+        "--priors",
+        default="benchmarks/priors",
+        help="where the LOO priors live (tracked; trained when missing)",
+    )
     parser.add_argument("--episodes", default=None, help="episode cache for training priors")
     parser.add_argument("--out", default="results/loo")
     parser.add_argument("--summary-only", action="store_true", help="summarise existing runs")
@@ -326,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             for future in futures:
                 print(f"done: {future.result()}", file=sys.stderr, flush=True)
     if args.summary_only:  # the sets that were run; say which are missing
-        missing = [set_name(d, r) for d, r in jobs if not (root / set_name(d, r) / "rounds.csv").is_file()]
+        missing = [
+            set_name(d, r) for d, r in jobs if not (root / set_name(d, r) / "rounds.csv").is_file()
+        ]
         if missing:
             print(f"not run (no rounds.csv): {', '.join(missing)}", file=sys.stderr)
         jobs = [(d, r) for d, r in jobs if set_name(d, r) not in missing]

@@ -38,7 +38,9 @@ from benchmarks.queue_latency import (
 from scripts.label_studio import running_label_studio
 
 
-def grow_to(ls: LabelStudioREST, project_id: int, texts: list[str], have: int, want: int, timeout: float) -> float:
+def grow_to(
+    ls: LabelStudioREST, project_id: int, texts: list[str], have: int, want: int, timeout: float
+) -> float:
     """Import ``texts[have:want]`` in chunks; seconds until Label Studio counts ``want`` tasks."""
     start = time.perf_counter()
     for first in range(have, want, IMPORT_CHUNK):
@@ -46,7 +48,9 @@ def grow_to(ls: LabelStudioREST, project_id: int, texts: list[str], have: int, w
         ls.call("POST", f"/api/projects/{project_id}/import", json=chunk)
     wait_for(
         lambda: ls.call("GET", f"/api/projects/{project_id}/").json().get("task_number") == want,
-        timeout, f"{want} imported tasks", 0.5,
+        timeout,
+        f"{want} imported tasks",
+        0.5,
     )
     return time.perf_counter() - start
 
@@ -61,7 +65,8 @@ def growth_exponents(sizes: dict[int, dict]) -> dict[str, float | None]:
         before = sizes[small]["calls"].get(name)
         out[name] = (
             round(math.log(seconds / before) / math.log(large / small), 2)
-            if before and seconds and before > 0 and seconds > 0 else None
+            if before and seconds and before > 0 and seconds > 0
+            else None
         )
     return out
 
@@ -75,12 +80,15 @@ def run(args: argparse.Namespace) -> dict:
     truth = dict(pairs)
     report: dict[int, dict] = {}
     extra_env = dict(item.split("=", 1) for item in args.ls_env)
-    with tempfile.TemporaryDirectory(prefix="autoal-ls-scale-") as root, running_label_studio(
-        data_dir=Path(root) / "label-studio", extra_env=extra_env
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="autoal-ls-scale-") as root,
+        running_label_studio(data_dir=Path(root) / "label-studio", extra_env=extra_env) as server,
+    ):
         print(f"Label Studio at {server.url} ({server.startup_seconds:.0f} s)", flush=True)
         ls = LabelStudioREST(server.url, server.token)
-        project = ls.call("POST", "/api/projects", json={"title": "AutoAL scale", "label_config": LABEL_CONFIG})
+        project = ls.call(
+            "POST", "/api/projects", json={"title": "AutoAL scale", "label_config": LABEL_CONFIG}
+        )
         project_id = int(project.json()["id"])
         have = 0
         for size in sizes:
@@ -93,8 +101,15 @@ def run(args: argparse.Namespace) -> dict:
                     ls.annotate(task["id"], truth[task["data"]["text"]])
             have = size
             calls = measure_label_studio_calls(server.url, server.token, project_id, args.repeats)
-            report[size] = {"import_seconds": round(seconds, 2), "imported": imported, "calls": calls}
-            print(f"{size:,} tasks: " + ", ".join(f"{k} {v:.2f}" for k, v in calls.items()), flush=True)
+            report[size] = {
+                "import_seconds": round(seconds, 2),
+                "imported": imported,
+                "calls": calls,
+            }
+            print(
+                f"{size:,} tasks: " + ", ".join(f"{k} {v:.2f}" for k, v in calls.items()),
+                flush=True,
+            )
     return {
         "sizes": {str(k): v for k, v in report.items()},
         "growth_exponents": growth_exponents(report),
@@ -106,15 +121,28 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ls_scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="10000,30000,100000", help="comma-separated project sizes, grown in turn")
-    parser.add_argument("--labels", type=int, default=300, help="tasks annotated before the first size")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each timed call (medians)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ls_scale", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--tasks", default="10000,30000,100000", help="comma-separated project sizes, grown in turn"
+    )
+    parser.add_argument(
+        "--labels", type=int, default=300, help="tasks annotated before the first size"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats of each timed call (medians)"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per wait, seconds")
-    parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="an environment variable for Label Studio (repeatable), e.g. "
-                        "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=false "
-                        "for its default prediction import")
+    parser.add_argument(
+        "--ls-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for Label Studio (repeatable), e.g. "
+        "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=false "
+        "for its default prediction import",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

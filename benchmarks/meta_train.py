@@ -89,16 +89,22 @@ def validate(rounds: list[TrainingRound], config: PriorTrainingConfig) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.meta_train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.meta_train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--episodes", default=str(DEFAULT_EPISODES), help="the episode cache")
     parser.add_argument("--families", default="all", help=f"of {', '.join(FAMILIES)}")
     parser.add_argument("--exclude", default="", help="families left out (comma-separated)")
     parser.add_argument("--regimes", default=",".join(REGIMES))
-    parser.add_argument("--gain", default="accuracy_gain", choices=GAINS, help="the truth to maximise")
+    parser.add_argument(
+        "--gain", default="accuracy_gain", choices=GAINS, help="the truth to maximise"
+    )
     parser.add_argument("--out", default=None, help="where to write the prior (JSON)")
     parser.add_argument("--validate", action="store_true", help="leave-one-family-out check")
     for f in fields(PriorTrainingConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
+        )
     return parser
 
 
@@ -122,12 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     episodes = load_episodes(paths)
     rounds = training_rounds(episodes, args.gain)
-    config = PriorTrainingConfig(**{f.name: getattr(args, f.name) for f in fields(PriorTrainingConfig)})
-    summary: dict = {"episodes": len(paths), "rounds": len(rounds), "families": families, "regimes": regimes}
+    config = PriorTrainingConfig(
+        **{f.name: getattr(args, f.name) for f in fields(PriorTrainingConfig)}
+    )
+    summary: dict = {
+        "episodes": len(paths),
+        "rounds": len(rounds),
+        "families": families,
+        "regimes": regimes,
+    }
     if args.validate:
         summary["validation"] = validate(rounds, config)
     if args.out:
-        command = "python -m benchmarks.meta_train " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m benchmarks.meta_train " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
         meta = {
             "command": command.strip(),
             "data": {
@@ -154,4 +169,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

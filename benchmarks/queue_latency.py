@@ -97,8 +97,14 @@ class LabelStudioREST:
         return self.call("GET", f"/api/projects/{project_id}/next").json()
 
     def annotate(self, task_id: int, choice: str) -> None:
-        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                   "value": {"choices": [choice]}}]
+        result = [
+            {
+                "from_name": "sentiment",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": [choice]},
+            }
+        ]
         self.call("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
 
     def prediction_versions(self, task_id: int) -> set[str]:
@@ -173,8 +179,14 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
     tasks = client.list_task_data(project_id, TASK_PAGE)
     known = {t["id"]: t.get("data") or {} for t in tasks}
     ids = sorted(known)
-    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-               "value": {"choices": [LABELS[0]]}}]
+    result = [
+        {
+            "from_name": "sentiment",
+            "to_name": "text",
+            "type": "choices",
+            "value": {"choices": [LABELS[0]]},
+        }
+    ]
     calls: dict[str, Callable[[int], object]] = {
         "list every task (paged)": lambda _: client.list_task_data(project_id, TASK_PAGE),
         "count tasks": lambda _: client.count_tasks(project_id),
@@ -182,6 +194,7 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
         "sync, full": lambda _: client.sync_tasks(project_id),
         "sync, incremental": lambda _: client.sync_tasks(project_id, known=known),
     }
+
     def import_probe(r: int, size: int) -> object:
         predictions = [{"task": i, "result": result, "score": 0.5, "model_version": f"probe-{size}-{r}"}
                        for i in ids[:size]]  # fmt: skip
@@ -227,43 +240,70 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="autoal-latency-") as root, running_label_studio(
-        data_dir=Path(root) / "label-studio"
-    ) as server, running_backend(
-        model_dir=Path(root) / "models",
-        label_studio_url=server.url,
-        api_key=server.token,
-        extra_env=env,
-    ) as backend_server:
-        print(f"Label Studio at {server.url} ({server.startup_seconds:.0f} s), backend at "
-              f"{backend_server.url}", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="autoal-latency-") as root,
+        running_label_studio(data_dir=Path(root) / "label-studio") as server,
+        running_backend(
+            model_dir=Path(root) / "models",
+            label_studio_url=server.url,
+            api_key=server.token,
+            extra_env=env,
+        ) as backend_server,
+    ):
+        print(
+            f"Label Studio at {server.url} ({server.startup_seconds:.0f} s), backend at "
+            f"{backend_server.url}",
+            flush=True,
+        )
         ls = LabelStudioREST(server.url, server.token)
         backend = BackendView(backend_server.url)
-        project = ls.call("POST", "/api/projects",
-                          json={"title": "AutoAL queue latency", "label_config": LABEL_CONFIG})
+        project = ls.call(
+            "POST",
+            "/api/projects",
+            json={"title": "AutoAL queue latency", "label_config": LABEL_CONFIG},
+        )
         project_id = int(project.json()["id"])
         start = time.perf_counter()
         tasks = [{"text": text} for text, _ in pairs]
         for first in range(0, len(tasks), IMPORT_CHUNK):
-            ls.call("POST", f"/api/projects/{project_id}/import",
-                    json=tasks[first : first + IMPORT_CHUNK])
+            ls.call(
+                "POST",
+                f"/api/projects/{project_id}/import",
+                json=tasks[first : first + IMPORT_CHUNK],
+            )
         # Label Studio may finish an import in the background: wait until every task exists.
         wait_for(
-            lambda: ls.call("GET", f"/api/projects/{project_id}/").json().get("task_number")
-            == len(tasks),
-            args.timeout, "the imported tasks", 0.5,
+            lambda: (
+                ls.call("GET", f"/api/projects/{project_id}/").json().get("task_number")
+                == len(tasks)
+            ),
+            args.timeout,
+            "the imported tasks",
+            0.5,
         )
         timings["import_tasks_s"] = time.perf_counter() - start
         print(f"imported {len(tasks)} tasks in {timings['import_tasks_s']:.1f} s", flush=True)
 
         start = time.perf_counter()
-        ls.call("POST", "/api/ml", json={"project": project_id, "url": backend_server.url,
-                                         "title": "AutoAL", "is_interactive": False})
-        cold = wait_for(settled(ls, backend, project_id, 0), args.timeout, "the cold-start round",
-                        1.0)
+        ls.call(
+            "POST",
+            "/api/ml",
+            json={
+                "project": project_id,
+                "url": backend_server.url,
+                "title": "AutoAL",
+                "is_interactive": False,
+            },
+        )
+        cold = wait_for(
+            settled(ls, backend, project_id, 0), args.timeout, "the cold-start round", 1.0
+        )
         timings["cold_start_round_s"] = time.perf_counter() - start
-        print(f"cold-start round (embeds every task) settled in "
-              f"{timings['cold_start_round_s']:.1f} s: {cold['seconds']}", flush=True)
+        print(
+            f"cold-start round (embeds every task) settled in "
+            f"{timings['cold_start_round_s']:.1f} s: {cold['seconds']}",
+            flush=True,
+        )
 
         def label_next() -> tuple[int, float]:
             task = ls.next_task(project_id)
@@ -276,8 +316,9 @@ def run(args: argparse.Namespace) -> dict:
         for _ in range(args.warmup_labels):
             label_next()
             labeled += 1
-        wait_for(settled(ls, backend, project_id, labeled), args.timeout, "the first trained round",
-                 1.0)
+        wait_for(
+            settled(ls, backend, project_id, labeled), args.timeout, "the first trained round", 1.0
+        )
         print(f"{labeled} labels: trained rounds running", flush=True)
 
         latencies: list[float] = []
@@ -296,14 +337,19 @@ def run(args: argparse.Namespace) -> dict:
                     f"/next served task {served['id']} without a prediction of {version}"
                 )
             latencies.append(served_at - submitted)
-            entry = wait_for(settled(ls, backend, project_id, labeled), args.timeout,
-                             "the round to settle", 0.5)
+            entry = wait_for(
+                settled(ls, backend, project_id, labeled), args.timeout, "the round to settle", 0.5
+            )
             rounds.append(entry)
-            print(f"annotation {len(latencies)}: queue served from {version} after "
-                  f"{latencies[-1]:.2f} s; backend round {entry['seconds']}", flush=True)
+            print(
+                f"annotation {len(latencies)}: queue served from {version} after "
+                f"{latencies[-1]:.2f} s; backend round {entry['seconds']}",
+                flush=True,
+            )
         label_studio_costs = (
             measure_label_studio_calls(server.url, server.token, project_id, args.repeats)
-            if args.repeats > 0 else {}
+            if args.repeats > 0
+            else {}
         )
     stage_names = sorted({k for r in rounds for k in r["seconds"]})
     return {
@@ -325,16 +371,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--annotations", type=int, default=5, help="measured annotations")
-    parser.add_argument("--warmup-labels", type=int, default=12,
-                        help="labels given before measuring (the backend trains from 10)")
+    parser.add_argument(
+        "--warmup-labels",
+        type=int,
+        default=12,
+        help="labels given before measuring (the backend trains from 10)",
+    )
     parser.add_argument("--strategy", default="autoal")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="OMP/MKL threads of the backend (0: inherit)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="OMP/MKL threads of the backend (0: inherit)"
+    )
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="repeats of the per-call Label Studio timings (0: skip them)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="repeats of the per-call Label Studio timings (0: skip them)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

@@ -296,9 +296,23 @@ def run_strategy(
             order = order.to(device)
             picked = served(order, batch, serve_window, state.seed)
             audited = set(order.cpu()[audit].tolist())
-            in_audit = torch.tensor([int(i) in audited for i in picked.tolist()]) if audited else None
-            estimates = page_estimates(model, pool, pool_labels, labels, picked, in_audit, state.seed, judged)
-            _record(result, name, seed, round_index, labels, metrics, outcome, start, estimates=estimates)
+            in_audit = (
+                torch.tensor([int(i) in audited for i in picked.tolist()]) if audited else None
+            )
+            estimates = page_estimates(
+                model, pool, pool_labels, labels, picked, in_audit, state.seed, judged
+            )
+            _record(
+                result,
+                name,
+                seed,
+                round_index,
+                labels,
+                metrics,
+                outcome,
+                start,
+                estimates=estimates,
+            )
             result.selections.append(
                 {
                     "strategy": name,
@@ -371,14 +385,22 @@ def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed, jud
         torch.cat([c for c, _ in recent]), torch.cat([p for _, p in recent]), pool_confidence, seed
     )
     if calibrated is not None:
-        out |= {"estimate": calibrated.value, "estimate_low": calibrated.low, "estimate_high": calibrated.high}
-    audit = audit_accuracy(correct[in_audit]) if in_audit is not None and bool(in_audit.any()) else None
+        out |= {
+            "estimate": calibrated.value,
+            "estimate_low": calibrated.low,
+            "estimate_high": calibrated.high,
+        }
+    audit = (
+        audit_accuracy(correct[in_audit]) if in_audit is not None and bool(in_audit.any()) else None
+    )
     if audit is not None:
         out["audit_estimate"] = audit.value
     return out
 
 
-def _record(result, name, seed, round_index, labels, metrics, outcome, start, seconds=None, estimates=None):
+def _record(
+    result, name, seed, round_index, labels, metrics, outcome, start, seconds=None, estimates=None
+):
     """Append one point of the learning curve and its CSV row."""
     count = int((labels >= 0).sum())
     seconds = outcome.seconds if outcome is not None else (seconds or {})
@@ -535,7 +557,11 @@ def selector_options_for(strategies: list[str], pairs: list[str]) -> dict[str, d
     for pair in pairs:
         key = pair.partition("=")[0].strip()
         owner, dot, bare = key.rpartition(".")
-        used = [n for n in strategies if (not dot or n == owner) and (bare if dot else key) in options[n]]
+        used = [
+            n
+            for n in strategies
+            if (not dot or n == owner) and (bare if dot else key) in options[n]
+        ]
         if not used:
             raise SystemExit(
                 f"--selector-option {pair!r}: none of the strategies run ({', '.join(strategies)}) "
@@ -562,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=int, default=20, help="random initial labels")
     parser.add_argument("--batch", type=int, default=20, help="labels per round")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=5, help="how many seeds: F..F+S-1 (F: --first-seed)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="how many seeds: F..F+S-1 (F: --first-seed)"
+    )
     parser.add_argument(
         "--first-seed",
         type=int,
@@ -648,7 +676,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
         from model.strategies import strategy_names
 
         valid = mixture_names() + strategy_names("spans")
-        names = valid if args.strategies.strip() == "all" else [n.strip() for n in args.strategies.split(",") if n.strip()]
+        names = (
+            valid
+            if args.strategies.strip() == "all"
+            else [n.strip() for n in args.strategies.split(",") if n.strip()]
+        )
         return run_span_benchmark(args, names, selector_options_for(names, args.selector_option))
     strategies = parse_strategies(args.strategies)
     options = selector_options_for(strategies, args.selector_option)
@@ -775,7 +807,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
     report["estimate_error"] = {n: estimate_error(rs, "estimate") for n, rs in runs.items()}
     if args.audit_fraction > 0:
         report["audit_fraction"] = args.audit_fraction
-        report["audit_estimate_error"] = {n: estimate_error(rs, "audit_estimate") for n, rs in runs.items()}
+        report["audit_estimate_error"] = {
+            n: estimate_error(rs, "audit_estimate") for n, rs in runs.items()
+        }
     if any(options.values()):
         report["selector_options"] = {n: _json_safe(o) for n, o in options.items() if o}
     matched = labels_to_match_random(runs)

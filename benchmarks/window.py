@@ -38,14 +38,18 @@ def run(args: argparse.Namespace, dataset: str, window: int | None, prior: Path,
     return out / "rounds.csv"
 
 
-def compare(name: str, top: dict[str, dict[int, float]], by_window: dict[int, dict[str, dict[int, float]]]) -> dict:
+def compare(
+    name: str, top: dict[str, dict[int, float]], by_window: dict[int, dict[str, dict[int, float]]]
+) -> dict:
     """One data set's report: per strategy, top-first mean AUBC and each window's paired
     difference from it."""
     strategies = {}
     for strategy, seeds in top.items():
         strategies[strategy] = {
             "top": round(sum(seeds.values()) / len(seeds), 4),
-            "window_minus_top": {str(w): paired(runs[strategy], seeds) for w, runs in by_window.items()},
+            "window_minus_top": {
+                str(w): paired(runs[strategy], seeds) for w, runs in by_window.items()
+            },
         }
     return {"set": name, "windows": list(by_window), "strategies": strategies}
 
@@ -59,14 +63,19 @@ def markdown(reports: list[dict]) -> str:
     for report in reports:
         for strategy, row in report["strategies"].items():
             cells = [
-                f"{d['mean']:+.4f} ({d['std']:.4f}; {d['wins']}/{d['seeds']})" for d in row["window_minus_top"].values()
+                f"{d['mean']:+.4f} ({d['std']:.4f}; {d['wins']}/{d['seeds']})"
+                for d in row["window_minus_top"].values()
             ]
-            lines.append(f"| {report['set']} | {strategy} | {row['top']:.4f} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {report['set']} | {strategy} | {row['top']:.4f} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.window", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.window", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--datasets", default="digits,bbc,rotten")
     parser.add_argument("--windows", default="10,30,100")
     parser.add_argument("--strategies", default="autoal,uniform,margin")
@@ -80,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         prior = ensure_prior(Path(args.priors), dataset, None)
         root = Path(args.out) / dataset
         top = per_seed_aubc(run(args, dataset, None, prior, root / "top"))
-        by_window = {w: per_seed_aubc(run(args, dataset, w, prior, root / f"w{w}")) for w in windows}
+        by_window = {
+            w: per_seed_aubc(run(args, dataset, w, prior, root / f"w{w}")) for w in windows
+        }
         reports.append(compare(dataset, top, by_window))
         print(f"done: {dataset}", file=sys.stderr, flush=True)
     out = Path(args.out)

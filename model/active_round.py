@@ -98,4 +98,6 @@ def run_round(
     accuracy = cross_validated_accuracy(state, config)
     if accuracy is not None:
         seconds["validate"] = time.perf_counter() - start
-    return RoundResult(selection, model, probs, False, accuracy, seconds=seconds, parts=trained.parts)
+    return RoundResult(
+        selection, model, probs, False, accuracy, seconds=seconds, parts=trained.parts
+    )

@@ -59,7 +59,9 @@ def band(p: float, n: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def weighted_estimate(correct: torch.Tensor, weights: torch.Tensor | None = None) -> Estimate | None:
+def weighted_estimate(
+    correct: torch.Tensor, weights: torch.Tensor | None = None
+) -> Estimate | None:
     """Self-normalised weighted mean of ``correct`` [n] (0/1) and its band; None for n = 0."""
     if correct.numel() == 0:
         return None
@@ -128,7 +130,9 @@ def calibrated_accuracy(
     return Estimate(value, min(low, value), max(high, value), float(n))
 
 
-def interleave_audit(order: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def interleave_audit(
+    order: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Serve a ``fraction`` of the queue at random: every (1 / fraction)-th position of
     ``order`` [M] is given to a task drawn uniformly from the whole order (without
     replacement). Returns the new order [M] and which of its positions are audit tasks [M]."""

@@ -162,7 +162,9 @@ def load(path: str | Path) -> ExportedModel | ExportedSpanModel:
     """Read a file written by ``GET /projects/<id>/model`` (or ``export_state``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path}: export format {state.get('format')!r}; this version reads {EXPORT_FORMAT}")
+        raise ValueError(
+            f"{path}: export format {state.get('format')!r}; this version reads {EXPORT_FORMAT}"
+        )
     if state.get("kind") == "spans":
         return ExportedSpanModel(
             model=SpanModel.from_state_dict(state["span_model"]),

@@ -92,7 +92,9 @@ class DropoutMasks:
         return hidden * (mask if mask.dtype == hidden.dtype else mask.to(hidden.dtype))
 
 
-def standardisation(embeddings: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def standardisation(
+    embeddings: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean [d] and unbiased std [d] (clamped to ``eps``) over the pool [N, d].
 
     The variance is summed over row blocks of the centred rows: torch's ``std(dim=0)`` walks
@@ -232,11 +234,15 @@ class TaskModel:
                     mask = masks.mask((n, d), device)  # [L + B, d], rows as fit() orders them
                     shared = features * mask[: features.shape[0]]
                     extra = extra_features * mask[features.shape[0] :]
-                logits_shared = (shared @ weight.reshape(j * c, d).t()).view(-1, j, c).transpose(0, 1)
+                logits_shared = (
+                    (shared @ weight.reshape(j * c, d).t()).view(-1, j, c).transpose(0, 1)
+                )
                 logits = torch.cat((logits_shared, torch.bmm(extra, weight.transpose(1, 2))), dim=1)
                 logits = logits + bias.unsqueeze(1)  # [J, L + B, C]
                 all_targets = torch.cat((shared_targets, extra_targets), dim=1)
-                loss = task_loss(logits.reshape(j * n, c), all_targets.reshape(j * n, c), multilabel)
+                loss = task_loss(
+                    logits.reshape(j * n, c), all_targets.reshape(j * n, c), multilabel
+                )
                 (loss.sum() / n).backward()  # each head's mean loss; heads share nothing
                 optimiser.step()
         return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
@@ -262,7 +268,14 @@ class TaskModel:
         j = weights.shape[0]
         if config.hidden > 0 or j < 2:
             return [
-                cls.fit(features, targets, multilabel=multilabel, config=config, seed=seed, sample_weight=w)
+                cls.fit(
+                    features,
+                    targets,
+                    multilabel=multilabel,
+                    config=config,
+                    seed=seed,
+                    sample_weight=w,
+                )
                 for w in weights
             ]
         device = features.device
@@ -282,7 +295,9 @@ class TaskModel:
         return [cls._linear(weight[i], bias[i], multilabel, config) for i in range(j)]
 
     @classmethod
-    def _linear(cls, weight: torch.Tensor, bias: torch.Tensor, multilabel: bool, config: TaskModelConfig) -> "TaskModel":
+    def _linear(
+        cls, weight: torch.Tensor, bias: torch.Tensor, multilabel: bool, config: TaskModelConfig
+    ) -> "TaskModel":
         """A linear head with these trained parameters ([C, d], [C])."""
         c, d = weight.shape
         single = TaskHead(d, c, config).to(weight.device)
@@ -329,12 +344,9 @@ class TaskModel:
         hidden = self.embed(features)  # [N, h]
         keep = 1.0 - self.config.dropout
         # Drawn on the CPU and moved: CUDA and CPU runs then share the very same masks.
-        masks = (
-            torch.bernoulli(
-                torch.full((passes, hidden.shape[1]), keep), generator=generator(seed)
-            ).to(hidden.device)
-            / max(keep, 1e-6)
-        )  # [T, h]
+        masks = torch.bernoulli(
+            torch.full((passes, hidden.shape[1]), keep), generator=generator(seed)
+        ).to(hidden.device) / max(keep, 1e-6)  # [T, h]
         weight = self.head.out.weight  # [C, h]
         num_classes = weight.shape[0]
         folded = (masks.t().unsqueeze(-1) * weight.t().unsqueeze(1)).reshape(

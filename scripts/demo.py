@@ -82,7 +82,9 @@ def load_bbc_news(per_topic: int, seed: int = 0, lead_only: bool = False) -> lis
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(folder.glob("*.txt"))
         if len(files) < per_topic:
-            raise ValueError(f"{folder.name}: {per_topic} articles requested, {len(files)} available")
+            raise ValueError(
+                f"{folder.name}: {per_topic} articles requested, {len(files)} available"
+            )
         for path in rng.sample(files, per_topic):
             text = path.read_text(errors="ignore").strip()
             if lead_only:
@@ -103,7 +105,10 @@ def _headers(server: LabelStudioServer) -> dict[str, str]:
 
 def find_project(server: LabelStudioServer, title: str) -> dict | None:
     reply = requests.get(
-        f"{server.url}/api/projects", params={"page_size": 1000}, headers=_headers(server), timeout=30
+        f"{server.url}/api/projects",
+        params={"page_size": 1000},
+        headers=_headers(server),
+        timeout=30,
     )
     reply.raise_for_status()
     body = reply.json()
@@ -138,7 +143,9 @@ def ensure_project(
 
     backends = list(client.ml.list(project=project_id))
     if not backends:
-        client.ml.create(project=project_id, url=backend_url, title=BACKEND_TITLE, is_interactive=False)
+        client.ml.create(
+            project=project_id, url=backend_url, title=BACKEND_TITLE, is_interactive=False
+        )
     else:
         for backend in backends:
             if backend.url != backend_url:
@@ -179,7 +186,9 @@ def check_ready(server: LabelStudioServer, backend: BackendServer, project_id: i
         f"{server.url}/api/ml", params={"project": project_id}, headers=server.headers, timeout=30
     ).json()
     if not any(m.get("url") == backend.url and m.get("state") == "CO" for m in ml):
-        raise RuntimeError(f"the backend {backend.url} is not connected to project {project_id}: {ml}")
+        raise RuntimeError(
+            f"the backend {backend.url} is not connected to project {project_id}: {ml}"
+        )
 
 
 def print_instructions(server: LabelStudioServer, backend: BackendServer, project_id: int) -> None:

@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         password=args.password,
         token=args.token,
     ) as server:
-        print(f"Label Studio {LS_VERSION} at {server.url} (ready in {server.startup_seconds:.1f} s)")
+        print(
+            f"Label Studio {LS_VERSION} at {server.url} (ready in {server.startup_seconds:.1f} s)"
+        )
         print(f"  login: {server.username} / {server.password}")
         print(f"  API token (legacy, 'Authorization: Token ...'): {server.token}")
         print(f"  data: {server.data_dir}   log: {server.log_path}")

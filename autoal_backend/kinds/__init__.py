@@ -68,7 +68,9 @@ class ProjectSpec(Protocol):
         (``texts``: each task's text, where the kind reads it)."""
         ...
 
-    def predict(self, result: Any, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:
+    def predict(
+        self, result: Any, candidates: torch.Tensor, texts: list[str | None]
+    ) -> tuple[list, list, list]:
         """Per candidate: the guess as keys, a confidence per region, the certainty of the
         whole guess (empty in a cold start)."""
         ...
@@ -84,7 +86,10 @@ class ProjectSpec(Protocol):
 
 
 # Control tag -> the parser of the kind that owns it.
-PARSERS: dict[str, Callable[[str], ProjectSpec]] = {"Choices": parse_choices_config, "Labels": parse_span_config}
+PARSERS: dict[str, Callable[[str], ProjectSpec]] = {
+    "Choices": parse_choices_config,
+    "Labels": parse_span_config,
+}
 
 
 def parse_label_config(config: str) -> ProjectSpec:

@@ -66,7 +66,9 @@ class LabelSpec:
                 targets[row, index[choice]] = 1.0
         return targets.to(device), None
 
-    def predict(self, result, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:
+    def predict(
+        self, result, candidates: torch.Tensor, texts: list[str | None]
+    ) -> tuple[list, list, list]:
         """Per candidate: the guess, its confidence per region, the certainty of the whole."""
         return predicted_choices(result.probs, candidates, self)
 
@@ -74,7 +76,11 @@ class LabelSpec:
         return list(picked)
 
     def result(
-        self, choices: list[str], why: str = "", confidence: list[float] | None = None, text: str | None = None
+        self,
+        choices: list[str],
+        why: str = "",
+        confidence: list[float] | None = None,
+        text: str | None = None,
     ) -> list[dict]:
         """A Label Studio result list selecting ``choices`` (empty list: no region).
 

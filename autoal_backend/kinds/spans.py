@@ -83,7 +83,11 @@ class SpanSpec:
         lengths = torch.tensor([len(c) for c in chars], dtype=torch.long)
         offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)))
         flat = torch.cat(states).float() if int(lengths.sum()) else torch.zeros(0, 1)
-        stats = standardisation(flat) if flat.shape[0] > 1 else (flat.mean(0), torch.ones(flat.shape[1]))
+        stats = (
+            standardisation(flat)
+            if flat.shape[0] > 1
+            else (flat.mean(0), torch.ones(flat.shape[1]))
+        )
         tags = torch.full((flat.shape[0],), -1, dtype=torch.long)
         targets = torch.zeros(len(answers), len(self.labels))
         for row, answer in enumerate(answers):
@@ -95,16 +99,24 @@ class SpanSpec:
                 tags[int(offsets[row]) : int(offsets[row + 1])] = torch.tensor(row_tags)
             for span in tags_to_spans(row_tags):
                 targets[row, span.label] = 1.0
-        char_rows = torch.tensor([c for text in chars for c in text], dtype=torch.long).reshape(-1, 2)
+        char_rows = torch.tensor([c for text in chars for c in text], dtype=torch.long).reshape(
+            -1, 2
+        )
         texts = texts if texts is not None else [None] * len(chars)
-        joined = [f for text, c in zip(texts, chars, strict=True) for f in joined_tokens(text or "", [tuple(x) for x in c])]
+        joined = [
+            f
+            for text, c in zip(texts, chars, strict=True)
+            for f in joined_tokens(text or "", [tuple(x) for x in c])
+        ]
         tokens = TokenPool(
             standardise(flat, stats=stats).to(device), offsets.to(device), tags.to(device), len(self.labels),
             chars=char_rows.to(device), stats=stats, joined=torch.tensor(joined, dtype=torch.bool).to(device),
         )  # fmt: skip
         return targets.to(device), tokens
 
-    def predict(self, result, candidates: torch.Tensor, texts: list[str | None]) -> tuple[list, list, list]:
+    def predict(
+        self, result, candidates: torch.Tensor, texts: list[str | None]
+    ) -> tuple[list, list, list]:
         """Per candidate: its predicted spans as keys (``start:end:label``), each span's
         confidence, and the probability of the whole decoded path (the product of its tokens'
         tag probabilities). Nothing in a cold start."""
@@ -114,7 +126,9 @@ class SpanSpec:
         tokens: TokenPool = result.parts
         assert tokens.probs is not None and tokens.path is not None and tokens.chars is not None
         chosen = tokens.probs.gather(1, tokens.path.unsqueeze(1)).squeeze(1).clamp_min(1e-12)  # [T]
-        log_path = torch.zeros(tokens.num_texts).index_add_(0, tokens.item_of_token().cpu(), chosen.log().cpu())
+        log_path = torch.zeros(tokens.num_texts).index_add_(
+            0, tokens.item_of_token().cpu(), chosen.log().cpu()
+        )
         picked, confidence = [], []
         for row in candidates.tolist():
             keys, scores = [], []
@@ -148,7 +162,10 @@ class SpanSpec:
                 return None, "a span region without a value"
             start, end, labels = value.get("start"), value.get("end"), value.get("labels")
             if type(start) is not int or type(end) is not int or not 0 <= start < end <= len(text):
-                return None, f"span offsets {start!r}..{end!r} outside the text of {len(text)} characters"
+                return (
+                    None,
+                    f"span offsets {start!r}..{end!r} outside the text of {len(text)} characters",
+                )
             if not isinstance(labels, list) or not labels:
                 return None, "a span region without a label"
             if labels[0] not in self.labels:
@@ -169,7 +186,9 @@ class SpanSpec:
                 spans.append((start, end, label, score))
         return self.regions(spans, text, why)
 
-    def regions(self, spans: list[tuple[int, int, str, float]], text: str, why: str = "") -> list[dict]:
+    def regions(
+        self, spans: list[tuple[int, int, str, float]], text: str, why: str = ""
+    ) -> list[dict]:
         """Label Studio result regions for predicted ``spans`` (start, end, label, confidence)
         of ``text``; ``why`` goes into the first region's ``meta.text`` (kept by Label Studio)."""
         regions = []
@@ -226,19 +245,27 @@ def parse_span_config(config: str) -> SpanSpec:
         )
     control = labels_tags[0]
     if len(control.to_name) != 1:
-        raise UnsupportedConfigError(f"<Labels name={control.name!r}> must point at one object, got toName={control.to_name}")
+        raise UnsupportedConfigError(
+            f"<Labels name={control.name!r}> must point at one object, got toName={control.to_name}"
+        )
     objects = {o.name: o for o in interface.objects}
     obj = objects.get(control.to_name[0])
     if obj is None:
-        raise UnsupportedConfigError(f"<Labels name={control.name!r}> points at {control.to_name[0]!r}, which is not an object tag")
+        raise UnsupportedConfigError(
+            f"<Labels name={control.name!r}> points at {control.to_name[0]!r}, which is not an object tag"
+        )
     if obj.tag != "Text":
-        raise UnsupportedConfigError(f"<Labels> over <{obj.tag}> is not supported: only <Labels> over <Text>")
+        raise UnsupportedConfigError(
+            f"<Labels> over <{obj.tag}> is not supported: only <Labels> over <Text>"
+        )
     value = obj.value or ""
     if not value.startswith("$") or len(value) < 2:
-        raise UnsupportedConfigError(f"<Text name={obj.name!r}> must read a task field ($name), got value={value!r}")
+        raise UnsupportedConfigError(
+            f"<Text name={obj.name!r}> must read a task field ($name), got value={value!r}"
+        )
     if str(obj.attr.get("valueType", "")).lower() == "url":
         raise UnsupportedConfigError(
-            f"<Text name={obj.name!r} valueType=\"url\">: span offsets index the text itself, so span "
+            f'<Text name={obj.name!r} valueType="url">: span offsets index the text itself, so span '
             "projects need the text in the task data, not a URL to it"
         )
     labels = tuple(control.labels)

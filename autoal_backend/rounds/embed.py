@@ -49,6 +49,8 @@ EncoderFactory = Callable[[str, torch.device], Any]
 
 class EmbeddingUnavailable(RuntimeError):
     """The embedding engine (a Ray cluster) cannot be reached; the next round retries."""
+
+
 # Publishes a round's stage: (project id, stage or None, details).
 StagePublisher = Callable[..., None]
 
@@ -125,7 +127,11 @@ class Embedder:
         {task id: reason} of those skipped. Only tasks missing from the caches are read."""
         cache_name, dim = self.cache_identity(spec, settings)
         cache = EmbeddingCache(self.store.embeddings_dir(project_id), cache_name, dim)
-        tokens = TokenCache(self.store.embeddings_dir(project_id), cache_name, dim) if spec.needs_tokens else None
+        tokens = (
+            TokenCache(self.store.embeddings_dir(project_id), cache_name, dim)
+            if spec.needs_tokens
+            else None
+        )
         skipped: dict[int, str] = {}
         readable: list[TaskView] = []
         keys: list[str] = []
@@ -168,7 +174,11 @@ class Embedder:
                 # Fetch and decode the next chunk while this one is encoded.
                 following = chunks[number + 1] if number + 1 < len(chunks) else []
                 pending = [pool.submit(load, p) for p in following]
-                good = [(p, it) for p, it in zip(batch, items, strict=True) if not isinstance(it, TaskDataError)]
+                good = [
+                    (p, it)
+                    for p, it in zip(batch, items, strict=True)
+                    if not isinstance(it, TaskDataError)
+                ]
                 for p, it in zip(batch, items, strict=True):
                     if isinstance(it, TaskDataError):
                         skipped[readable[p].id] = str(it)
@@ -179,7 +189,9 @@ class Embedder:
                 if tokens is not None and parts is not None:
                     vectors, states, offsets = encoder.encode_tokens([it for _, it in good])
                     tokens.store([keys[p] for p, _ in good], states, offsets)
-                    for (p, _), text_states, text_offsets in zip(good, states, offsets, strict=True):
+                    for (p, _), text_states, text_offsets in zip(
+                        good, states, offsets, strict=True
+                    ):
                         parts[p] = (text_states, text_offsets)
                 else:
                     vectors = encoder.encode([it for _, it in good]).float().cpu()  # [b, dim]
@@ -188,7 +200,9 @@ class Embedder:
                 meter.add(len(batch))
         return without_failed(project_id, readable, embeddings, failed, skipped, parts)
 
-    def _embed_on_ray(self, project_id, readable, keys, missing, skipped, spec, client, settings, cache):
+    def _embed_on_ray(
+        self, project_id, readable, keys, missing, skipped, spec, client, settings, cache
+    ):
         """The missing embeddings through a Ray Data job (``model.encoders.ray_engine``) that
         writes into this project's cache; then the round reads the cache as always."""
         from model.encoders.ray_engine import RayEmbedder, RayUnavailable
@@ -197,12 +211,16 @@ class Embedder:
         loader = RemoteLoader(spec, client.url, client.api_key, settings.allowed_hosts)
         embedder = RayEmbedder(settings.ray_address, self.encoder_name(spec, settings),
                                self.store.embeddings_dir(project_id), loader)  # fmt: skip
-        self.publish(project_id, "embedding", done=0, total=len(missing), pool=len(readable), engine="ray")
+        self.publish(
+            project_id, "embedding", done=0, total=len(missing), pool=len(readable), engine="ray"
+        )
         started = time.perf_counter()
         try:
             failed_at = embedder.embed([keys[p] for p in missing], references)
         except RayUnavailable as exc:
-            raise EmbeddingUnavailable(f"project {project_id}: {exc}; the next round retries") from None
+            raise EmbeddingUnavailable(
+                f"project {project_id}: {exc}; the next round retries"
+            ) from None
         seconds = time.perf_counter() - started
         log.info("project %s: embedded %d tasks on Ray (%s) in %.1f s (%.0f items/s)", project_id,
                  len(missing) - len(failed_at), settings.ray_address, seconds, len(missing) / max(seconds, 1e-9))  # fmt: skip
@@ -214,6 +232,7 @@ class Embedder:
         for position in still:
             skipped.setdefault(readable[position].id, "the Ray job left no embedding for it")
         return without_failed(project_id, readable, embeddings, failed, skipped, None)
+
 
 def without_failed(project_id: int, readable: list, embeddings: torch.Tensor, failed: set[int],
                    skipped: dict[int, str], parts: list | None) -> tuple[list, torch.Tensor, list | None, dict[int, str]]:  # fmt: skip

@@ -15,7 +15,11 @@ from model.pool import PoolState
 
 
 def accuracy_estimate(
-    store: ProjectStore, project_id: int, state: PoolState, views: list[TaskView], round_number: int,
+    store: ProjectStore,
+    project_id: int,
+    state: PoolState,
+    views: list[TaskView],
+    round_number: int,
     spec: ProjectSpec,
 ) -> dict | None:
     """The previous round's model judged by the labels given since (``model.estimate``):
@@ -53,10 +57,19 @@ def accuracy_estimate(
         "audit": audit.to_json() if audit else None,
     }
 
+
 def history_entry(
-    record: ProjectRecord, spec: ProjectSpec, state: PoolState, result: RoundResult, top: list[dict],
-    seconds: dict[str, float], skipped: dict[int, str], excluded: dict[int, str], pushed: int,
-    settings: Settings, views: list[TaskView],
+    record: ProjectRecord,
+    spec: ProjectSpec,
+    state: PoolState,
+    result: RoundResult,
+    top: list[dict],
+    seconds: dict[str, float],
+    skipped: dict[int, str],
+    excluded: dict[int, str],
+    pushed: int,
+    settings: Settings,
+    views: list[TaskView],
 ) -> dict:
     selection = result.selection
     labeled = state.labeled.cpu()

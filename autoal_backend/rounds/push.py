@@ -48,7 +48,9 @@ def push(client: LabelStudioClient, store: ProjectStore, record: ProjectRecord, 
     record.stale_versions = delete_stale(client, project_id, stale)
 
 
-def clean_up(client: LabelStudioClient, store: ProjectStore, record: ProjectRecord, project: dict | None) -> None:
+def clean_up(
+    client: LabelStudioClient, store: ProjectStore, record: ProjectRecord, project: dict | None
+) -> None:
     """After a crash or a failed push: delete every one of our versions that is not the
     project's live one in Label Studio, so that at most the current version holds our
     predictions. A push that got as far as pointing the project at its version (then
@@ -57,7 +59,9 @@ def clean_up(client: LabelStudioClient, store: ProjectStore, record: ProjectReco
     own = version_prefix(record.project_id)
     if live.startswith(own):
         record.model_version = live
-    leftovers = [v for v in client.model_versions(record.project_id) if v.startswith(own) and v != live]
+    leftovers = [
+        v for v in client.model_versions(record.project_id) if v.startswith(own) and v != live
+    ]
     left = delete_stale(client, record.project_id, leftovers)
     if leftovers:
         log.info("project %s: deleted the predictions of %s (left over; live version %s)",
@@ -65,6 +69,7 @@ def clean_up(client: LabelStudioClient, store: ProjectStore, record: ProjectReco
     record.pushing = ""
     record.stale_versions = left
     save_record(store, record)
+
 
 def delete_stale(client: LabelStudioClient, project_id: int, versions: list[str]) -> list[str]:
     """Delete our own older versions' predictions; returns those that could not be
@@ -77,6 +82,8 @@ def delete_stale(client: LabelStudioClient, project_id: int, versions: list[str]
         try:
             client.delete_model_version(project_id, version)
         except Exception as exc:
-            log.warning("project %s: could not delete predictions of %s: %s", project_id, version, exc)
+            log.warning(
+                "project %s: could not delete predictions of %s: %s", project_id, version, exc
+            )
             left.append(version)
     return left

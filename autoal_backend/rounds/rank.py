@@ -65,9 +65,15 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
             "task": ids[i],
             "result": spec.result(
                 picked[i],
-                why_text(version, "served at random to measure accuracy (audit)" if ids[i] in audit else why[i],
-                         spec.names(picked[i], texts[i]), confidence[i], position, len(ids),
-                         trained=result.model is not None),
+                why_text(
+                    version,
+                    "served at random to measure accuracy (audit)" if ids[i] in audit else why[i],
+                    spec.names(picked[i], texts[i]),
+                    confidence[i],
+                    position,
+                    len(ids),
+                    trained=result.model is not None,
+                ),
                 confidence[i],
                 texts[i],
             ),
@@ -86,13 +92,16 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
             "confidence": [round(c, 4) for c in confidence[i]],
             "contributions": {
                 name: round(float(v), 5)
-                for name, v in zip(selection.strategy_names, selection.contributions[i].tolist(), strict=True)
+                for name, v in zip(
+                    selection.strategy_names, selection.contributions[i].tolist(), strict=True
+                )
             },
             "audit": ids[i] in audit,
         }
         for i in window[:HISTORY_TOP]
     ]
     return ranking, predictions, top
+
 
 # AUTOAL_PUSH_WINDOW=auto: the window is sized to the labels that arrive between two rounds.
 AUTO_WINDOW = 0

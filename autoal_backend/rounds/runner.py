@@ -68,7 +68,9 @@ class RoundRunner:
         self.device = device
         self.client_for = client_for
         # Stages go through the runner's own set_stage, whatever it is at the time.
-        self.embedder = Embedder(store, device, encoder_factory, identity, lambda *a, **k: self.set_stage(*a, **k))
+        self.embedder = Embedder(
+            store, device, encoder_factory, identity, lambda *a, **k: self.set_stage(*a, **k)
+        )
         # What each project's round is doing now (the page and /metrics read it).
         self._progress: dict[int, dict] = {}
         self._progress_lock = threading.Lock()
@@ -152,22 +154,32 @@ class RoundRunner:
         version = round_version(project_id, round_number)
         if settings.push_window == AUTO_WINDOW:
             labeled_now = sum(v.answer is not None for v in views)
-            settings = replace(settings, push_window=auto_window(self.store.load_history(project_id), labeled_now))
+            settings = replace(
+                settings, push_window=auto_window(self.store.load_history(project_id), labeled_now)
+            )
         record.round = round_number
         save_record(self.store, record)
 
         t = time.perf_counter()
         try:
-            views, embeddings, parts, skipped = self.embedder.embed(project_id, views, spec, client, settings)
+            views, embeddings, parts, skipped = self.embedder.embed(
+                project_id, views, spec, client, settings
+            )
         except EmbeddingUnavailable as exc:
             raise RoundError(str(exc)) from None
         seconds["embed"] = time.perf_counter() - t
         if not views:
-            raise RoundError(f"project {project_id}: no readable task to rank ({len(skipped)} skipped)")
+            raise RoundError(
+                f"project {project_id}: no readable task to rank ({len(skipped)} skipped)"
+            )
 
-        state, stats = build_pool(record, views, embeddings, round_number, spec, settings, self.device, parts)
+        state, stats = build_pool(
+            record, views, embeddings, round_number, spec, settings, self.device, parts
+        )
         if int((~state.labeled).sum()) == 0:
-            raise RoundError(f"project {project_id}: every readable task is labeled; nothing to rank")
+            raise RoundError(
+                f"project {project_id}: every readable task is labeled; nothing to rank"
+            )
         estimate = accuracy_estimate(self.store, project_id, state, views, round_number, spec)
         selector, strategy = self.selector(project_id, settings, spec)
         settings = replace(settings, strategy=strategy)
@@ -209,7 +221,17 @@ class RoundRunner:
         save_record(self.store, record)
         seconds["total"] = time.perf_counter() - started
         entry = history_entry(
-            record, spec, state, result, top, seconds, skipped, excluded, len(predictions), settings, views
+            record,
+            spec,
+            state,
+            result,
+            top,
+            seconds,
+            skipped,
+            excluded,
+            len(predictions),
+            settings,
+            views,
         )
         entry["full_sync"] = full_sync
         entry["disagreements"] = disagreements(views)
@@ -223,7 +245,9 @@ class RoundRunner:
         )  # fmt: skip
         return RoundReport(entry, ranking, skipped)
 
-    def selector(self, project_id: int, settings: Settings, spec: ProjectSpec) -> tuple[Selector, str]:
+    def selector(
+        self, project_id: int, settings: Settings, spec: ProjectSpec
+    ) -> tuple[Selector, str]:
         """The project's selector for its kind and the strategy it runs, with its state from
         the last round when that state is its own (another strategy or portfolio starts
         fresh, with one log line)."""
@@ -243,4 +267,3 @@ class RoundRunner:
                 # A changed strategy (or portfolio) must never break a round: start it fresh.
                 log.info("project %s: %s starts fresh: %s", project_id, selector.name, reason)
         return selector, strategy
-

@@ -35,7 +35,12 @@ def sync_tasks(client: LabelStudioClient, store: ProjectStore, record: ProjectRe
 
 def project_state(project: dict) -> dict[str, int]:
     """Label Studio's counts of a project that change when there is something to learn."""
-    keys = ("task_number", "total_annotations_number", "skipped_annotations_number", "num_tasks_with_annotations")
+    keys = (
+        "task_number",
+        "total_annotations_number",
+        "skipped_annotations_number",
+        "num_tasks_with_annotations",
+    )
     return {k: int(project[k]) for k in keys if isinstance(project.get(k), int)}
 
 
@@ -47,7 +52,11 @@ def round_fingerprint(record: ProjectRecord, settings: Settings, views: list["Ta
     digest.update(repr(sorted(record.settings.items())).encode())
     digest.update(repr((settings.strategy, settings.push_window, settings.min_labels)).encode())
     for view in sorted(views, key=lambda v: v.id):
-        digest.update(repr((view.id, view.answer, view.annotations, view.disagreement, view.excluded)).encode())
+        digest.update(
+            repr(
+                (view.id, view.answer, view.annotations, view.disagreement, view.excluded)
+            ).encode()
+        )
     return digest.hexdigest()
 
 
@@ -103,7 +112,9 @@ def view_tasks(tasks: list[dict], spec: ProjectSpec) -> list[TaskView]:
         kept = sorted((a for a in annotations if not a.get("was_cancelled")), key=_recency)
         if not kept:
             skipped = any(a.get("was_cancelled") for a in annotations)
-            views.append(TaskView(task["id"], task, None, "skipped by annotators" if skipped else ""))
+            views.append(
+                TaskView(task["id"], task, None, "skipped by annotators" if skipped else "")
+            )
             continue
         votes, reasons = [], []
         text = task_text(task, spec)

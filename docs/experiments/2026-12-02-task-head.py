@@ -36,15 +36,22 @@ def main(names: list[str]) -> None:
                     continue
                 row = {k: ([], []) for k in heads}
                 for seed in range(5):
-                    idx = torch.from_numpy(np.random.default_rng(seed).choice(len(y), n, replace=False))
+                    idx = torch.from_numpy(
+                        np.random.default_rng(seed).choice(len(y), n, replace=False)
+                    )
                     targets = F.one_hot(y[idx], c).float()
                     for key, config in heads.items():
                         model = TaskModel.fit(x[idx], targets, config=config, seed=seed)
                         metrics = held_out_metrics(model, test, ty, c, rare)
                         row[key][0].append(metrics.accuracy)
                         row[key][1].append(metrics.macro_f1)
-                cells = "  ".join(f"{k} {np.mean(a):.3f} / {np.mean(f):.3f}" for k, (a, f) in row.items())
-                print(f"{name}-lt{ratio:g} n={n}: majority {majority:.3f}  accuracy / macro-F1: {cells}", flush=True)
+                cells = "  ".join(
+                    f"{k} {np.mean(a):.3f} / {np.mean(f):.3f}" for k, (a, f) in row.items()
+                )
+                print(
+                    f"{name}-lt{ratio:g} n={n}: majority {majority:.3f}  accuracy / macro-F1: {cells}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

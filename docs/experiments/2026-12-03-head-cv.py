@@ -34,7 +34,9 @@ def fit(x: torch.Tensor, targets: torch.Tensor, l2: float, seed: int) -> TaskMod
     """``TaskModel.fit`` (linear head) plus ``l2 * sum(W^2) / n``; with l2 = 0 it is the same fit."""
     with seeded(seed):
         head = TaskHead(x.shape[1], targets.shape[1], CONFIG)
-        optimiser = torch.optim.Adam(head.parameters(), lr=CONFIG.lr, weight_decay=CONFIG.weight_decay)
+        optimiser = torch.optim.Adam(
+            head.parameters(), lr=CONFIG.lr, weight_decay=CONFIG.weight_decay
+        )
         masks = DropoutMasks(CONFIG.dropout, int(torch.randint(2**62, (1,))))
         head.train()
         for _ in range(CONFIG.steps):
@@ -101,14 +103,22 @@ def main(names: list[str]) -> None:
             for n in (20, 60, 120, 220):
                 rows: dict[str, list[tuple[float, float, float]]] = {}
                 for seed in range(5):
-                    idx = torch.from_numpy(np.random.default_rng(seed).choice(len(y), n, replace=False))
+                    idx = torch.from_numpy(
+                        np.random.default_rng(seed).choice(len(y), n, replace=False)
+                    )
                     scores = cross_validated(x[idx], y[idx], c, seed)
                     by_ll = max(GRID, key=lambda s: (scores[f"ll {s:g}"], -s))
                     by_f1 = max(GRID, key=lambda s: (scores[f"f1 {s:g}"], -s))
                     by_1se = scores["1se"]
                     chosen = {0.0, 0.5, by_ll, by_f1, by_1se}
                     fitted = {s: fit(x[idx], F.one_hot(y[idx], c).float(), s, seed) for s in chosen}
-                    variants = (("none", 0.0), ("fixed .5", 0.5), ("cv-ll", by_ll), ("cv-f1", by_f1), ("cv-1se", by_1se))
+                    variants = (
+                        ("none", 0.0),
+                        ("fixed .5", 0.5),
+                        ("cv-ll", by_ll),
+                        ("cv-f1", by_f1),
+                        ("cv-1se", by_1se),
+                    )
                     for key, s in variants:
                         m = held_out_metrics(fitted[s], test, ty, c, rare)
                         rows.setdefault(key, []).append((m.accuracy, m.macro_f1, s))
@@ -117,7 +127,10 @@ def main(names: list[str]) -> None:
                     + (f" [{','.join(f'{r[2]:g}' for r in v)}]" if k.startswith("cv") else "")
                     for k, v in rows.items()
                 )
-                print(f"{name}-lt{ratio:g} n={n}: majority {majority:.3f}  acc/F1: {cells}", flush=True)
+                print(
+                    f"{name}-lt{ratio:g} n={n}: majority {majority:.3f}  acc/F1: {cells}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

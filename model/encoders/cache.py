@@ -211,7 +211,9 @@ class TokenCache:
         self.rows = EmbeddingCache(directory, f"{encoder_name}-tokens", dim + 2)
         self.counts = EmbeddingCache(directory, f"{encoder_name}-token-counts", 1)
 
-    def lookup(self, keys: list[str]) -> tuple[list[tuple[torch.Tensor, list[tuple[int, int]]] | None], list[int]]:
+    def lookup(
+        self, keys: list[str]
+    ) -> tuple[list[tuple[torch.Tensor, list[tuple[int, int]]] | None], list[int]]:
         """Per key, (states [t, dim], offsets [(start, end)]) or None, and the positions of
         the keys not (fully) cached."""
         counts, missing = self.counts.lookup(keys)
@@ -225,11 +227,15 @@ class TokenCache:
             if absent:
                 missing.append(position)
                 continue
-            spans = [(int(a), int(b)) for a, b in rows[:, dim_slice(self.dim)].round().long().tolist()]
+            spans = [
+                (int(a), int(b)) for a, b in rows[:, dim_slice(self.dim)].round().long().tolist()
+            ]
             found[position] = (rows[:, : self.dim].clone(), spans)
         return found, sorted(missing)
 
-    def store(self, keys: list[str], states: list[torch.Tensor], offsets: list[list[tuple[int, int]]]) -> None:
+    def store(
+        self, keys: list[str], states: list[torch.Tensor], offsets: list[list[tuple[int, int]]]
+    ) -> None:
         """Cache each text's token ``states`` [t_i, dim] and character ``offsets``."""
         row_keys: list[str] = []
         rows: list[torch.Tensor] = []
@@ -240,7 +246,9 @@ class TokenCache:
                 row_keys.extend(token_key(key, j) for j in range(text_states.shape[0]))
         if rows:
             self.rows.store(row_keys, torch.cat(rows))
-        self.counts.store(list(keys), torch.tensor([[float(s.shape[0])] for s in states]).reshape(-1, 1))
+        self.counts.store(
+            list(keys), torch.tensor([[float(s.shape[0])] for s in states]).reshape(-1, 1)
+        )
 
 
 def token_key(key: str, position: int) -> str:

@@ -41,7 +41,9 @@ class RayUnavailable(RuntimeError):
 class EmbedBatch:
     """A Ray Data actor: the encoder of ``spec`` and the cache, built once per actor."""
 
-    def __init__(self, spec: str, cache_dir: str, load: Callable[[Any], Any], device: str, threads: int = 1) -> None:
+    def __init__(
+        self, spec: str, cache_dir: str, load: Callable[[Any], Any], device: str, threads: int = 1
+    ) -> None:
         # One actor per CPU slot: torch's default of one thread per core in every actor
         # oversubscribes the node (two actors x two threads on two cores ran at 35%).
         torch.set_num_threads(max(1, threads))
@@ -55,7 +57,9 @@ class EmbedBatch:
         items, good, errors = [], [], []
         for position, reference in enumerate(batch["reference"]):
             try:
-                items.append(self.load(reference.item() if hasattr(reference, "item") else reference))
+                items.append(
+                    self.load(reference.item() if hasattr(reference, "item") else reference)
+                )
                 good.append(position)
                 errors.append("")
             except Exception as exc:  # an unreadable item is skipped with its reason
@@ -118,7 +122,9 @@ class RayEmbedder:
                 ray.init(address=self.address, ignore_reinit_error=True, logging_level=logging.WARNING,
                          log_to_driver=False)  # fmt: skip
             except Exception as exc:
-                raise RayUnavailable(f"cannot reach the Ray cluster at {self.address!r}: {exc}") from exc
+                raise RayUnavailable(
+                    f"cannot reach the Ray cluster at {self.address!r}: {exc}"
+                ) from exc
         return ray
 
     def embed(self, keys: list[str], references: list[Any]) -> dict[int, str]:
@@ -142,8 +148,13 @@ class RayEmbedder:
             dataset = ray.data.from_items(rows, override_num_blocks=blocks)
             out = dataset.map_batches(
                 EmbedBatch,
-                fn_constructor_kwargs={"spec": self.spec, "cache_dir": self.cache_dir, "load": self.load,
-                                       "device": "cuda" if gpus else "cpu", "threads": 1},  # fmt: skip
+                fn_constructor_kwargs={
+                    "spec": self.spec,
+                    "cache_dir": self.cache_dir,
+                    "load": self.load,
+                    "device": "cuda" if gpus else "cpu",
+                    "threads": 1,
+                },  # fmt: skip
                 batch_size=batch,
                 concurrency=actors,
                 num_gpus=1 if gpus else 0,
@@ -151,7 +162,9 @@ class RayEmbedder:
                 batch_format="numpy",
             ).take_all()
         except Exception as exc:
-            raise RayUnavailable(f"the embedding job on Ray failed: {type(exc).__name__}: {exc}") from exc
+            raise RayUnavailable(
+                f"the embedding job on Ray failed: {type(exc).__name__}: {exc}"
+            ) from exc
         position = {k: i for i, k in enumerate(keys)}
         return {position[str(r["key"])]: str(r["error"]) for r in out if str(r["error"])}
 

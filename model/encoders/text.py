@@ -114,7 +114,9 @@ class MiniLMEncoder:
         """(positions, tokenised batch) pairs over ``texts``: everything is tokenised once (the
         fast tokenizer is batched in Rust) and sorted by length, so each model batch holds
         texts of similar length. ``options`` go to the tokenizer."""
-        lengths = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_length=True)["length"]
+        lengths = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, return_length=True
+        )["length"]
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
@@ -132,11 +134,15 @@ class MiniLMEncoder:
         for index, batch in self._batches(texts):
             batch = batch.to(self.device)
             hidden = self.model(**batch).last_hidden_state  # [B, T, dim]
-            out[torch.tensor(index)] = sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
+            out[torch.tensor(index)] = (
+                sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
+            )
         return out
 
     @torch.no_grad()
-    def encode_tokens(self, items: list) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
+    def encode_tokens(
+        self, items: list
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
         """Strings [N] -> (sentence embeddings [N, dim], exactly what ``encode`` returns; each
         text's token states [t_i, dim] (the last hidden layer, special tokens left out); each
         token's character offsets [(start, end)] into its text). For span projects: the
@@ -148,15 +154,18 @@ class MiniLMEncoder:
         spans: list[list[tuple[int, int]]] = [[] for _ in texts]
         if not texts:
             return pooled, states, spans
-        for index, batch in self._batches(texts, return_offsets_mapping=True, return_special_tokens_mask=True):
+        for index, batch in self._batches(
+            texts, return_offsets_mapping=True, return_special_tokens_mask=True
+        ):
             offsets = batch.pop("offset_mapping")  # [B, T, 2]
             special = batch.pop("special_tokens_mask")  # [B, T]
             batch = batch.to(self.device)
             hidden = self.model(**batch).last_hidden_state  # [B, T, dim]
-            pooled[torch.tensor(index)] = sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
+            pooled[torch.tensor(index)] = (
+                sentence_embedding(hidden, batch["attention_mask"]).float().cpu()
+            )
             keep = batch["attention_mask"].cpu().bool() & ~special.bool()  # [B, T]
             for row, i in enumerate(index):
                 states[i] = hidden[row][keep[row].to(hidden.device)].float().cpu()
                 spans[i] = [(int(a), int(b)) for a, b in offsets[row][keep[row]].tolist()]
         return pooled, states, spans
-

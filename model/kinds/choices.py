@@ -30,10 +30,18 @@ def cross_validated_accuracy(state: PoolState, config: TaskModelConfig, folds: i
     labeled = state.labeled_indices()
     if folds < 2 or labeled.numel() < 2 * folds:
         return None
-    order = labeled[torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(labeled.device)]
-    fold = torch.arange(order.numel(), device=order.device) % folds  # [L]: item order[i] is in fold i % k
+    order = labeled[
+        torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(
+            labeled.device
+        )
+    ]
+    fold = (
+        torch.arange(order.numel(), device=order.device) % folds
+    )  # [L]: item order[i] is in fold i % k
     # The k fold models train at once: model k on every labeled item outside fold k.
-    outside = (fold.unsqueeze(0) != torch.arange(folds, device=order.device).unsqueeze(1)).float()  # [k, L]
+    outside = (
+        fold.unsqueeze(0) != torch.arange(folds, device=order.device).unsqueeze(1)
+    ).float()  # [k, L]
     models = TaskModel.fit_weighted(
         state.features[order],
         state.targets[order],

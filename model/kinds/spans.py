@@ -59,7 +59,9 @@ def training_rows(tags: torch.Tensor, rows: torch.Tensor, seed: int,
     room = limit - entity.numel()
     sampled = outside[torch.randperm(outside.numel(), generator=draw)[:room].to(rows.device)]
     kept = torch.cat((entity, sampled))
-    weights = torch.cat((torch.ones(entity.numel()), torch.full((sampled.numel(),), outside.numel() / max(room, 1))))
+    weights = torch.cat(
+        (torch.ones(entity.numel()), torch.full((sampled.numel(),), outside.numel() / max(room, 1)))
+    )
     order = torch.argsort(kept)
     return kept[order], weights.to(rows.device)[order]
 
@@ -124,7 +126,9 @@ class TokenPool:
     def item_of_token(self) -> torch.Tensor:
         """[T] int64 the text each token belongs to."""
         lengths = self.offsets[1:] - self.offsets[:-1]
-        return torch.repeat_interleave(torch.arange(self.num_texts, device=self.offsets.device), lengths)
+        return torch.repeat_interleave(
+            torch.arange(self.num_texts, device=self.offsets.device), lengths
+        )
 
     def token_rows(self, items: torch.Tensor) -> torch.Tensor:
         """[t] int64 token rows of the texts ``items`` [n], text by text in the given order."""
@@ -142,15 +146,23 @@ def per_item(values: torch.Tensor, item: torch.Tensor, n: int, reduce: str = "su
     values = values.float()
     if reduce == "amax":
         out = torch.zeros(n, dtype=values.dtype, device=values.device)
-        return out.scatter_reduce(0, item, values, reduce="amax", include_self=True) if values.numel() else out
+        return (
+            out.scatter_reduce(0, item, values, reduce="amax", include_self=True)
+            if values.numel()
+            else out
+        )
     total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, item, values)
     if reduce == "sum":
         return total
-    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, item, torch.ones_like(values))
+    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(
+        0, item, torch.ones_like(values)
+    )
     return total / count.clamp_min(1.0)
 
 
-def spans_to_tags(spans: list[tuple[int, int, int]], token_offsets: list[tuple[int, int]]) -> tuple[list[int], int]:
+def spans_to_tags(
+    spans: list[tuple[int, int, int]], token_offsets: list[tuple[int, int]]
+) -> tuple[list[int], int]:
     """BIO tags [t] for character spans ``(start, end, type)`` over tokens with character
     ``token_offsets`` [(start, end)], and how many spans were left out (overlapping a longer
     one, or covering no token). A token belongs to a span when their characters overlap."""
@@ -224,7 +236,12 @@ def joined_tokens(text: str, token_offsets: list[tuple[int, int]]) -> list[bool]
     joined = [False] * len(token_offsets)
     for j in range(1, len(token_offsets)):
         start, previous_end = token_offsets[j][0], token_offsets[j - 1][1]
-        if start == previous_end and 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+        if (
+            start == previous_end
+            and 0 < start < len(text)
+            and text[start - 1].isalnum()
+            and text[start].isalnum()
+        ):
             joined[j] = True
     return joined
 
@@ -255,7 +272,9 @@ def viterbi(log_probs: torch.Tensor, offsets: torch.Tensor, num_types: int,
     score = padded[:, 0] + allowed[k]  # [N, K]
     back = torch.zeros(n, longest, k, dtype=torch.long, device=device)
     for t in range(1, longest):
-        transitions = torch.where(joined_padded[:, t, None, None], inside_word.unsqueeze(0), allowed[:k].unsqueeze(0))
+        transitions = torch.where(
+            joined_padded[:, t, None, None], inside_word.unsqueeze(0), allowed[:k].unsqueeze(0)
+        )
         step = score.unsqueeze(2) + transitions  # [N, K_from, K_to]
         best, arg = step.max(dim=1)
         new = best + padded[:, t]
@@ -288,14 +307,18 @@ class SpanModel:
         self.config = tagger.config
 
     @classmethod
-    def fit(cls, tokens: TokenPool, rows: torch.Tensor, config: TaskModelConfig, seed: int) -> SpanModel:
+    def fit(
+        cls, tokens: TokenPool, rows: torch.Tensor, config: TaskModelConfig, seed: int
+    ) -> SpanModel:
         """Train on the token ``rows`` [t] (tokens of labeled texts, with their gold tags)."""
         if rows.numel() == 0:
             raise EmptyPoolError("cannot train the tagger on 0 labeled tokens")
         rows, weights = training_rows(tokens.tags, rows, seed)
         k = num_tags(tokens.num_types)
         targets = torch.nn.functional.one_hot(tokens.tags[rows], k).float()
-        tagger = TaskModel.fit(tokens.features[rows], targets, config=config, seed=seed, sample_weight=weights)
+        tagger = TaskModel.fit(
+            tokens.features[rows], targets, config=config, seed=seed, sample_weight=weights
+        )
         return cls(tagger, tokens.num_types)
 
     @torch.no_grad()
@@ -304,12 +327,16 @@ class SpanModel:
         return self.tagger.predict_proba(features)
 
     @torch.no_grad()
-    def decode(self, probs: torch.Tensor, offsets: torch.Tensor, joined: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, probs: torch.Tensor, offsets: torch.Tensor, joined: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[T] the valid BIO path of each text from tag distributions [T, K], spans on whole
         words where ``joined`` [T] marks the tokens that continue a word."""
         return viterbi(torch.log(probs.clamp_min(1e-12)), offsets, self.num_types, joined)
 
-    def spans(self, probs: torch.Tensor, path: torch.Tensor, offsets: torch.Tensor, item: int) -> list[Span]:
+    def spans(
+        self, probs: torch.Tensor, path: torch.Tensor, offsets: torch.Tensor, item: int
+    ) -> list[Span]:
         """The decoded spans of text ``item``, each scored by its tokens' mean tag probability."""
         a, b = int(offsets[item]), int(offsets[item + 1])
         tags = path[a:b].tolist()
@@ -371,7 +398,17 @@ class SpansKind:
     roles: dict[str, str] = dict(
         zip(
             SPAN_PORTFOLIO,
-            ("random", "least_confidence", "margin", "entropy", "bald", "mean_std", "kmeans", "coreset", "badge"),
+            (
+                "random",
+                "least_confidence",
+                "margin",
+                "entropy",
+                "bald",
+                "mean_std",
+                "kmeans",
+                "coreset",
+                "badge",
+            ),
             strict=True,
         )
     )
@@ -389,7 +426,11 @@ class SpansKind:
 
     def trained(self, state: PoolState, model: SpanModel) -> PoolState:
         tokens: TokenPool = state.parts
-        probs = torch.cat([model.token_probs(block) for block in tokens.features.split(TOKEN_BLOCK)]) if tokens.features.shape[0] else torch.zeros(0, num_tags(tokens.num_types))
+        probs = (
+            torch.cat([model.token_probs(block) for block in tokens.features.split(TOKEN_BLOCK)])
+            if tokens.features.shape[0]
+            else torch.zeros(0, num_tags(tokens.num_types))
+        )
         path = model.decode(probs, tokens.offsets, tokens.joined)
         parts = replace(tokens, probs=probs, path=path)
         return replace(state, probs=presence_probs(probs, tokens), model=model, parts=parts)
@@ -400,27 +441,42 @@ class SpansKind:
         if folds < 2 or labeled.numel() < 2 * folds:
             return None
         tokens: TokenPool = state.parts
-        order = labeled[torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(labeled.device)]
+        order = labeled[
+            torch.randperm(labeled.numel(), generator=torch.Generator().manual_seed(state.seed)).to(
+                labeled.device
+            )
+        ]
         fold_of_item = torch.full((state.num_items,), -1, dtype=torch.long, device=labeled.device)
         fold_of_item[order] = torch.arange(order.numel(), device=order.device) % folds
         rows, weights = training_rows(tokens.tags, labeled_token_rows(state), state.seed)
         if rows.numel() == 0:
             return None
         row_fold = fold_of_item[tokens.item_of_token()[rows]]  # [t]
-        outside = (row_fold.unsqueeze(0) != torch.arange(folds, device=rows.device).unsqueeze(1)).float()
+        outside = (
+            row_fold.unsqueeze(0) != torch.arange(folds, device=rows.device).unsqueeze(1)
+        ).float()
         if weights is not None:
             outside = outside * weights.unsqueeze(0)
         k = num_tags(tokens.num_types)
         targets = torch.nn.functional.one_hot(tokens.tags[rows], k).float()
-        taggers = TaskModel.fit_weighted(tokens.features[rows], targets, outside, config=config, seed=state.seed)
+        taggers = TaskModel.fit_weighted(
+            tokens.features[rows], targets, outside, config=config, seed=state.seed
+        )
         gold, guessed = [], []
         for f, tagger in enumerate(taggers):
             model = SpanModel(tagger, tokens.num_types)
             items = order[f::folds]
             item_rows = tokens.token_rows(items)
-            sub_offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(tokens.offsets[items + 1] - tokens.offsets[items], 0)))
+            sub_offsets = torch.cat(
+                (
+                    torch.zeros(1, dtype=torch.long),
+                    torch.cumsum(tokens.offsets[items + 1] - tokens.offsets[items], 0),
+                )
+            )
             probs = model.token_probs(tokens.features[item_rows])
-            path = model.decode(probs, sub_offsets, None if tokens.joined is None else tokens.joined[item_rows])
+            path = model.decode(
+                probs, sub_offsets, None if tokens.joined is None else tokens.joined[item_rows]
+            )
             for position, item in enumerate(items.tolist()):
                 gold.append(gold_spans(tokens, item))
                 guessed.append(model.spans(probs, path, sub_offsets, position))
@@ -447,7 +503,11 @@ def make_span_pool(
     lengths = torch.tensor([t.shape[0] for t in token_features], dtype=torch.long)
     offsets = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0))).to(device)
     dim = token_features[0].shape[1] if token_features else features.shape[1]
-    flat = torch.cat(token_features).float().to(device) if int(lengths.sum()) else torch.zeros(0, dim, device=device)
+    flat = (
+        torch.cat(token_features).float().to(device)
+        if int(lengths.sum())
+        else torch.zeros(0, dim, device=device)
+    )
     token_tags = torch.full((flat.shape[0],), -1, dtype=torch.long, device=device)
     labeled = torch.zeros(n, dtype=torch.bool, device=device)
     targets = torch.zeros(n, num_types, device=device)
@@ -458,12 +518,18 @@ def make_span_pool(
             raise ValueError(f"text {i}: expected {int(lengths[i])} tags, got {len(text_tags)}")
         labeled[i] = True
         if text_tags:
-            token_tags[int(offsets[i]) : int(offsets[i + 1])] = torch.tensor(text_tags, device=device)
+            token_tags[int(offsets[i]) : int(offsets[i + 1])] = torch.tensor(
+                text_tags, device=device
+            )
         for span in tags_to_spans(list(text_tags)):
             targets[i, span.label] = 1.0
     if labeled_round is None:
         labeled_round = torch.where(labeled, 0, -1).to(device)
-    flags = torch.tensor([f for text in joined for f in text], dtype=torch.bool, device=device) if joined else None
+    flags = (
+        torch.tensor([f for text in joined for f in text], dtype=torch.bool, device=device)
+        if joined
+        else None
+    )
     tokens = TokenPool(flat, offsets, token_tags, num_types, joined=flags)
     return PoolState(
         features=features.float(),

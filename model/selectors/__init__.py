@@ -198,7 +198,9 @@ def make_selector(
         if "portfolio" in valid and options.get("portfolio") is None:
             options["portfolio"] = list(PORTFOLIOS[kind])
     own = set(strategy_names(kind))
-    named = [v for key in ("portfolio", "diversity", "uncertainty") for v in _as_list(options.get(key))]
+    named = [
+        v for key in ("portfolio", "diversity", "uncertainty") for v in _as_list(options.get(key))
+    ]
     for strategy in named + ([] if name in _REGISTRY else [counterpart(name, kind)]):
         if strategy in strategy_names_all() and strategy not in own:
             raise UnknownNameError(f"strategy for {kind} projects", strategy, sorted(own))

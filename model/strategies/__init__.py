@@ -143,7 +143,9 @@ def resolve_portfolio(
     resolved = [n for n in wanted if n in registered]
     if portfolio is not None and len(resolved) != len(wanted):
         missing = sorted(set(wanted) - set(resolved))
-        raise UnknownNameError(f"{owner} portfolio strategy", ", ".join(missing), strategy_names(kind))
+        raise UnknownNameError(
+            f"{owner} portfolio strategy", ", ".join(missing), strategy_names(kind)
+        )
     if not resolved:
         raise ValueError(f"the {owner} portfolio is empty")
     return resolved
@@ -160,7 +162,9 @@ def score(state: PoolState, name: str, candidates: torch.Tensor) -> torch.Tensor
         raise EmptyPoolError(f"strategy {name!r} needs a trained task model; the pool has none")
     if strategy.sequential and 0 < state.shortlist < candidates.numel():
         keep = shortlist(candidates, state.shortlist, state.seed)
-        inside = keep[rank_order(_raw_scores(state, strategy, candidates[keep]).float(), state.seed)]
+        inside = keep[
+            rank_order(_raw_scores(state, strategy, candidates[keep]).float(), state.seed)
+        ]
         outside = torch.ones(candidates.numel(), dtype=torch.bool, device=candidates.device)
         outside[keep] = False
         rest = torch.nonzero(outside).flatten()

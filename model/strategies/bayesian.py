@@ -103,13 +103,21 @@ def _mc_strategy(state: PoolState, candidates: torch.Tensor, name: str) -> torch
     return restore_order(_mc_scores(state, ordered)[name], order)
 
 
-@register("bald", needs_model=True, description="mutual information between label and weights (MC dropout)")
+@register(
+    "bald",
+    needs_model=True,
+    description="mutual information between label and weights (MC dropout)",
+)
 def bald(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] BALD scores of the candidates [M] under ``MC_PASSES`` dropout passes."""
     return _mc_strategy(state, candidates, "bald")
 
 
-@register("mean_std", needs_model=True, description="mean std of class probabilities over MC-dropout passes")
+@register(
+    "mean_std",
+    needs_model=True,
+    description="mean std of class probabilities over MC-dropout passes",
+)
 def mean_std(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] mean-STD scores of the candidates [M] under ``MC_PASSES`` dropout passes."""
     return _mc_strategy(state, candidates, "mean_std")

@@ -95,7 +95,9 @@ def kmeans(
     return centroids, assign, d2
 
 
-def kmeans_representative_scores(x: torch.Tensor, budget: int, rng: torch.Generator) -> torch.Tensor:
+def kmeans_representative_scores(
+    x: torch.Tensor, budget: int, rng: torch.Generator
+) -> torch.Tensor:
     """[M] raw scores: the item nearest each of ``budget`` centroids first, the rest by
     closeness to their own centroid.
 

@@ -57,12 +57,19 @@ def token_entropies(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1)
 
 
-def _per_text(state: PoolState, candidates: torch.Tensor, values: torch.Tensor, reduce: str) -> torch.Tensor:
+def _per_text(
+    state: PoolState, candidates: torch.Tensor, values: torch.Tensor, reduce: str
+) -> torch.Tensor:
     tokens: TokenPool = state.parts
     return per_item(values, tokens.item_of_token(), tokens.num_texts, reduce)[candidates]
 
 
-@register("mnlp", needs_model=True, kinds=SPANS, description="the decoded path's log-probability over its length (MNLP)")
+@register(
+    "mnlp",
+    needs_model=True,
+    kinds=SPANS,
+    description="the decoded path's log-probability over its length (MNLP)",
+)
 def mnlp(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     require_candidates(candidates, "mnlp")
     tokens = trained_tokens(state, "mnlp")
@@ -71,7 +78,12 @@ def mnlp(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     return _per_text(state, candidates, -torch.log(chosen.clamp_min(1e-12)), "mean")
 
 
-@register("token_entropy", needs_model=True, kinds=SPANS, description="total entropy of the tokens' tag distributions")
+@register(
+    "token_entropy",
+    needs_model=True,
+    kinds=SPANS,
+    description="total entropy of the tokens' tag distributions",
+)
 def token_entropy(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     require_candidates(candidates, "token_entropy")
     tokens = trained_tokens(state, "token_entropy")
@@ -79,7 +91,12 @@ def token_entropy(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     return _per_text(state, candidates, token_entropies(tokens.probs), "sum")
 
 
-@register("max_token_entropy", needs_model=True, kinds=SPANS, description="the most uncertain token's entropy")
+@register(
+    "max_token_entropy",
+    needs_model=True,
+    kinds=SPANS,
+    description="the most uncertain token's entropy",
+)
 def max_token_entropy(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     require_candidates(candidates, "max_token_entropy")
     tokens = trained_tokens(state, "max_token_entropy")
@@ -87,7 +104,12 @@ def max_token_entropy(state: PoolState, candidates: torch.Tensor) -> torch.Tenso
     return _per_text(state, candidates, token_entropies(tokens.probs), "amax")
 
 
-@register("token_margin", needs_model=True, kinds=SPANS, description="the smallest gap between a token's two top tags")
+@register(
+    "token_margin",
+    needs_model=True,
+    kinds=SPANS,
+    description="the smallest gap between a token's two top tags",
+)
 def token_margin(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     require_candidates(candidates, "token_margin")
     tokens = trained_tokens(state, "token_margin")
@@ -96,7 +118,12 @@ def token_margin(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     return _per_text(state, candidates, 1.0 - (top2[:, 0] - top2[:, 1]), "amax")
 
 
-@register("token_bald", needs_model=True, kinds=SPANS, description="MC-dropout mutual information summed over tokens")
+@register(
+    "token_bald",
+    needs_model=True,
+    kinds=SPANS,
+    description="MC-dropout mutual information summed over tokens",
+)
 def token_bald(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] the sum over each candidate's tokens of BALD under ``MC_PASSES`` dropout passes (the
     same masks for every token: the passes are T models)."""
@@ -122,14 +149,20 @@ def pooled_gradients(state: PoolState, texts: torch.Tensor, seed: int) -> torch.
     tagger = tagger_of(state, "span_badge")
     rows = tokens.token_rows(texts)
     position = torch.repeat_interleave(
-        torch.arange(texts.numel(), device=rows.device), tokens.offsets[texts + 1] - tokens.offsets[texts]
+        torch.arange(texts.numel(), device=rows.device),
+        tokens.offsets[texts + 1] - tokens.offsets[texts],
     )
     k = tokens.probs.shape[1]
     hidden_dim = tagger.embed(tokens.features[:1]).shape[1]
-    projection = torch.randn(hidden_dim, BADGE_DIMS, generator=generator(seed)).to(rows.device) / BADGE_DIMS**0.5
+    projection = (
+        torch.randn(hidden_dim, BADGE_DIMS, generator=generator(seed)).to(rows.device)
+        / BADGE_DIMS**0.5
+    )
     out = torch.zeros(texts.numel(), k * BADGE_DIMS, device=rows.device)
     for block, where in zip(rows.split(TOKEN_ROWS), position.split(TOKEN_ROWS), strict=True):
-        a = tokens.probs[block] - torch.nn.functional.one_hot(tokens.path[block], k).float()  # [r, K]
+        a = (
+            tokens.probs[block] - torch.nn.functional.one_hot(tokens.path[block], k).float()
+        )  # [r, K]
         h = tagger.embed(tokens.features[block]) @ projection  # [r, D]
         out.index_add_(0, where, (a.unsqueeze(2) * h.unsqueeze(1)).reshape(block.numel(), -1))
     return out

@@ -31,7 +31,9 @@ def uncertainty_scores(probs: torch.Tensor, method: str, multilabel: bool = Fals
 @register("least_confidence", needs_model=True, description="1 - probability of the top class")
 def least_confidence(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     require_candidates(candidates, "least_confidence")
-    return uncertainty_scores(state.require_probs()[candidates], "least_confidence", state.multilabel)
+    return uncertainty_scores(
+        state.require_probs()[candidates], "least_confidence", state.multilabel
+    )
 
 
 @register("margin", needs_model=True, description="small gap between the two top classes")

@@ -9,12 +9,16 @@ from tests.backend.fakes import LS_URL, TEXT_CONFIG, TOKEN, FakeEncoder, FakeLab
 torch.set_num_threads(1)
 
 
-def text_project(ls: FakeLabelStudio, project_id: int = 7, labeled: int = 12, unlabeled: int = 30) -> None:
+def text_project(
+    ls: FakeLabelStudio, project_id: int = 7, labeled: int = 12, unlabeled: int = 30
+) -> None:
     """Positive texts are a-heavy, negative b-heavy; the first ``labeled`` tasks carry labels."""
     ls.add_project(project_id, TEXT_CONFIG)
     for i in range(labeled + unlabeled):
         positive = i % 2 == 0
-        text = ("a" * (5 + i % 7) + "c" * (i % 3)) if positive else ("b" * (5 + i % 5) + "d" * (i % 4))
+        text = (
+            ("a" * (5 + i % 7) + "c" * (i % 3)) if positive else ("b" * (5 + i % 5) + "d" * (i % 4))
+        )
         choices = (["pos"] if positive else ["neg"]) if i < labeled else None
         ls.add_task(project_id, 100 * project_id + i, {"text": text}, choices)
 
@@ -38,6 +42,8 @@ def make_settings(tmp_path, **overrides) -> Settings:
     return Settings.from_env(env)
 
 
-def make_backend(settings: Settings, ls: FakeLabelStudio, encoder: FakeEncoder | None = None) -> Backend:
+def make_backend(
+    settings: Settings, ls: FakeLabelStudio, encoder: FakeEncoder | None = None
+) -> Backend:
     encoder = encoder or FakeEncoder()
     return Backend(settings, encoder_factory=lambda name, device: encoder, session=ls.session())

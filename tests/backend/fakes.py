@@ -41,7 +41,10 @@ class FakeEncoder:
         if self.modality == "text":
             rows = [[s.count(ch) for ch in "abcd"] + [len(s)] for s in items]
         else:
-            rows = [torch.from_numpy(np.asarray(im, dtype=np.float32)).mean(dim=(0, 1)).tolist() for im in items]
+            rows = [
+                torch.from_numpy(np.asarray(im, dtype=np.float32)).mean(dim=(0, 1)).tolist()
+                for im in items
+            ]
         return torch.tensor(rows, dtype=torch.float32)
 
 
@@ -80,16 +83,30 @@ class FakeLabelStudio:
         }
         self.tasks[project_id] = []
 
-    def add_task(self, project_id: int, task_id: int, data: dict, choices: list[str] | None = None,
-                 from_name: str = "sentiment", to_name: str = "text") -> dict:
+    def add_task(
+        self,
+        project_id: int,
+        task_id: int,
+        data: dict,
+        choices: list[str] | None = None,
+        from_name: str = "sentiment",
+        to_name: str = "text",
+    ) -> dict:
         task = {"id": task_id, "data": data, "annotations": [], "predictions": []}
         self.tasks[project_id].append(task)
         if choices is not None:
             self.annotate(project_id, task_id, choices, from_name, to_name)
         return task
 
-    def annotate(self, project_id: int, task_id: int, choices: list[str], from_name: str = "sentiment",
-                 to_name: str = "text", cancelled: bool = False) -> None:
+    def annotate(
+        self,
+        project_id: int,
+        task_id: int,
+        choices: list[str],
+        from_name: str = "sentiment",
+        to_name: str = "text",
+        cancelled: bool = False,
+    ) -> None:
         task = next(t for t in self.tasks[project_id] if t["id"] == task_id)
         number = sum(len(t["annotations"]) for ts in self.tasks.values() for t in ts) + 1
         task["annotations"].append(
@@ -98,8 +115,12 @@ class FakeLabelStudio:
                 "was_cancelled": cancelled,
                 "updated_at": f"2026-01-01T00:00:{number:02d}Z",
                 "result": [
-                    {"from_name": from_name, "to_name": to_name, "type": "choices",
-                     "value": {"choices": choices}}
+                    {
+                        "from_name": from_name,
+                        "to_name": to_name,
+                        "type": "choices",
+                        "value": {"choices": choices},
+                    }
                 ],
             }
         )
@@ -170,9 +191,11 @@ class FakeLabelStudio:
             version = fields.get("model_version")
             if version and version not in self.versions(pid):
                 return jsonify(
-                    validation_errors={"model_version": [
-                        "Model version doesn't exist either as live model or as static predictions."
-                    ]}
+                    validation_errors={
+                        "model_version": [
+                            "Model version doesn't exist either as live model or as static predictions."
+                        ]
+                    }
                 ), 400
             project.update(fields)
             return jsonify(project)
@@ -199,7 +222,10 @@ class FakeLabelStudio:
             if page > 1 and not chunk:
                 abort(404)  # Label Studio answers 404 past the last page
             include = request.args.get("include", "").split(",")
-            rows = [{k: v for k, v in t.items() if k in include} if include != [""] else t for t in chunk]
+            rows = [
+                {k: v for k, v in t.items() if k in include} if include != [""] else t
+                for t in chunk
+            ]
             return jsonify(tasks=rows, total=len(tasks))
 
         @app.post("/api/projects/<int:pid>/import/predictions")
@@ -226,7 +252,9 @@ class FakeLabelStudio:
             version = request.get_json().get("model_version")
             before = len(self.predictions)
             self.predictions = [
-                p for p in self.predictions if not (p["project"] == pid and p["model_version"] == version)
+                p
+                for p in self.predictions
+                if not (p["project"] == pid and p["model_version"] == version)
             ]
             return jsonify(before - len(self.predictions))
 
@@ -292,7 +320,9 @@ class FakeTokenEncoder(FakeEncoder):
     def __init__(self, name: str = "fake-tokens") -> None:
         super().__init__(name, "text")
 
-    def encode_tokens(self, items: list) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
+    def encode_tokens(
+        self, items: list
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[list[tuple[int, int]]]]:
         self.calls.append(len(items))
         states, offsets = [], []
         for text in items:
@@ -301,7 +331,15 @@ class FakeTokenEncoder(FakeEncoder):
                 start = text.index(word, position)
                 position = start + len(word)
                 spans.append((start, position))
-                rows.append([float(word[:1].isupper()), float(word in PLACES), float(len(word)), 1.0, float(word[:1].isupper() and word not in PLACES)])
+                rows.append(
+                    [
+                        float(word[:1].isupper()),
+                        float(word in PLACES),
+                        float(len(word)),
+                        1.0,
+                        float(word[:1].isupper() and word not in PLACES),
+                    ]
+                )
             states.append(torch.tensor(rows, dtype=torch.float32).reshape(-1, self.dim))
             offsets.append(spans)
         pooled = torch.stack([s.mean(dim=0) if len(s) else torch.zeros(self.dim) for s in states])
@@ -311,11 +349,18 @@ class FakeTokenEncoder(FakeEncoder):
         return self.encode_tokens(items)[0]
 
 
-def span_annotation(number: int, text: str, spans: list[tuple[str, str]], from_name: str = "ent") -> dict:
+def span_annotation(
+    number: int, text: str, spans: list[tuple[str, str]], from_name: str = "ent"
+) -> dict:
     """An annotation marking each (word, label) of ``spans`` in ``text`` at its first occurrence."""
     result = []
     for word, label in spans:
         start = text.index(word)
         result.append({"from_name": from_name, "to_name": "text", "type": "labels",
                        "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}})  # fmt: skip
-    return {"id": number, "was_cancelled": False, "updated_at": f"2026-01-01T00:00:{number:02d}Z", "result": result}
+    return {
+        "id": number,
+        "was_cancelled": False,
+        "updated_at": f"2026-01-01T00:00:{number:02d}Z",
+        "result": result,
+    }

@@ -25,20 +25,31 @@ def test_health_and_root(setup):
     for path in ("/", "/health"):
         reply = client.get(path)
         assert reply.status_code == 200
-        assert reply.get_json() == {"status": "UP", "model_class": "AutoALBackend", "strategy": "entropy"}
+        assert reply.get_json() == {
+            "status": "UP",
+            "model_class": "AutoALBackend",
+            "strategy": "entropy",
+        }
 
 
 def test_setup_returns_initial_version_then_round_version(setup):
     client, backend, ls = setup
-    reply = client.post("/setup", json={"project": "7.1700000000", "schema": TEXT_CONFIG,
-                                        "hostname": "http://x", "access_token": "t"})
+    reply = client.post(
+        "/setup",
+        json={
+            "project": "7.1700000000",
+            "schema": TEXT_CONFIG,
+            "hostname": "http://x",
+            "access_token": "t",
+        },
+    )
     assert reply.status_code == 200
     assert reply.get_json() == {"model_version": initial_version(7)}
     # /setup of a new project queues its cold-start round.
     assert backend.worker.wait_idle(60)
-    assert client.post("/setup", json={"project": "7.1700000000", "schema": TEXT_CONFIG}).get_json() == {
-        "model_version": round_version(7, 1)
-    }
+    assert client.post(
+        "/setup", json={"project": "7.1700000000", "schema": TEXT_CONFIG}
+    ).get_json() == {"model_version": round_version(7, 1)}
     assert ls.projects[7]["model_version"] == round_version(7, 1)
 
 
@@ -48,12 +59,15 @@ def test_predict_serves_latest_ranking_in_task_order(setup):
     ranking = backend.ranking(7)
     first = min(ranking.scores, key=ranking.scores.get)
     unknown = 123456
-    reply = client.post("/predict", json={
-        "tasks": [{"id": unknown, "data": {"text": "x"}}, {"id": first, "data": {}}],
-        "project": "7.1700000000",
-        "label_config": TEXT_CONFIG,
-        "params": {"login": None, "password": None, "context": None},
-    })
+    reply = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": unknown, "data": {"text": "x"}}, {"id": first, "data": {}}],
+            "project": "7.1700000000",
+            "label_config": TEXT_CONFIG,
+            "params": {"login": None, "password": None, "context": None},
+        },
+    )
     assert reply.status_code == 200
     results = reply.get_json()["results"]
     assert results[0] == {"result": [], "score": 1.0, "model_version": round_version(7, 1)}
@@ -69,15 +83,27 @@ def test_predict_serves_latest_ranking_in_task_order(setup):
         ("/setup", {"schema": TEXT_CONFIG}, 400, "'project'"),
         ("/setup", {"project": "abc", "schema": TEXT_CONFIG}, 400, "'project'"),
         ("/setup", {"project": "7.1"}, 400, "'schema'"),
-        ("/setup", {"project": "7.1", "schema": "<View><Image name='i' value='$i'/>"
-                    "<RectangleLabels name='r' toName='i'><Label value='a'/></RectangleLabels></View>"},
-         422, "RectangleLabels"),
+        (
+            "/setup",
+            {
+                "project": "7.1",
+                "schema": "<View><Image name='i' value='$i'/>"
+                "<RectangleLabels name='r' toName='i'><Label value='a'/></RectangleLabels></View>",
+            },
+            422,
+            "RectangleLabels",
+        ),
         ("/setup", {"project": "7.1", "schema": "<View"}, 422, "not valid XML"),
         ("/predict", {"project": "7.1"}, 400, "'tasks'"),
         ("/predict", {"tasks": [{"data": {}}], "project": "7.1"}, 400, "tasks[0]"),
         ("/predict", {"tasks": "nope", "project": "7.1"}, 400, "'tasks'"),
         ("/predict", {"tasks": [{"id": 1}], "project": "99.1"}, 404, "unknown project 99"),
-        ("/predict", {"tasks": [{"id": 1}], "project": "9.1", "label_config": 5}, 400, "label_config"),
+        (
+            "/predict",
+            {"tasks": [{"id": 1}], "project": "9.1", "label_config": 5},
+            400,
+            "label_config",
+        ),
         ("/webhook", {"project": {"id": 7}}, 400, "'action'"),
         ("/webhook", {"action": "ANNOTATION_CREATED"}, 400, "'project'"),
         ("/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": "x"}}, 400, "project.id"),
@@ -105,12 +131,15 @@ def test_unknown_route_and_method_are_json(setup):
 def test_webhook_queues_coalesces_and_ignores(setup):
     client, backend, ls = setup
     backend.worker.submit = _recording(backend.worker.submit, calls := [])
-    reply = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7},
-                                          "annotation": {"id": 1}})
+    reply = client.post(
+        "/webhook",
+        json={"action": "ANNOTATION_CREATED", "project": {"id": 7}, "annotation": {"id": 1}},
+    )
     assert reply.status_code == 201
     assert reply.get_json()["status"] in {"queued", "coalesced"}
-    assert client.post("/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 7}}).get_json() == {
-        "status": "ignored", "action": "SOMETHING_NEW"}
+    assert client.post(
+        "/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 7}}
+    ).get_json() == {"status": "ignored", "action": "SOMETHING_NEW"}
     assert backend.worker.wait_idle(60)  # the round checked project 7 with Label Studio
     noted = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7}})
     assert noted.get_json() == {"status": "noted", "action": "PROJECT_UPDATED", "project": 7}
@@ -135,9 +164,14 @@ def test_history_metrics_and_versions(setup):
     backend._run_round(7)
     history = client.get("/projects/7/history").get_json()
     assert history["project"] == 7 and history["labels"] == ["pos", "neg"]
-    assert [r["model_version"] for r in history["rounds"]] == [round_version(7, 1), round_version(7, 2)]
+    assert [r["model_version"] for r in history["rounds"]] == [
+        round_version(7, 1),
+        round_version(7, 2),
+    ]
     assert history["rounds"][-1]["top"][0]["strategy"] == "entropy"
-    assert client.get("/versions").get_json() == {"versions": [round_version(7, 1), round_version(7, 2)]}
+    assert client.get("/versions").get_json() == {
+        "versions": [round_version(7, 1), round_version(7, 2)]
+    }
     text = client.get("/metrics").get_data(as_text=True)
     assert 'autoal_rounds_total{project="7"} 2' in text
     assert "autoal_queue_depth 0" in text
@@ -165,12 +199,18 @@ def test_project_updated_starts_a_round_only_when_the_labels_change(setup):
     calls = []
     backend.worker.submit = _recording(lambda pid, reason, force=False: True, calls)
     client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG})
-    same = client.post("/webhook", json={"action": "PROJECT_UPDATED",
-                                         "project": {"id": 7, "label_config": TEXT_CONFIG}})
+    same = client.post(
+        "/webhook",
+        json={"action": "PROJECT_UPDATED", "project": {"id": 7, "label_config": TEXT_CONFIG}},
+    )
     assert same.get_json()["status"] == "noted"
-    relabeled = TEXT_CONFIG.replace('<Choice value="neg"/>', '<Choice value="neg"/><Choice value="mixed"/>')
-    changed = client.post("/webhook", json={"action": "PROJECT_UPDATED",
-                                            "project": {"id": 7, "label_config": relabeled}})
+    relabeled = TEXT_CONFIG.replace(
+        '<Choice value="neg"/>', '<Choice value="neg"/><Choice value="mixed"/>'
+    )
+    changed = client.post(
+        "/webhook",
+        json={"action": "PROJECT_UPDATED", "project": {"id": 7, "label_config": relabeled}},
+    )
     assert changed.get_json()["status"] == "queued"
     assert calls == [(7, "setup"), (7, "PROJECT_UPDATED")]
     # A hint only: the labels change when the round reads them from Label Studio, not here.
@@ -181,7 +221,9 @@ def test_legacy_train_call_queues_a_round(setup):
     client, backend, _ = setup
     calls = []
     backend.worker.submit = _recording(lambda pid, reason, force=False: True, calls)
-    reply = client.post("/train", json={"annotations": [], "project": "7.17", "label_config": TEXT_CONFIG})
+    reply = client.post(
+        "/train", json={"annotations": [], "project": "7.17", "label_config": TEXT_CONFIG}
+    )
     assert reply.status_code == 201 and reply.get_json() == {"status": "queued", "project": 7}
     assert calls == [(7, "train")]
     assert client.post("/train", json={"project": "99.1"}).status_code == 404

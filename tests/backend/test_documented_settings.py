@@ -61,7 +61,11 @@ def documented_values() -> list[tuple[str, str]]:
             continue
         for cell in cells[2:]:
             for value in re.findall(r"`([^`]+)`", cell):
-                if "<" in value or value.startswith(("AUTOAL_", "LABEL_STUDIO")) or value == variable:
+                if (
+                    "<" in value
+                    or value.startswith(("AUTOAL_", "LABEL_STUDIO"))
+                    or value == variable
+                ):
                     continue
                 pairs.append((variable, value))
     return sorted(set(pairs))
@@ -85,7 +89,9 @@ def project(ls: FakeLabelStudio, modality: str) -> int:
             text = f"yesterday {person} flew to {place} again, take {i}"
             task = ls.add_task(9, 900 + i, {"text": text})
             if i < 16:
-                task["annotations"].append(span_annotation(i + 1, text, [(person, "person"), (place, "place")]))
+                task["annotations"].append(
+                    span_annotation(i + 1, text, [(person, "person"), (place, "place")])
+                )
         return 9
     if modality == "text":
         ls.add_project(7, TEXT_CONFIG)
@@ -110,7 +116,9 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     if value.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     ls = FakeLabelStudio()
-    span_only = variable == "AUTOAL_STRATEGY" and value in set(strategy_names("spans")) - set(strategy_names())
+    span_only = variable == "AUTOAL_STRATEGY" and value in set(strategy_names("spans")) - set(
+        strategy_names()
+    )
     modality = "image" if variable == "AUTOAL_IMAGE_ENCODER" else "spans" if span_only else "text"
     project_id = project(ls, modality)
     env = {

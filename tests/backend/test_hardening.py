@@ -96,7 +96,9 @@ def test_connection_errors_and_timeouts_are_label_studio_errors(ls):
         LabelStudioClient(LS_URL, TOKEN, session=session).count_tasks(7)
 
 
-def test_an_outage_is_one_warning_no_traceback_and_the_round_runs_when_it_ends(tmp_path, ls, caplog):
+def test_an_outage_is_one_warning_no_traceback_and_the_round_runs_when_it_ends(
+    tmp_path, ls, caplog
+):
     text_project(ls, 7, labeled=12, unlabeled=20)
     backend = make_backend(make_settings(tmp_path), ls)
     backend.worker.backoff = Backoff(base_s=0.05, cap_s=0.2, jitter=0.1)
@@ -115,7 +117,10 @@ def test_an_outage_is_one_warning_no_traceback_and_the_round_runs_when_it_ends(t
         assert health.get_json()["status"] == "DEGRADED"
         assert "Label Studio unavailable" in health.get_json()["reason"]
         # The last queue is still served.
-        assert client.post("/predict", json={"project": "7.1", "tasks": [{"id": 715}]}).get_json() == served
+        assert (
+            client.post("/predict", json={"project": "7.1", "tasks": [{"id": 715}]}).get_json()
+            == served
+        )
         ls.annotate(7, 713, ["neg"])  # labeled while the backend could not see it
         ls.down = False
         assert backend.worker.wait_idle(30)
@@ -179,7 +184,10 @@ def test_a_push_cut_short_leaves_at_most_the_current_version(tmp_path, ls, crash
 
     from autoal_backend import ls_client
 
-    real_import, real_update = ls_client.LabelStudioClient.import_predictions, ls_client.LabelStudioClient.update_project
+    real_import, real_update = (
+        ls_client.LabelStudioClient.import_predictions,
+        ls_client.LabelStudioClient.update_project,
+    )
 
     def import_then_die(self, project_id, predictions):
         real_import(self, project_id, predictions)
@@ -214,7 +222,9 @@ def test_webhooks_for_unknown_projects_store_nothing_and_cannot_change_a_config(
     assert backend.worker.wait_idle(60)
     models = tmp_path / "models"
     for project_id in range(100, 120):  # projects Label Studio does not have
-        reply = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": project_id}})
+        reply = client.post(
+            "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": project_id}}
+        )
         assert reply.status_code == 201
     assert backend.worker.wait_idle(60)
     assert sorted(p.name for p in models.iterdir()) == ["7"]
@@ -225,7 +235,10 @@ def test_webhooks_for_unknown_projects_store_nothing_and_cannot_change_a_config(
     assert [r.status_code for r in replies].count(429) == 5
     assert "wait for Label Studio to confirm" in replies[-1].get_json()["error"]
     hostile = TEXT_CONFIG.replace('value="neg"', 'value="hacked"')
-    client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7, "label_config": hostile}})
+    client.post(
+        "/webhook",
+        json={"action": "PROJECT_UPDATED", "project": {"id": 7, "label_config": hostile}},
+    )
     assert backend.store.load_record(7).spec.labels == ("pos", "neg")
 
 
@@ -233,8 +246,13 @@ def test_a_verified_unknown_project_is_added_from_label_studios_config(tmp_path,
     text_project(ls, 9, labeled=12, unlabeled=20)
     backend = make_backend(make_settings(tmp_path), ls)
     client = create_app(backend.settings, backend).test_client()
-    reply = client.post("/webhook", json={"action": "ANNOTATION_CREATED",
-                                          "project": {"id": 9, "label_config": "<View>fake</View>"}})
+    reply = client.post(
+        "/webhook",
+        json={
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 9, "label_config": "<View>fake</View>"},
+        },
+    )
     assert reply.status_code == 201 and reply.get_json()["status"] == "queued"
     assert backend.worker.wait_idle(60)
     record = backend.store.load_record(9)
@@ -261,7 +279,10 @@ def test_the_number_of_tracked_projects_is_capped(tmp_path, ls):
     client = create_app(backend.settings, backend).test_client()
     backend.worker.submit = lambda *args, **kwargs: True
     for project_id in (1, 2):
-        assert client.post("/setup", json={"project": project_id, "schema": TEXT_CONFIG}).status_code == 200
+        assert (
+            client.post("/setup", json={"project": project_id, "schema": TEXT_CONFIG}).status_code
+            == 200
+        )
     third = client.post("/setup", json={"project": 3, "schema": TEXT_CONFIG})
     assert third.status_code == 409
     assert "AUTOAL_MAX_PROJECTS=2" in third.get_json()["error"]
@@ -278,7 +299,9 @@ def test_an_unchanged_round_is_skipped_unless_training_is_asked_for(tmp_path, ls
         client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
         assert backend.worker.wait_idle(60)
     assert [h["round"] for h in backend.store.load_history(7)] == [1]
-    assert 'autoal_rounds_skipped_total{project="7"} 3' in client.get("/metrics").get_data(as_text=True)
+    assert 'autoal_rounds_skipped_total{project="7"} 3' in client.get("/metrics").get_data(
+        as_text=True
+    )
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
     assert backend.worker.wait_idle(60)
     assert [h["round"] for h in backend.store.load_history(7)] == [1, 2]
@@ -298,8 +321,16 @@ def test_a_slow_label_studio_never_blocks_the_routes(tmp_path, ls):
     client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
     assert _wait(lambda: backend.worker.running == 7, 5)
     for path, call in (
-        ("/webhook", lambda: client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})),
-        ("/predict", lambda: client.post("/predict", json={"project": "7.1", "tasks": [{"id": 714}]})),
+        (
+            "/webhook",
+            lambda: client.post(
+                "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}}
+            ),
+        ),
+        (
+            "/predict",
+            lambda: client.post("/predict", json={"project": "7.1", "tasks": [{"id": 714}]}),
+        ),
         ("/health", lambda: client.get("/health")),
     ):
         start = time.perf_counter()

@@ -157,9 +157,13 @@ def test_a_decompression_bomb_is_refused_before_decoding():
 
 def test_allowed_hosts_limit_fetches_and_redirects(server):
     ls_url = server.url  # Label Studio's own host is always allowed
-    assert fetch_bytes(server.url + "/a.png", label_studio_url=ls_url, allowed_hosts=("images.example",))
+    assert fetch_bytes(
+        server.url + "/a.png", label_studio_url=ls_url, allowed_hosts=("images.example",)
+    )
     with pytest.raises(TaskDataError, match="not Label Studio's nor in AUTOAL_ALLOWED_HOSTS"):
-        fetch_bytes("http://localhost:9/x.png", label_studio_url=ls_url, allowed_hosts=("images.example",))
+        fetch_bytes(
+            "http://localhost:9/x.png", label_studio_url=ls_url, allowed_hosts=("images.example",)
+        )
     # A redirect from an allowed host to another one is refused too.
     with pytest.raises(TaskDataError, match="'localhost' is not Label Studio's"):
         fetch_bytes(server.url + "/redirect?to=http://localhost:9/x.png", label_studio_url=ls_url,
@@ -168,8 +172,9 @@ def test_allowed_hosts_limit_fetches_and_redirects(server):
     assert fetch_bytes(server.url + f"/redirect?to={server.url}/b.png") == server.png
     with pytest.raises(SettingsError, match="AUTOAL_ALLOWED_HOSTS"):
         Settings.from_env({"AUTOAL_ALLOWED_HOSTS": "http://x/"})
-    assert Settings.from_env({"AUTOAL_ALLOWED_HOSTS": "A.example, b.example:8080"}).allowed_hosts == (
-        "a.example", "b.example:8080")
+    assert Settings.from_env(
+        {"AUTOAL_ALLOWED_HOSTS": "A.example, b.example:8080"}
+    ).allowed_hosts == ("a.example", "b.example:8080")
 
 
 def test_a_data_uri_over_the_cap_is_refused(monkeypatch):
@@ -181,10 +186,14 @@ def test_a_data_uri_over_the_cap_is_refused(monkeypatch):
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FUZZ
@@ -231,4 +240,3 @@ def test_any_json_body_gets_an_answer_below_500(app_client, payload, path):
     reply = app_client.post(path, data=json.dumps(payload), content_type="application/json")
     assert reply.status_code < 500, (path, payload, reply.get_json())
     assert reply.is_json
-

@@ -113,8 +113,14 @@ def test_unreadable_task_is_skipped_then_retried(tmp_path, ls):
     for i in range(12):
         name = list(colours)[i % 3]
         ls.files[f"{i}.png"] = png_bytes(colours[name])
-        ls.add_task(3, 300 + i, {"image": f"/data/upload/{i}.png"}, [name] if i < 6 else None,
-                    from_name="colour", to_name="img")
+        ls.add_task(
+            3,
+            300 + i,
+            {"image": f"/data/upload/{i}.png"},
+            [name] if i < 6 else None,
+            from_name="colour",
+            to_name="img",
+        )
     ls.add_task(3, 399, {"image": "/data/upload/missing.png"})
     encoder = FakeEncoder("fake-image", "image")
     backend = make_backend(make_settings(tmp_path, AUTOAL_MIN_LABELS=3), ls, encoder)

@@ -41,10 +41,17 @@ def test_no_generated_request_gets_a_server_error(api_schema):
     for operation in operations(api_schema):
 
         @given(case=operation.as_strategy())
-        @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(
+            max_examples=100, deadline=None, suppress_health_check=list(HealthCheck)
+        )
         def check(case):
             response = case.call()
-            assert response.status_code < 500, (case.method, case.path, case.body, response.text[:300])
+            assert response.status_code < 500, (
+                case.method,
+                case.path,
+                case.body,
+                response.text[:300],
+            )
             if response.status_code >= 400:
                 body = response.json()
                 assert isinstance(body.get("error"), str) and body["error"], body
@@ -62,6 +69,8 @@ def test_the_description_lists_every_route(app):
     import re
 
     routes = {
-        re.sub(r"<(\w+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+        re.sub(r"<(\w+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
     }
     assert routes == set(paths)

@@ -14,8 +14,14 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
 
 def test_settings_from_env_and_flags():
     settings = Settings.from_env(
-        {"LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": "k", "AUTOAL_PUSH_WINDOW": "50",
-         "AUTOAL_SET_SAMPLING": "false", "AUTOAL_STRATEGY": "margin", "MODEL_DIR": "/a"},
+        {
+            "LABEL_STUDIO_URL": "http://ls:8080/",
+            "LABEL_STUDIO_API_KEY": "k",
+            "AUTOAL_PUSH_WINDOW": "50",
+            "AUTOAL_SET_SAMPLING": "false",
+            "AUTOAL_STRATEGY": "margin",
+            "MODEL_DIR": "/a",
+        },
         model_dir="/b",
     )
     assert settings.label_studio_url == "http://ls:8080" and settings.push_window == 50
@@ -27,8 +33,13 @@ def test_settings_from_env_and_flags():
 
 
 def test_secrets_never_in_repr():
-    settings = Settings.from_env({"LABEL_STUDIO_API_KEY": "supersecret", "BASIC_AUTH_USER": "u",
-                                  "BASIC_AUTH_PASS": "hunter2"})
+    settings = Settings.from_env(
+        {
+            "LABEL_STUDIO_API_KEY": "supersecret",
+            "BASIC_AUTH_USER": "u",
+            "BASIC_AUTH_PASS": "hunter2",
+        }
+    )
     assert "supersecret" not in repr(settings) and "hunter2" not in repr(settings)
 
 
@@ -39,8 +50,13 @@ def test_secrets_never_in_repr():
         ({"AUTOAL_PUSH_WINDOW": "0"}, "AUTOAL_PUSH_WINDOW"),
         ({"AUTOAL_SET_SAMPLING": "maybe"}, "AUTOAL_SET_SAMPLING"),
         ({"DEVICE": "tpu"}, "DEVICE"),
-        pytest.param({"DEVICE": "cuda"}, "CUDA is not available", marks=pytest.mark.skipif(
-            __import__("torch").cuda.is_available(), reason="CUDA is here")),
+        pytest.param(
+            {"DEVICE": "cuda"},
+            "CUDA is not available",
+            marks=pytest.mark.skipif(
+                __import__("torch").cuda.is_available(), reason="CUDA is here"
+            ),
+        ),
         ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH_PASS"),
         ({"LABEL_STUDIO_URL": "ls:8080"}, "LABEL_STUDIO_URL"),
         ({"AUTOAL_SHORTLIST": "-1"}, "AUTOAL_SHORTLIST: expected an integer >= 0, got -1"),
@@ -86,11 +102,19 @@ def test_wsgi_import_starts_nothing_and_bad_strategy_fails_at_startup(tmp_path):
         "assert threading.active_count() == 1, threading.enumerate(); "
         "assert 'autoal_backend.app' not in sys.modules; print('ok')"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip() == "ok", out.stderr
     env = {"AUTOAL_STRATEGY": "nope", "PATH": "/usr/bin:/bin", "MODEL_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "_wsgi.py", "--port", "0"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "_wsgi.py", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "unknown strategy 'nope'" in out.stderr and "entropy" in out.stderr
 
@@ -146,5 +170,7 @@ def test_idempotent_calls_retry_a_locked_database_but_imports_do_not(monkeypatch
         client.get_project(1)
     ls.locked_replies = 1
     with pytest.raises(LabelStudioError, match="import/predictions: HTTP 500"):
-        client.import_predictions(1, [{"task": 10, "result": [], "score": 0.0, "model_version": "v"}])
+        client.import_predictions(
+            1, [{"task": 10, "result": [], "score": 0.0, "model_version": "v"}]
+        )
     assert ls.predictions == []

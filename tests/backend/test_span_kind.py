@@ -15,22 +15,53 @@ NER = """<View><Labels name="ent" toName="tweet"><Label value="person"/><Label v
 def test_a_labels_config_with_any_names_is_a_span_project():
     spec = parse_label_config(NER)
     assert isinstance(spec, SpanSpec) and spec.kind == "spans"
-    assert (spec.from_name, spec.to_name, spec.data_key, spec.labels) == ("ent", "tweet", "content", ("person", "place"))
+    assert (spec.from_name, spec.to_name, spec.data_key, spec.labels) == (
+        "ent",
+        "tweet",
+        "content",
+        ("person", "place"),
+    )
 
 
 def test_a_choices_config_is_still_a_choices_project():
-    spec = parse_label_config('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="a"/><Choice value="b"/></Choices></View>')
+    spec = parse_label_config(
+        '<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="a"/><Choice value="b"/></Choices></View>'
+    )
     assert isinstance(spec, LabelSpec) and spec.kind == "choices"
 
 
 @pytest.mark.parametrize(
     ("config", "named"),
     [
-        (NER.replace("</View>", '<Labels name="e2" toName="tweet"><Label value="x"/></Labels></View>'), "expected one <Labels>"),
-        (NER.replace('<Text name="tweet" value="$content"/>', '<Text name="tweet" value="$content" valueType="url"/>'), "valueType"),
-        (NER.replace("<Text ", "<HyperText ").replace('value="$content"/>', 'value="$content"/>'), "over <HyperText>"),
-        (NER.replace("</View>", '<Choices name="c" toName="tweet"><Choice value="a"/></Choices></View>'), "one kind"),
-        ('<View><Image name="i" value="$i"/><PolygonLabels name="p" toName="i"><Label value="a"/></PolygonLabels></View>', "PolygonLabels"),
+        (
+            NER.replace(
+                "</View>", '<Labels name="e2" toName="tweet"><Label value="x"/></Labels></View>'
+            ),
+            "expected one <Labels>",
+        ),
+        (
+            NER.replace(
+                '<Text name="tweet" value="$content"/>',
+                '<Text name="tweet" value="$content" valueType="url"/>',
+            ),
+            "valueType",
+        ),
+        (
+            NER.replace("<Text ", "<HyperText ").replace(
+                'value="$content"/>', 'value="$content"/>'
+            ),
+            "over <HyperText>",
+        ),
+        (
+            NER.replace(
+                "</View>", '<Choices name="c" toName="tweet"><Choice value="a"/></Choices></View>'
+            ),
+            "one kind",
+        ),
+        (
+            '<View><Image name="i" value="$i"/><PolygonLabels name="p" toName="i"><Label value="a"/></PolygonLabels></View>',
+            "PolygonLabels",
+        ),
     ],
 )
 def test_configs_no_kind_can_learn_from_are_refused_by_name(config, named):
@@ -39,14 +70,21 @@ def test_configs_no_kind_can_learn_from_are_refused_by_name(config, named):
 
 
 def region(start, end, label="person", name="ent"):
-    return {"from_name": name, "to_name": "tweet", "type": "labels", "value": {"start": start, "end": end, "labels": [label]}}
+    return {
+        "from_name": name,
+        "to_name": "tweet",
+        "type": "labels",
+        "value": {"start": start, "end": end, "labels": [label]},
+    }
 
 
 def test_annotation_offsets_are_read_exactly_unicode_included():
     spec = parse_label_config(NER)
     text = "😀 Zoë  met\tJosé in São Paulo"
     start = text.index("José")
-    spans, reason = spec.annotation_spans({"result": [region(start, start + 4), region(text.index("São"), len(text), "place")]}, text)
+    spans, reason = spec.annotation_spans(
+        {"result": [region(start, start + 4), region(text.index("São"), len(text), "place")]}, text
+    )
     assert reason == "" and [text[a:b] for a, b, _ in spans] == ["José", "São Paulo"]
     assert spec.annotation_spans({"result": []}, text) == ([], "")
     assert spec.annotation_spans({"result": [region(3, 99)]}, text)[0] is None
@@ -56,9 +94,17 @@ def test_annotation_offsets_are_read_exactly_unicode_included():
 def test_result_regions_carry_the_exact_slice_and_a_score():
     spec = parse_label_config(NER)
     text = "  Zoë\u00a0Smith lives in\nOslo "
-    regions = spec.regions([(2, 11, "person", 0.8), (text.index("Oslo"), text.index("Oslo") + 4, "place", 0.6)], text, "why")
+    regions = spec.regions(
+        [(2, 11, "person", 0.8), (text.index("Oslo"), text.index("Oslo") + 4, "place", 0.6)],
+        text,
+        "why",
+    )
     assert [r["value"]["text"] for r in regions] == ["Zoë\u00a0Smith", "Oslo"]
-    assert regions[0]["type"] == "labels" and regions[0]["score"] == 0.8 and regions[0]["meta"] == {"text": ["why"]}
+    assert (
+        regions[0]["type"] == "labels"
+        and regions[0]["score"] == 0.8
+        and regions[0]["meta"] == {"text": ["why"]}
+    )
     assert "meta" not in regions[1]
     assert all(text[r["value"]["start"] : r["value"]["end"]] == r["value"]["text"] for r in regions)
 

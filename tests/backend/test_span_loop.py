@@ -16,11 +16,17 @@ from tests.backend.fakes import (
 PEOPLE = ("Anna", "Bob", "Chen", "Dana", "Emil")
 
 
-def span_project(ls: FakeLabelStudio, project_id: int = 9, labeled: int = 12, unlabeled: int = 30) -> None:
+def span_project(
+    ls: FakeLabelStudio, project_id: int = 9, labeled: int = 12, unlabeled: int = 30
+) -> None:
     ls.add_project(project_id, NER_CONFIG)
     for i in range(labeled + unlabeled):
         person, place = PEOPLE[i % len(PEOPLE)], PLACES[i % len(PLACES)]
-        text = f"yesterday {person} flew to {place} again" if i % 3 else f"  nothing  much\thappened {i} ok"
+        text = (
+            f"yesterday {person} flew to {place} again"
+            if i % 3
+            else f"  nothing  much\thappened {i} ok"
+        )
         task = ls.add_task(project_id, 1000 + i, {"text": text})
         if i < labeled:
             spans = [(person, "person"), (place, "place")] if i % 3 else []
@@ -47,7 +53,11 @@ def test_a_span_project_runs_a_round_end_to_end(tmp_path):
     for prediction in predictions:
         for region in prediction["result"]:
             value = region["value"]
-            assert region["type"] == "labels" and region["from_name"] == "ent" and region["to_name"] == "text"
+            assert (
+                region["type"] == "labels"
+                and region["from_name"] == "ent"
+                and region["to_name"] == "text"
+            )
             assert texts[prediction["task"]][value["start"] : value["end"]] == value["text"]
             assert 0.0 <= region["score"] <= 1.0
             found += 1
@@ -70,7 +80,10 @@ def test_predict_answers_span_regions_from_the_ranking(tmp_path):
     task = next(t for t in ls.tasks[9] if t["id"] == 1013)
     reply = backend.predict({"project": 9, "tasks": [task]})["results"][0]
     assert reply["model_version"] == round_version(9, 1)
-    assert all(task["data"]["text"][r["value"]["start"] : r["value"]["end"]] == r["value"]["text"] for r in reply["result"])
+    assert all(
+        task["data"]["text"][r["value"]["start"] : r["value"]["end"]] == r["value"]["text"]
+        for r in reply["result"]
+    )
     assert {r["value"]["text"] for r in reply["result"]} == {PEOPLE[13 % 5], PLACES[13 % 4]}
 
 
@@ -88,7 +101,10 @@ def test_annotators_disagreeing_on_spans_are_agreed_and_flagged(tmp_path):
     flagged = {f["task"]: f for f in history["disagreements"]["flagged"]}
     assert flagged[1001]["annotations"] == 3 and flagged[1001]["disagreeing"] == 1
     start = text.index("Bob")
-    assert [list(s) for s in flagged[1001]["agreed"]] == [[start, start + 3, "person"], [text.index("Lima"), text.index("Lima") + 4, "place"]]
+    assert [list(s) for s in flagged[1001]["agreed"]] == [
+        [start, start + 3, "person"],
+        [text.index("Lima"), text.index("Lima") + 4, "place"],
+    ]
 
 
 def test_token_states_are_cached_across_rounds(tmp_path):
@@ -99,7 +115,9 @@ def test_token_states_are_cached_across_rounds(tmp_path):
     backend.register(9, NER_CONFIG)
     backend._run_round(9)
     calls = sum(encoder.calls)
-    next(t for t in ls.tasks[9] if t["id"] == 1020)["annotations"].append(span_annotation(99, "x", []))
+    next(t for t in ls.tasks[9] if t["id"] == 1020)["annotations"].append(
+        span_annotation(99, "x", [])
+    )
     backend._run_round(9)
     assert sum(encoder.calls) == calls  # nothing new to embed
     history = backend.store.load_history(9)
@@ -134,10 +152,16 @@ def test_a_strategy_is_checked_against_the_projects_kind(tmp_path):
     span_project(ls)
     text_project(ls, 7)
     backend = make_backend(make_settings(tmp_path), ls, FakeTokenEncoder())
-    backend.setup({"project": 9, "schema": NER_CONFIG, "extra_params": {"strategy": "token_margin"}})
+    backend.setup(
+        {"project": 9, "schema": NER_CONFIG, "extra_params": {"strategy": "token_margin"}}
+    )
     assert backend.store.load_record(9).settings == {"AUTOAL_STRATEGY": "token_margin"}
-    with pytest.raises(RequestError, match="strategy for choices projects 'token_margin'") as refused:
-        backend.setup({"project": 7, "schema": TEXT_CONFIG, "extra_params": {"strategy": "token_margin"}})
+    with pytest.raises(
+        RequestError, match="strategy for choices projects 'token_margin'"
+    ) as refused:
+        backend.setup(
+            {"project": 7, "schema": TEXT_CONFIG, "extra_params": {"strategy": "token_margin"}}
+        )
     assert refused.value.status == 422
     backend.worker.stop()
 

@@ -24,7 +24,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
 
 def test_records_and_history_round_trip(tmp_path):
     store = ProjectStore(tmp_path)
-    record = ProjectRecord(5, TEXT_CONFIG, round=3, labeled_round={11: 1, 12: 3}, stale_versions=["x"])
+    record = ProjectRecord(
+        5, TEXT_CONFIG, round=3, labeled_round={11: 1, 12: 3}, stale_versions=["x"]
+    )
     store.save_record(record)
     assert store.load_record(5) == record
     assert store.load_record(6) is None
@@ -48,8 +50,14 @@ def test_no_secret_reaches_the_log(tmp_path, ls, caplog):
     with caplog.at_level(logging.DEBUG):
         backend = make_backend(settings, ls)
         logging.getLogger("autoal_backend").info("settings %r", settings)
-        backend.setup({"project": "7.1", "schema": TEXT_CONFIG, "access_token": "ls-token-456",
-                       "hostname": "http://ls"})
+        backend.setup(
+            {
+                "project": "7.1",
+                "schema": TEXT_CONFIG,
+                "access_token": "ls-token-456",
+                "hostname": "http://ls",
+            }
+        )
         backend.worker.wait_idle(60)
         backend.worker.stop()
     text = caplog.text
@@ -84,7 +92,9 @@ def test_a_strategy_sent_to_setup_while_a_round_runs_is_kept(tmp_path, ls, monke
 
 def test_update_record_changes_only_the_fields_named(tmp_path):
     store = ProjectStore(tmp_path)
-    store.save_record(ProjectRecord(5, TEXT_CONFIG, round=3, settings={"AUTOAL_STRATEGY": "uniform"}))
+    store.save_record(
+        ProjectRecord(5, TEXT_CONFIG, round=3, settings={"AUTOAL_STRATEGY": "uniform"})
+    )
     assert store.update_record(5, round=4).settings == {"AUTOAL_STRATEGY": "uniform"}
     assert store.load_record(5).round == 4
     assert store.update_record(6, round=1) is None

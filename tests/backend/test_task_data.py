@@ -30,13 +30,22 @@ def test_label_studio_path_is_fetched_with_auth():
     from autoal_backend.ls_client import LabelStudioClient
 
     client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
-    image = load_item({"id": 1, "data": {"image": "/data/upload/a.png"}}, IMAGE,
-                      label_studio_url=LS_URL, headers_for=client.headers_for, session=client.session)
+    image = load_item(
+        {"id": 1, "data": {"image": "/data/upload/a.png"}},
+        IMAGE,
+        label_studio_url=LS_URL,
+        headers_for=client.headers_for,
+        session=client.session,
+    )
     assert image.getpixel((0, 0)) == (1, 2, 3)
     # Without the token Label Studio refuses: the task is skipped with the status.
     with pytest.raises(TaskDataError, match="HTTP 401"):
-        load_item({"id": 1, "data": {"image": "/data/upload/a.png"}}, IMAGE,
-                  label_studio_url=LS_URL, session=client.session)
+        load_item(
+            {"id": 1, "data": {"image": "/data/upload/a.png"}},
+            IMAGE,
+            label_studio_url=LS_URL,
+            session=client.session,
+        )
 
 
 @pytest.mark.parametrize(
@@ -45,7 +54,10 @@ def test_label_studio_path_is_fetched_with_auth():
         ({"image": "s3://bucket/a.png"}, "unsupported reference"),
         ({"image": "http://127.0.0.1:9/nothing.png"}, "cannot fetch"),
         ({"image": "data:image/png;base64,@@@"}, "invalid base64"),
-        ({"image": "data:image/png;base64," + base64.b64encode(b"not a png").decode()}, "not a readable image"),
+        (
+            {"image": "data:image/png;base64," + base64.b64encode(b"not a png").decode()},
+            "not a readable image",
+        ),
         ({"picture": "x"}, "no field 'image'"),
         ({"image": 5}, "non-empty string"),
         ({"image": "/data/upload/a.png"}, "LABEL_STUDIO_URL is not set"),

@@ -87,14 +87,22 @@ def test_project_settings_parse_like_the_environment():
         ({"push_window": 0}, "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'"),
         ({"min_labels": "many"}, "AUTOAL_MIN_LABELS: expected an integer, got 'many'"),
         ({"image_encoder": "minilm"}, "AUTOAL_IMAGE_ENCODER: 'minilm' encodes texts, not images"),
-        ({"image_encoder": "pixels@size=3"}, "AUTOAL_IMAGE_ENCODER: unknown option of encoder 'pixels'"),
-        ({"colour": "blue"}, "extra_params: unknown setting 'colour'; per-project settings: AUTOAL_STRATEGY"),
+        (
+            {"image_encoder": "pixels@size=3"},
+            "AUTOAL_IMAGE_ENCODER: unknown option of encoder 'pixels'",
+        ),
+        (
+            {"colour": "blue"},
+            "extra_params: unknown setting 'colour'; per-project settings: AUTOAL_STRATEGY",
+        ),
         (["margin"], "extra_params: expected an object"),
     ]:
         with pytest.raises(SettingsError, match=words):
             parse_project_settings(extra, defaults)
     # The environment says the same for the same value.
-    with pytest.raises(SettingsError, match="AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'"):
+    with pytest.raises(
+        SettingsError, match="AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '0'"
+    ):
         Settings.from_env({"AUTOAL_PUSH_WINDOW": "0"})
 
 
@@ -103,8 +111,14 @@ def test_setup_extra_params_set_a_projects_own_settings(tmp_path, ls):
     text_project(ls, 8, labeled=12, unlabeled=30)
     backend = make_backend(make_settings(tmp_path), ls)
     client = create_app(backend.settings, backend).test_client()
-    reply = client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG,
-                                        "extra_params": {"strategy": "margin", "push_window": 4}})
+    reply = client.post(
+        "/setup",
+        json={
+            "project": "7.1",
+            "schema": TEXT_CONFIG,
+            "extra_params": {"strategy": "margin", "push_window": 4},
+        },
+    )
     assert reply.status_code == 200
     assert client.post("/setup", json={"project": "8.1", "schema": TEXT_CONFIG}).status_code == 200
     assert backend.worker.wait_idle(60)
@@ -114,11 +128,22 @@ def test_setup_extra_params_set_a_projects_own_settings(tmp_path, ls):
     assert history["settings"] == {"AUTOAL_STRATEGY": "margin", "AUTOAL_PUSH_WINDOW": "4"}
     assert history["rounds"][-1]["strategy"] == "margin"
     assert client.get("/projects/8/history").get_json()["strategy"] == "entropy"  # the environment
-    bad = client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {"push_window": -2}})
+    bad = client.post(
+        "/setup",
+        json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {"push_window": -2}},
+    )
     assert bad.status_code == 422
-    assert bad.get_json()["error"] == "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '-2'"
+    assert (
+        bad.get_json()["error"]
+        == "AUTOAL_PUSH_WINDOW: expected an integer >= 1 or 'auto', got '-2'"
+    )
     # Back to the environment's settings: a new round applies them.
-    assert client.post("/setup", json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {}}).status_code == 200
+    assert (
+        client.post(
+            "/setup", json={"project": "7.1", "schema": TEXT_CONFIG, "extra_params": {}}
+        ).status_code
+        == 200
+    )
     assert backend.worker.wait_idle(60)
     assert client.get("/projects/7/history").get_json()["rounds"][-1]["strategy"] == "entropy"
     backend.worker.stop()
@@ -140,7 +165,9 @@ def test_predict_for_a_task_outside_the_window_carries_the_confidence(tmp_path, 
     pushed = {p["task"] for p in ls.predictions}
     outside = next(t["id"] for t in ls.tasks[7][12:] if t["id"] not in pushed)
     client = create_app(backend.settings, backend).test_client()
-    [result] = client.post("/predict", json={"project": "7.1", "tasks": [{"id": outside}]}).get_json()["results"]
+    [result] = client.post(
+        "/predict", json={"project": "7.1", "tasks": [{"id": outside}]}
+    ).get_json()["results"]
     [region] = result["result"]
     ranking = backend.ranking(7)
     assert region["score"] == pytest.approx(ranking.confidence[outside][0])

@@ -23,7 +23,9 @@ from model.task_model import TaskModel, TaskModelConfig
 
 TINY = Regime("tiny", initial=10, batch=5, rounds=3, truth_every=1, min_pool=50)
 FAST = TaskModelConfig(steps=60)
-SPEC = TaskSpec("synthetic", "synthetic", 7, imbalance=10.0, num_classes=3, dim=8, modes=2, separation=2.0)
+SPEC = TaskSpec(
+    "synthetic", "synthetic", 7, imbalance=10.0, num_classes=3, dim=8, modes=2, separation=2.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +85,20 @@ def test_the_truth_matches_a_separate_fit(task):
     before = episodes._metrics(model, task)[0]
     # The truth trains on the batch in pool order (identical batches are fitted once).
     items = torch.cat((labeled, candidates[batches[2].sort().values]))
-    alone = TaskModel.fit(task.pool[items], torch.nn.functional.one_hot(task.pool_labels[items], 3).float(), seed=11)
-    assert float(record["accuracy_gain"][2]) == pytest.approx(episodes._metrics(alone, task)[0] - before, abs=1e-3)
+    alone = TaskModel.fit(
+        task.pool[items], torch.nn.functional.one_hot(task.pool_labels[items], 3).float(), seed=11
+    )
+    assert float(record["accuracy_gain"][2]) == pytest.approx(
+        episodes._metrics(alone, task)[0] - before, abs=1e-3
+    )
 
 
 def test_meta_training_on_a_tiny_episode_set_is_deterministic(task, tmp_path, monkeypatch, capsys):
-    record = run_episode(task, TINY, seed=5, config=FAST) | {"family": "synthetic", "regime": "small", "spec": {}}
+    record = run_episode(task, TINY, seed=5, config=FAST) | {
+        "family": "synthetic",
+        "regime": "small",
+        "spec": {},
+    }
     (tmp_path / "small" / "synthetic").mkdir(parents=True)
     torch.save(record, tmp_path / "small" / "synthetic" / "0000.pt")
     rounds = training_rounds([record])
@@ -97,11 +107,22 @@ def test_meta_training_on_a_tiny_episode_set_is_deterministic(task, tmp_path, mo
     outputs = []
     for name in ("a.json", "b.json"):
         path = tmp_path / name
-        meta_train.main(["--episodes", str(tmp_path), "--regimes", "small", "--steps", "30", "--out", str(path)])
+        meta_train.main(
+            ["--episodes", str(tmp_path), "--regimes", "small", "--steps", "30", "--out", str(path)]
+        )
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["episodes"] == 1 and summary["rounds"] == 3
         outputs.append(json.loads(path.read_text()))
     assert outputs[0]["net"] == outputs[1]["net"]
     assert outputs[0]["meta"]["data"]["families"] == list(episodes.FAMILIES)
     with pytest.raises(SystemExit, match="no episodes"):
-        meta_train.main(["--episodes", str(tmp_path), "--exclude", "synthetic", "--out", str(tmp_path / "c.json")])
+        meta_train.main(
+            [
+                "--episodes",
+                str(tmp_path),
+                "--exclude",
+                "synthetic",
+                "--out",
+                str(tmp_path / "c.json"),
+            ]
+        )

@@ -55,14 +55,18 @@ def test_random_labeling_is_never_the_best_single_strategy(tmp_path):
     write_rounds(tmp_path / "rounds.csv", curves)
     report = loo.summarise_set(tmp_path, "toy")
     assert report["best_single"] == "margin"
-    assert report["autoal_minus"]["best_single"]["mean"] == pytest.approx(0.0375, abs=1e-4)  # .6 - .5625
+    assert report["autoal_minus"]["best_single"]["mean"] == pytest.approx(
+        0.0375, abs=1e-4
+    )  # .6 - .5625
     assert report["autoal_minus"]["random"]["mean"] < 0
 
 
 def test_a_run_of_autoal_alone_is_summarised_without_a_best_single(tmp_path):
     """Rerunning only AutoAL (``--strategies autoal``, e.g. after retraining the priors) once
     crashed at the summary, after every run had finished: no single strategy to compare."""
-    write_rounds(tmp_path / "rounds.csv", {("autoal", 0): [0.5, 0.7, 0.8], ("autoal", 1): [0.5, 0.6, 0.8]})
+    write_rounds(
+        tmp_path / "rounds.csv", {("autoal", 0): [0.5, 0.7, 0.8], ("autoal", 1): [0.5, 0.6, 0.8]}
+    )
     report = loo.summarise_set(tmp_path, "toy")
     assert report["best_single"] is None and report["autoal_minus"] == {}
     assert report["aubc"] == {"autoal": pytest.approx(0.65, abs=1e-4)}  # (.675 + .625) / 2
@@ -78,7 +82,17 @@ def test_estimate_errors_known_answer(tmp_path):
     ]
     with open(tmp_path / "rounds.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["strategy", "seed", "accuracy", "estimate", "estimate_low", "estimate_high", "cold_start"])
+        writer.writerow(
+            [
+                "strategy",
+                "seed",
+                "accuracy",
+                "estimate",
+                "estimate_low",
+                "estimate_high",
+                "cold_start",
+            ]
+        )
         for row in rows:
             writer.writerow(["uniform", 0, *row])
     errors = loo.estimate_errors(tmp_path / "rounds.csv")
@@ -99,13 +113,18 @@ def test_policy_actions_are_counted_per_labels_per_class_bucket(tmp_path):
     lines = [record("autoal", 2, "only kmeans"), record("autoal", 3, "only kmeans"), record("autoal", 12, "uniform"),
              record("uniform", 12, "uniform"), json.dumps({"strategy": "autoal", "info": {}})]  # fmt: skip
     (tmp_path / "selections.jsonl").write_text("\n".join(lines) + "\n")
-    assert loo.policy_actions(tmp_path / "selections.jsonl") == {"<5": {"only kmeans": 2}, "10-20": {"uniform": 1}}
+    assert loo.policy_actions(tmp_path / "selections.jsonl") == {
+        "<5": {"only kmeans": 2},
+        "10-20": {"uniform": 1},
+    }
     report = {"policy_actions": loo.policy_actions(tmp_path / "selections.jsonl")}
     loo.plot_policy([report], tmp_path / "policy.png")
     assert (tmp_path / "policy.png").stat().st_size > 1000
 
 
-def test_a_set_runs_at_a_budget_only_when_its_pool_holds_the_whole_budget(monkeypatch, tmp_path, capsys):
+def test_a_set_runs_at_a_budget_only_when_its_pool_holds_the_whole_budget(
+    monkeypatch, tmp_path, capsys
+):
     assert loo.budget_labels("small") == 220 and loo.budget_labels("large") == 1020
 
     class Raw:
@@ -113,7 +132,9 @@ def test_a_set_runs_at_a_budget_only_when_its_pool_holds_the_whole_budget(monkey
             self.pool_labels = [0] * n
 
     sizes = {("big", 1.0): 1297, ("big", 10.0): 535}
-    monkeypatch.setattr(loo, "load_raw", lambda name, seed, ratio: (name, Raw(sizes[(name, ratio)])))
+    monkeypatch.setattr(
+        loo, "load_raw", lambda name, seed, ratio: (name, Raw(sizes[(name, ratio)]))
+    )
     ran = []
     monkeypatch.setattr(loo, "run_set", lambda args, d, r, prior, out: ran.append((d, r)) or out)
     monkeypatch.setattr(loo, "ensure_prior", lambda root, family, episodes: tmp_path / "prior.json")
@@ -122,9 +143,13 @@ def test_a_set_runs_at_a_budget_only_when_its_pool_holds_the_whole_budget(monkey
     monkeypatch.setattr(loo, "plot_policy", lambda reports, path: None)
     for budget in ("small", "large"):
         (tmp_path / budget).mkdir()  # run_set, mocked here, makes it in a real run
-    loo.main(["--budget", "large", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)])
+    loo.main(
+        ["--budget", "large", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)]
+    )
     assert ran == [("big", 1.0)]  # 1,297 items hold 1,020 labels; 535 do not
     assert "big-lt10: pool too small for the large budget" in capsys.readouterr().err
     ran.clear()
-    loo.main(["--budget", "small", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)])
+    loo.main(
+        ["--budget", "small", "--datasets", "big", "--imbalance", "1,10", "--out", str(tmp_path)]
+    )
     assert ran == [("big", 1.0), ("big", 10.0)]

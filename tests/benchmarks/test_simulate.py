@@ -288,7 +288,9 @@ def test_simulate_with_a_selector_option_and_a_long_tail(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["dataset"] == "blobs-lt4"
     assert report["selector_options"] == {"albl": {"horizon": 3}}
-    selections = [json.loads(x) for x in (tmp_path / "out" / "selections.jsonl").read_text().splitlines()]
+    selections = [
+        json.loads(x) for x in (tmp_path / "out" / "selections.jsonl").read_text().splitlines()
+    ]
     assert selections[0]["info"]["pmin"] == pytest.approx(min((np.log(9) / 27) ** 0.5, 1 / 18))
 
 

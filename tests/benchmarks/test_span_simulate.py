@@ -13,10 +13,25 @@ CONFIG = """<View><Text name="text" value="$sentence"/>
 
 
 def test_bio_sentences_become_character_spans():
-    corpus = bio_sentences_to_corpus("t", [[("Empire", "B-facility"), ("State", "I-facility"), ("=", "O"), ("ESB", "B-facility"), ("rocks", "I-band")]])
+    corpus = bio_sentences_to_corpus(
+        "t",
+        [
+            [
+                ("Empire", "B-facility"),
+                ("State", "I-facility"),
+                ("=", "O"),
+                ("ESB", "B-facility"),
+                ("rocks", "I-band"),
+            ]
+        ],
+    )
     text = corpus.texts[0]
     assert text == "Empire State = ESB rocks"
-    assert [(text[a:b], corpus.types[c]) for a, b, c in corpus.spans[0]] == [("Empire State", "facility"), ("ESB", "facility"), ("rocks", "band")]
+    assert [(text[a:b], corpus.types[c]) for a, b, c in corpus.spans[0]] == [
+        ("Empire State", "facility"),
+        ("ESB", "facility"),
+        ("rocks", "band"),
+    ]
 
 
 def test_packaged_and_generated_corpora():
@@ -25,7 +40,11 @@ def test_packaged_and_generated_corpora():
     assert sum(bool(s) for s in wnut.spans) == 918
     synthetic = load_synthetic_spans(seed=0, count=200)
     assert synthetic.types == ("company", "location", "person", "product")
-    assert all(0 <= a < b <= len(t) for t, s in zip(synthetic.texts, synthetic.spans, strict=True) for a, b, _ in s)
+    assert all(
+        0 <= a < b <= len(t)
+        for t, s in zip(synthetic.texts, synthetic.spans, strict=True)
+        for a, b, _ in s
+    )
     assert load_synthetic_spans(seed=0, count=200).texts == synthetic.texts
 
 
@@ -36,7 +55,13 @@ def label_studio_export(count: int) -> list[dict]:
         result = [{"id": f"r{j}", "from_name": "ner", "to_name": "text", "type": "labels",
                    "value": {"start": a, "end": b, "text": text[a:b], "labels": [corpus.types[c]]}}
                   for j, (a, b, c) in enumerate(spans)]  # fmt: skip
-        tasks.append({"id": i + 1, "data": {"sentence": text}, "annotations": [{"id": i + 1, "result": result, "was_cancelled": False}]})
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": {"sentence": text},
+                "annotations": [{"id": i + 1, "result": result, "was_cancelled": False}],
+            }
+        )
     tasks.append({"id": 999, "data": {"sentence": "never annotated"}, "annotations": []})
     return tasks
 
@@ -51,12 +76,20 @@ def test_a_label_studio_export_runs_through_the_harness(tmp_path, capsys):
                           "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["kind"] == "spans" and report["metric"] == "span_f1" and report["dataset"] == "export"
+    assert (
+        report["kind"] == "spans"
+        and report["metric"] == "span_f1"
+        and report["dataset"] == "export"
+    )
     assert set(report["aubc"]) == {"random", "mnlp", "uniform", "autoal"}
     assert report["labeled"] == [10, 20, 30]
     assert all(0.0 <= v["mean"] <= 1.0 for v in report["final"].values())
     assert max(v["mean"] for v in report["final"].values()) > 0.3  # the tagger learns the scenes
-    assert (tmp_path / "out" / "summary.md").read_text().startswith("# Simulated span labeling on export")
+    assert (
+        (tmp_path / "out" / "summary.md")
+        .read_text()
+        .startswith("# Simulated span labeling on export")
+    )
 
 
 def choices_export(tmp_path, images: bool) -> tuple:
@@ -74,15 +107,26 @@ def choices_export(tmp_path, images: bool) -> tuple:
         label = "red" if i % 2 else "blue"
         if images:
             buffer = io.BytesIO()
-            Image.new("RGB", (8, 8), (200, 30, 30) if label == "red" else (30, 30, 200)).save(buffer, format="PNG")
+            Image.new("RGB", (8, 8), (200, 30, 30) if label == "red" else (30, 30, 200)).save(
+                buffer, format="PNG"
+            )
             if i % 4 < 2:
                 value = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
             else:
                 (upload / f"{i}.png").write_bytes(buffer.getvalue())
                 value = f"/data/upload/1/{i}.png"
         else:
-            value = ("a fiery crimson rose" if label == "red" else "the deep calm ocean") + f" number {i}"
-        result = [{"from_name": "colour", "to_name": "item", "type": "choices", "value": {"choices": [label]}}]
+            value = (
+                "a fiery crimson rose" if label == "red" else "the deep calm ocean"
+            ) + f" number {i}"
+        result = [
+            {
+                "from_name": "colour",
+                "to_name": "item",
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ]
         annotations = [{"id": i, "result": result}]
         if i % 5 == 0:  # a second annotator agreeing
             annotations.append({"id": 100 + i, "result": result})

@@ -32,10 +32,20 @@ def test_tiny_run_reports_every_stage_and_the_encoder_comparison(capsys, tmp_pat
         assert entry["round_seconds"] > 0 and entry["peak_memory_mb"] > 0
         assert len(entry["round_seconds_all"]) == 2
         # The median of two repeats is their mean.
-        assert entry["round_seconds"] == pytest.approx(sum(entry["round_seconds_all"]) / 2, abs=1e-3)
+        assert entry["round_seconds"] == pytest.approx(
+            sum(entry["round_seconds_all"]) / 2, abs=1e-3
+        )
         stages = entry["stages"]
-        for stage in ("standardise", "train", "autoal.cross_fit", "autoal.search",
-                      "autoal.portfolio", "autoal.weigh", "validate", "ranking"):
+        for stage in (
+            "standardise",
+            "train",
+            "autoal.cross_fit",
+            "autoal.search",
+            "autoal.portfolio",
+            "autoal.weigh",
+            "validate",
+            "ranking",
+        ):
             assert stages[stage] >= 0, stage
         # Every portfolio member ran on the round's pool and in the cross-fitting folds.
         for name in strategies.PORTFOLIO:
@@ -110,7 +120,13 @@ def test_a_span_round_reports_the_span_portfolio_and_ranking(capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stages = report["pools"]["60"]["stages"]
     assert report["config"]["kind"] == "spans"
-    assert {"strategy:mnlp", "strategy:token_bald", "strategy:span_badge", "ranking", "train"} <= set(stages)
+    assert {
+        "strategy:mnlp",
+        "strategy:token_bald",
+        "strategy:span_badge",
+        "ranking",
+        "train",
+    } <= set(stages)
 
 
 def test_synthetic_span_texts_carry_offsets_that_index_their_words():

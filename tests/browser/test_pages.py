@@ -88,7 +88,9 @@ def wait_for(driver, css: str, count: int = 1, timeout: float = 20.0):
     pytest.fail(f"the page never showed {count} of {css!r}:\n{driver.page_source[:2000]}")
 
 
-def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_first(served, driver):
+def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_first(
+    served, driver
+):
     from selenium.webdriver.common.by import By
 
     url, backend, _ = served
@@ -98,13 +100,25 @@ def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_
     charts = wait_for(driver, "svg.chart", 3)
     assert driver.title == "AutoAL project 7"
     curve, labels, weights = charts
-    axis = {t.get_attribute("data-axis") + ":" + t.text for t in curve.find_elements(By.CSS_SELECTOR, "text[data-axis]")}
+    axis = {
+        t.get_attribute("data-axis") + ":" + t.text
+        for t in curve.find_elements(By.CSS_SELECTOR, "text[data-axis]")
+    }
     assert axis == {"x:labeled tasks", "y:accuracy"}
-    curve_series = [g.get_attribute("data-series") for g in curve.find_elements(By.CSS_SELECTOR, "g[data-series]")]
+    curve_series = [
+        g.get_attribute("data-series")
+        for g in curve.find_elements(By.CSS_SELECTOR, "g[data-series]")
+    ]
     assert "estimate (calibrated)" in curve_series and "cross-validated" in curve_series
-    label_series = {g.get_attribute("data-series") for g in labels.find_elements(By.CSS_SELECTOR, "g[data-series]")}
+    label_series = {
+        g.get_attribute("data-series")
+        for g in labels.find_elements(By.CSS_SELECTOR, "g[data-series]")
+    }
     assert label_series == {"pos", "neg"}
-    strategies = [g.get_attribute("data-series") for g in weights.find_elements(By.CSS_SELECTOR, "g[data-series]")]
+    strategies = [
+        g.get_attribute("data-series")
+        for g in weights.find_elements(By.CSS_SELECTOR, "g[data-series]")
+    ]
     assert sorted(strategies) == sorted(history[-1]["mean_weights"])  # one series per strategy
     assert len(strategies) == 9
     assert "share of the priority" in weights.text
@@ -142,9 +156,13 @@ def test_a_cold_start_shows_embedding_progress(tmp_path, driver):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = app.test_client()
-        assert client.post("/setup", json={"project": "8.1", "schema": TEXT_CONFIG}).status_code == 200
+        assert (
+            client.post("/setup", json={"project": "8.1", "schema": TEXT_CONFIG}).status_code == 200
+        )
         deadline = time.monotonic() + 30
-        while backend.runner.progress(8).get("stage") != "embedding" and time.monotonic() < deadline:
+        while (
+            backend.runner.progress(8).get("stage") != "embedding" and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         driver.get(f"http://127.0.0.1:{server.server_port}/projects/8")
         status = wait_for(driver, "#status[data-state='embedding']")[0]

@@ -73,8 +73,12 @@ class LabelStudioAPI:
             if method != "GET" or reply.status_code != 500:
                 break
             time.sleep(2.0)
-            reply = self.session.request(method, self.server.url + path, headers=self.headers, **kwargs)
-        assert reply.status_code < 400, f"{method} {path}: HTTP {reply.status_code}: {reply.text[:500]}"
+            reply = self.session.request(
+                method, self.server.url + path, headers=self.headers, **kwargs
+            )
+        assert reply.status_code < 400, (
+            f"{method} {path}: HTTP {reply.status_code}: {reply.text[:500]}"
+        )
         return reply
 
     def project(self, project_id: int) -> dict:

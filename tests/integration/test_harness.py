@@ -125,4 +125,3 @@ def test_a_password_that_starts_with_a_dash_reaches_label_studio_as_a_value():
     parsed = parser.parse_args(command[1:])
     assert (parsed.username, parsed.password, parsed.user_token) == ("-admin@x", "-pw_-", "-tok")
     assert parsed.port == "8081" and parsed.command == "start"
-

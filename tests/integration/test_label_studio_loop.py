@@ -37,7 +37,9 @@ class Project:
 def create_project(
     api: LabelStudioAPI, backend: BackendProcess, title: str, label_config: str, tasks: list[dict]
 ) -> int:
-    project = api.call("POST", "/api/projects", json={"title": title, "label_config": label_config}).json()
+    project = api.call(
+        "POST", "/api/projects", json={"title": title, "label_config": label_config}
+    ).json()
     api.call("POST", f"/api/projects/{project['id']}/import", json=tasks)
     ml = api.connect_backend(project["id"], backend.url)
     # Label Studio checks /health when the backend is added: CO = connected.
@@ -247,7 +249,9 @@ def test_image_project_uploads_are_ranked_and_served(ls_api, backend):
         + "</Choices></View>"
     )
     project = ls_api.call(
-        "POST", "/api/projects", json={"title": "AutoAL integration: digits", "label_config": label_config}
+        "POST",
+        "/api/projects",
+        json={"title": "AutoAL integration: digits", "label_config": label_config},
     ).json()
     # Upload half as files (LS stores them and serves /data/upload/..., behind auth) and
     # half as data: URIs inside JSON tasks: the two ways images reach a project.
@@ -258,11 +262,15 @@ def test_image_project_uploads_are_ranked_and_served(ls_api, backend):
     }
     ls_api.call("POST", f"/api/projects/{project['id']}/import", files=files)
     inline_rows = {
-        "data:image/png;base64," + base64.b64encode(digit_png(digits.images[row])).decode(): int(row)
+        "data:image/png;base64," + base64.b64encode(digit_png(digits.images[row])).decode(): int(
+            row
+        )
         for row in rows[1::2]
     }
     ls_api.call(
-        "POST", f"/api/projects/{project['id']}/import", json=[{"image": uri} for uri in inline_rows]
+        "POST",
+        f"/api/projects/{project['id']}/import",
+        json=[{"image": uri} for uri in inline_rows],
     )
     ml = ls_api.connect_backend(project["id"], backend.url)
     assert ml["state"] == "CO", ml

@@ -75,7 +75,9 @@ def test_a_round_embeds_on_a_two_node_cluster_as_it_would_in_process(tmp_path, c
     assert remote.ranking(8).scores == local.ranking(8).scores
 
 
-def test_an_unreachable_cluster_ends_the_round_clearly_and_the_next_round_retries(tmp_path, cluster):
+def test_an_unreachable_cluster_ends_the_round_clearly_and_the_next_round_retries(
+    tmp_path, cluster
+):
     ls = FakeLabelStudio()
     image_project(ls, tasks=30)
     broken = backend_for(tmp_path, ls, AUTOAL_RAY_ADDRESS="127.0.0.1:9")

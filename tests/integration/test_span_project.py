@@ -36,7 +36,9 @@ def span_project(ls_api: LabelStudioAPI, backend: BackendProcess) -> dict:
         shift = len(PREFIX) if i % 4 == 0 else 0
         texts.append((PREFIX if shift else "") + text)
         gold.append([(a + shift, b + shift, corpus.types[c]) for a, b, c in spans])
-    project_id = create_project(ls_api, backend, "AutoAL integration: entities", CONFIG, [{"content": t} for t in texts])
+    project_id = create_project(
+        ls_api, backend, "AutoAL integration: entities", CONFIG, [{"content": t} for t in texts]
+    )
     by_text = dict(zip(texts, gold, strict=True))
     truth = {t["id"]: by_text[t["data"]["content"]] for t in ls_api.tasks(project_id)}
     member = ls_api.sign_up("entities@team.test", "Entities-pass-7-x9")
@@ -44,13 +46,17 @@ def span_project(ls_api: LabelStudioAPI, backend: BackendProcess) -> dict:
             "member": member}  # fmt: skip
 
 
-def annotate_spans(api: LabelStudioAPI, task_id: int, text: str, spans: list[tuple[int, int, str]]) -> None:
+def annotate_spans(
+    api: LabelStudioAPI, task_id: int, text: str, spans: list[tuple[int, int, str]]
+) -> None:
     result = [{"from_name": "entity", "to_name": "tweet", "type": "labels",
                "value": {"start": a, "end": b, "text": text[a:b], "labels": [label]}} for a, b, label in spans]  # fmt: skip
     api.call("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
 
 
-def test_a_span_project_learns_in_queue_order_and_predicts_exact_spans(ls_api, backend, span_project, tmp_path):
+def test_a_span_project_learns_in_queue_order_and_predicts_exact_spans(
+    ls_api, backend, span_project, tmp_path
+):
     project_id, truth, texts = span_project["id"], span_project["truth"], span_project["texts"]
     served = []
     for _ in range(LABELED):
@@ -62,7 +68,10 @@ def test_a_span_project_learns_in_queue_order_and_predicts_exact_spans(ls_api, b
     with_entities = [t for t in served if truth[t]][:3]
     for task_id in with_entities[:2]:
         annotate_spans(member, task_id, texts[task_id], truth[task_id])
-    wrong = [(a, b, "product" if label != "product" else "company") for a, b, label in truth[with_entities[2]]]
+    wrong = [
+        (a, b, "product" if label != "product" else "company")
+        for a, b, label in truth[with_entities[2]]
+    ]
     annotate_spans(member, with_entities[2], texts[with_entities[2]], wrong)
 
     entry = wait_for_round(ls_api, backend, project_id, LABELED)
@@ -81,7 +90,11 @@ def test_a_span_project_learns_in_queue_order_and_predicts_exact_spans(ls_api, b
         text = texts[prediction["task"]]
         for region in prediction["result"]:
             value = region["value"]
-            assert region["type"] == "labels" and region["from_name"] == "entity" and region["to_name"] == "tweet"
+            assert (
+                region["type"] == "labels"
+                and region["from_name"] == "entity"
+                and region["to_name"] == "tweet"
+            )
             assert text[value["start"] : value["end"]] == value["text"]
             assert value["labels"][0] in {"company", "location", "person", "product"}
             assert 0.0 <= region["score"] <= 1.0
@@ -113,7 +126,9 @@ def test_predicted_spans_show_in_the_labeling_editor(ls_api, backend, span_proje
     project_id = span_project["id"]
     _, order = expected_next(ls_api, project_id)
     version = ls_api.project(project_id)["model_version"]
-    by_task = {p["task"]: p for p in ls_api.predictions(project_id) if p["model_version"] == version}
+    by_task = {
+        p["task"]: p for p in ls_api.predictions(project_id) if p["model_version"] == version
+    }
     first = next(t for t in order if by_task[t]["result"])
     predicted = {r["value"]["text"] for r in by_task[first]["result"]}
     driver = browser()
@@ -122,16 +137,24 @@ def test_predicted_spans_show_in_the_labeling_editor(ls_api, backend, span_proje
         driver.find_element(By.NAME, "email").send_keys(label_studio.username)
         driver.find_element(By.NAME, "password").send_keys(label_studio.password)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-        wait_for(lambda: "/user/login" not in driver.current_url, timeout_s=60, what="the Label Studio login")
+        wait_for(
+            lambda: "/user/login" not in driver.current_url,
+            timeout_s=60,
+            what="the Label Studio login",
+        )
         driver.get(f"{label_studio.url}/projects/{project_id}/data?task={first}")
 
         def highlighted():
             marks = driver.find_elements(By.CSS_SELECTOR, ".htx-highlight, [class*='highlight']")
             return [m.text for m in marks if m.text.strip()]
 
-        shown = wait_for(highlighted, timeout_s=90, what="predicted spans highlighted in the editor")
+        shown = wait_for(
+            highlighted, timeout_s=90, what="predicted spans highlighted in the editor"
+        )
         RESULTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(RESULTS / "spans-editor.png"))
-        assert predicted & {s.strip() for s in shown} or any(p in " ".join(shown) for p in predicted)
+        assert predicted & {s.strip() for s in shown} or any(
+            p in " ".join(shown) for p in predicted
+        )
     finally:
         driver.quit()

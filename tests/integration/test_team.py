@@ -33,12 +33,18 @@ def team_project(ls_api: LabelStudioAPI, backend: BackendProcess):
         "maximum_annotations": 2,
         "overlap_cohort_percentage": 50,
     }).json()  # fmt: skip
-    ls_api.call("POST", f"/api/projects/{project['id']}/import", json=[{"text": i.text} for i in items])
-    ml = ls_api.connect_backend(project["id"], backend.url, extra_params={"strategy": "uniform", "push_window": 30})
+    ls_api.call(
+        "POST", f"/api/projects/{project['id']}/import", json=[{"text": i.text} for i in items]
+    )
+    ml = ls_api.connect_backend(
+        project["id"], backend.url, extra_params={"strategy": "uniform", "push_window": 30}
+    )
     assert ml["state"] == "CO", ml
     by_text = {item.text: item.label for item in items}
     truth = {t["id"]: by_text[t["data"]["text"]] for t in ls_api.tasks(project["id"])}
-    members = [ls_api.sign_up(f"annotator{i}@team.test", f"Annotator-pass-{i}-x9") for i in range(3)]
+    members = [
+        ls_api.sign_up(f"annotator{i}@team.test", f"Annotator-pass-{i}-x9") for i in range(3)
+    ]
     return {"id": int(project["id"]), "truth": truth, "members": members, "ml": ml}
 
 
@@ -47,7 +53,9 @@ def careless(choice: str) -> str:
     return BBC_TOPICS[(BBC_TOPICS.index(choice) + 1) % len(BBC_TOPICS)]
 
 
-def test_a_team_with_overlap_trains_on_agreed_labels_and_flags_conflicts(ls_api, backend, team_project):
+def test_a_team_with_overlap_trains_on_agreed_labels_and_flags_conflicts(
+    ls_api, backend, team_project
+):
     project_id, truth = team_project["id"], team_project["truth"]
     # Round robin: annotators 0 and 1 answer right, annotator 2 is careless.
     for member_index in itertools.islice(itertools.cycle(range(3)), LABELS + 8):
@@ -103,7 +111,9 @@ def test_every_prediction_carries_the_models_confidence(ls_api, backend, team_pr
     assert opened["id"] == outside
 
 
-def test_the_exported_model_predicts_what_the_backend_predicts(ls_api, backend, team_project, tmp_path):
+def test_the_exported_model_predicts_what_the_backend_predicts(
+    ls_api, backend, team_project, tmp_path
+):
     project_id = team_project["id"]
     reply = backend.get(f"/projects/{project_id}/model")
     assert reply.status_code == 200
@@ -112,7 +122,9 @@ def test_the_exported_model_predicts_what_the_backend_predicts(ls_api, backend, 
     exported = load(path)
     assert exported.labels == list(BBC_TOPICS) and exported.encoder_spec == "minilm"
     tasks = [t for t in ls_api.tasks(project_id) if t["total_annotations"] == 0][:12]
-    answers = backend.post("/predict", json={"project": project_id, "tasks": [{"id": t["id"]} for t in tasks]})
+    answers = backend.post(
+        "/predict", json={"project": project_id, "tasks": [{"id": t["id"]} for t in tasks]}
+    )
     guesses = exported.predict([t["data"]["text"] for t in tasks])
     for result, guess in zip(answers.json()["results"], guesses, strict=True):
         [region] = result["result"]

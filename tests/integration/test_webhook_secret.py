@@ -26,8 +26,14 @@ def guarded(label_studio, tmp_path_factory):
     process = BackendProcess(
         tmp_path_factory.mktemp("guarded") / "model_dir",
         label_studio,
-        env={"AUTOAL_WEBHOOK_SECRET": SECRET, "AUTOAL_RECONCILE_SECONDS": "0", "AUTOAL_STRATEGY": "uniform",
-             "DEVICE": "cpu", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},  # fmt: skip
+        env={
+            "AUTOAL_WEBHOOK_SECRET": SECRET,
+            "AUTOAL_RECONCILE_SECONDS": "0",
+            "AUTOAL_STRATEGY": "uniform",
+            "DEVICE": "cpu",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        },  # fmt: skip
     )
     process.start()
     try:
@@ -54,7 +60,11 @@ def test_label_studio_webhooks_count_only_with_the_secret_header(ls_api, guarded
     hooks = [h for h in ls_api.call("GET", "/api/webhooks/", params={"project": pid}).json()
              if h["url"].startswith(guarded.url)]  # fmt: skip
     assert len(hooks) == 1, hooks  # connecting the model made it
-    wait_for(lambda: last_round(guarded, pid) and not guarded.busy(), timeout_s=300, what="the cold-start round")
+    wait_for(
+        lambda: last_round(guarded, pid) and not guarded.busy(),
+        timeout_s=300,
+        what="the cold-start round",
+    )
     rounds = len(guarded.history(pid))
 
     # Without the header (as Label Studio sends it by default): refused, and no round runs.

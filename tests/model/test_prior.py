@@ -45,7 +45,9 @@ def test_round_features_on_a_balanced_labeled_pool():
     state.model, state.probs = model, model.predict_proba(x)
     candidates = state.unlabeled_indices()
     scores = score_matrix(state, NAMES, candidates)
-    values = dict(zip(FEATURES, round_features(state, scores, NAMES, candidates).tolist(), strict=True))
+    values = dict(
+        zip(FEATURES, round_features(state, scores, NAMES, candidates).tolist(), strict=True)
+    )
     assert values["log_labeled"] == pytest.approx(torch.log1p(torch.tensor(20.0)).item())
     assert values["log_labels_per_class"] == pytest.approx(torch.log1p(torch.tensor(5.0)).item())
     assert values["min_class_share"] == pytest.approx(1.0)
@@ -76,7 +78,11 @@ def regime_rounds(count: int = 60, seed: int = 0, noise: float = 0.005):
     names = action_names(NAMES)
     for i in range(count):
         low = i % 2 == 0
-        labeled = 20 + 60 * float(torch.rand(1, generator=gen)) if low else 400 + 400 * float(torch.rand(1, generator=gen))
+        labeled = (
+            20 + 60 * float(torch.rand(1, generator=gen))
+            if low
+            else 400 + 400 * float(torch.rand(1, generator=gen))
+        )
         features = torch.randn(len(FEATURES), generator=gen)
         features[0] = torch.log1p(torch.tensor(labeled))
         gains = noise * torch.randn(len(names), generator=gen)

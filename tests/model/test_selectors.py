@@ -50,7 +50,9 @@ def test_registry_lists_mixtures_then_strategies_and_explains_bad_names():
     assert selector_options("margin") == {}
 
 
-@pytest.mark.parametrize("name", ["autoal", "uniform", "albl", "schedule", "tailor", "autoal_online", "autoal_labels"])
+@pytest.mark.parametrize(
+    "name", ["autoal", "uniform", "albl", "schedule", "tailor", "autoal_online", "autoal_labels"]
+)
 def test_every_mixture_honours_the_selection_contract(name):
     state, _ = pool(labels_per_class=5)
     candidates = state.unlabeled_indices()

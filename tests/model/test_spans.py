@@ -61,7 +61,12 @@ def test_overlapping_spans_keep_the_longest():
 
 
 def test_tags_to_spans_reads_a_stray_inside_tag_as_a_start():
-    assert [(s.start, s.end, s.label) for s in tags_to_spans([2, 2, 0, 1, 4, 3])] == [(0, 2, 0), (3, 4, 0), (4, 5, 1), (5, 6, 1)]
+    assert [(s.start, s.end, s.label) for s in tags_to_spans([2, 2, 0, 1, 4, 3])] == [
+        (0, 2, 0),
+        (3, 4, 0),
+        (4, 5, 1),
+        (5, 6, 1),
+    ]
 
 
 def _brute_force(log_probs: torch.Tensor, num_types: int) -> list[int]:
@@ -130,7 +135,9 @@ def toy_span_pool(labeled: int = 40, n: int = 160, seed: int = 0):
         tokens.append(features)
         tags.append(text_tags)
     pooled = torch.stack([t.mean(dim=0) for t in tokens])
-    pool = make_span_pool(pooled, tokens, [t if i < labeled else None for i, t in enumerate(tags)], 2, budget=8)
+    pool = make_span_pool(
+        pooled, tokens, [t if i < labeled else None for i, t in enumerate(tags)], 2, budget=8
+    )
     return pool, tags
 
 
@@ -143,7 +150,10 @@ def test_the_tagger_learns_a_toy_and_decodes_its_spans():
     unlabeled = trained.unlabeled_indices().tolist()
     hits = 0
     for i in unlabeled:
-        predicted = {(s.start, s.end, s.label) for s in model.spans(trained.parts.probs, trained.parts.path, trained.parts.offsets, i)}
+        predicted = {
+            (s.start, s.end, s.label)
+            for s in model.spans(trained.parts.probs, trained.parts.path, trained.parts.offsets, i)
+        }
         gold = {(s.start, s.end, s.label) for s in tags_to_spans(tags[i])}
         hits += predicted == gold
     assert hits / len(unlabeled) > 0.9
@@ -172,7 +182,9 @@ def test_span_strategy_contract(name, trained_span_pool):
     again = get_strategy(name).fn(replace(trained_span_pool, cache={}), candidates.clone())
     assert torch.equal(raw, again)
     permutation = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(3))
-    assert torch.equal(get_strategy(name).fn(trained_span_pool, candidates[permutation]), raw[permutation])
+    assert torch.equal(
+        get_strategy(name).fn(trained_span_pool, candidates[permutation]), raw[permutation]
+    )
     assert score(trained_span_pool, name, candidates[:1]).tolist() == [1.0]
 
 
@@ -205,8 +217,13 @@ def test_token_uncertainty_strategies_rank_the_known_order():
         raw = get_strategy(name).fn(pool, candidates)
         assert int(raw.argmax()) == 1, name
     # Total entropy grows with length; its normalised and max forms do not.
-    assert get_strategy("token_entropy").fn(pool, candidates)[2] > get_strategy("token_entropy").fn(pool, candidates)[0]
-    assert get_strategy("mnlp").fn(pool, candidates)[2] == pytest.approx(float(get_strategy("mnlp").fn(pool, candidates)[0]), rel=1e-4)
+    assert (
+        get_strategy("token_entropy").fn(pool, candidates)[2]
+        > get_strategy("token_entropy").fn(pool, candidates)[0]
+    )
+    assert get_strategy("mnlp").fn(pool, candidates)[2] == pytest.approx(
+        float(get_strategy("mnlp").fn(pool, candidates)[0]), rel=1e-4
+    )
 
 
 def test_token_bald_is_zero_without_dropout_and_positive_with_it(trained_span_pool):
@@ -215,10 +232,19 @@ def test_token_bald_is_zero_without_dropout_and_positive_with_it(trained_span_po
     tagger = trained_span_pool.model.tagger
     still = replace(tagger.config, dropout=0.0)
     model = type(trained_span_pool.model)(type(tagger)(tagger.head, False, still), 2)
-    assert float(get_strategy("token_bald").fn(replace(trained_span_pool, model=model, cache={}), candidates).max()) < 1e-5
+    assert (
+        float(
+            get_strategy("token_bald")
+            .fn(replace(trained_span_pool, model=model, cache={}), candidates)
+            .max()
+        )
+        < 1e-5
+    )
 
 
-@pytest.mark.parametrize("selector", ["uniform", "autoal", "albl", "tailor", "schedule", "margin", "span_badge"])
+@pytest.mark.parametrize(
+    "selector", ["uniform", "autoal", "albl", "tailor", "schedule", "margin", "span_badge"]
+)
 def test_every_selector_serves_a_span_pool(selector):
     pool, _ = toy_span_pool()
     result = run_round(pool, make_selector(selector, kind="spans"), RoundConfig())
@@ -234,7 +260,10 @@ def test_autoal_reads_the_prior_through_the_span_roles():
 
 
 def test_strategies_are_read_as_roles_of_the_kind_and_other_kinds_refused():
-    assert make_selector("uniform", kind="spans", portfolio=["random", "badge"]).portfolio == ["random", "span_badge"]
+    assert make_selector("uniform", kind="spans", portfolio=["random", "badge"]).portfolio == [
+        "random",
+        "span_badge",
+    ]
     with pytest.raises(UnknownNameError, match="strategy for choices projects"):
         make_selector("uniform", portfolio=["random", "mnlp"])
     with pytest.raises(UnknownNameError, match="strategy for choices projects"):
@@ -249,8 +278,30 @@ def test_the_online_search_refuses_span_pools_clearly():
 
 def test_joined_tokens_mark_sub_word_pieces_only():
     text = "Congrats to Diego Berg, 東京!"
-    offsets = [(0, 4), (4, 7), (7, 8), (9, 11), (12, 17), (18, 22), (22, 23), (24, 25), (25, 26), (26, 27)]
-    assert joined_tokens(text, offsets) == [False, True, True, False, False, False, False, False, True, False]
+    offsets = [
+        (0, 4),
+        (4, 7),
+        (7, 8),
+        (9, 11),
+        (12, 17),
+        (18, 22),
+        (22, 23),
+        (24, 25),
+        (25, 26),
+        (26, 27),
+    ]
+    assert joined_tokens(text, offsets) == [
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_decoding_keeps_words_whole():
@@ -263,7 +314,9 @@ def test_decoding_keeps_words_whole():
     assert whole.tolist() == [0, 0, 0, 1]
     # A word that starts an entity keeps its pieces in it.
     starts = torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.9, 0.05, 0.05]])
-    assert viterbi(torch.log(starts), torch.tensor([0, 3]), 1, torch.tensor([False, True, False])).tolist() == [1, 2, 0]
+    assert viterbi(
+        torch.log(starts), torch.tensor([0, 3]), 1, torch.tensor([False, True, False])
+    ).tolist() == [1, 2, 0]
 
 
 def test_training_rows_keep_every_entity_and_weigh_the_sampled_o_tokens():
@@ -277,6 +330,8 @@ def test_training_rows_keep_every_entity_and_weigh_the_sampled_o_tokens():
     assert kept.numel() == 40 and set(range(90, 100)) <= set(kept.tolist())
     assert torch.equal(kept, torch.sort(kept).values)
     outside = tags[kept] == 0
-    assert float(weights[outside].sum()) == pytest.approx(90.0) and bool((weights[~outside] == 1).all())
+    assert float(weights[outside].sum()) == pytest.approx(90.0) and bool(
+        (weights[~outside] == 1).all()
+    )
     again, _ = training_rows(tags, rows, seed=0, limit=40)
     assert torch.equal(kept, again)

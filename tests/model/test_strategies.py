@@ -101,8 +101,10 @@ def test_model_free_strategies_work_with_zero_labels(name, blobs):
 def test_seed_changes_the_random_choices(name, trained_pool):
     candidates = trained_pool.unlabeled_indices()
     # Zero labels for coreset so that its first centre is the seeded random draw.
-    state = trained_pool if name != "coreset" else replace(
-        trained_pool, labeled=torch.zeros_like(trained_pool.labeled)
+    state = (
+        trained_pool
+        if name != "coreset"
+        else replace(trained_pool, labeled=torch.zeros_like(trained_pool.labeled))
     )
     seeds = [get_strategy(name).fn(replace(state, seed=s), candidates) for s in range(4)]
     assert any(not torch.equal(seeds[0], other) for other in seeds[1:])
@@ -288,15 +290,21 @@ def test_a_shortlisted_strategy_scores_its_subset_above_the_rest(name, trained_p
     assert float(scores.max()) == 1.0 and float(scores.min()) == 0.0
     # Inside, the order is the strategy's own on the subset alone.
     alone = score(replace(trained_pool, cache={}), name, candidates[keep])
-    assert torch.equal(torch.argsort(scores[keep], descending=True), torch.argsort(alone, descending=True))
+    assert torch.equal(
+        torch.argsort(scores[keep], descending=True), torch.argsort(alone, descending=True)
+    )
 
 
 def test_shortlist_leaves_cheap_strategies_and_small_pools_alone(trained_pool):
     candidates = trained_pool.unlabeled_indices()
     small = replace(trained_pool, shortlist=5, cache={})
-    assert torch.equal(score(small, "margin", candidates), score(trained_pool, "margin", candidates))
+    assert torch.equal(
+        score(small, "margin", candidates), score(trained_pool, "margin", candidates)
+    )
     roomy = replace(trained_pool, shortlist=candidates.numel(), cache={})
-    assert torch.equal(score(roomy, "kmeans", candidates), score(trained_pool, "kmeans", candidates))
+    assert torch.equal(
+        score(roomy, "kmeans", candidates), score(trained_pool, "kmeans", candidates)
+    )
 
 
 def test_kmeans_picks_one_point_per_well_separated_blob():
@@ -312,7 +320,10 @@ def test_kmeans_representative_is_the_point_at_the_centroid_largest_cluster_firs
     offsets = torch.cat([torch.eye(3), -torch.eye(3)])
     centres = torch.tensor([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [0.0, 20.0, 0.0]])
     copies = [1, 3, 2]  # blob 1 holds the most points
-    rows = [torch.cat([c[None], (c + offsets).repeat(k, 1)]) for c, k in zip(centres, copies, strict=True)]
+    rows = [
+        torch.cat([c[None], (c + offsets).repeat(k, 1)])
+        for c, k in zip(centres, copies, strict=True)
+    ]
     features = torch.cat(rows)
     starts = [0, rows[0].shape[0], rows[0].shape[0] + rows[1].shape[0]]
     state = make_pool(features, torch.full((features.shape[0],), -1), 3, budget=3)
@@ -371,8 +382,11 @@ def uncertain_blob_pool(seed: int) -> tuple[PoolState, torch.Tensor]:
     probs = torch.full((50, 4), 0.02)
     probs[torch.arange(50)[:, None], pairs[blob]] = torch.tensor([0.49, 0.47])
     linear = TaskModel.fit(features[:4], torch.eye(4), config=TaskModelConfig(steps=1))
-    state = replace(make_pool(features, torch.full((50,), -1), 4, budget=3, seed=seed),
-                    probs=probs, model=linear)
+    state = replace(
+        make_pool(features, torch.full((50,), -1), 4, budget=3, seed=seed),
+        probs=probs,
+        model=linear,
+    )
     return state, blob
 
 

@@ -23,7 +23,9 @@ def split():
 @pytest.mark.parametrize("hidden", [0, 16])
 def test_learns_a_separable_problem(split, hidden):
     features, targets, blob, train = split
-    model = TaskModel.fit(features[train], targets[train], config=TaskModelConfig(hidden=hidden, steps=150))
+    model = TaskModel.fit(
+        features[train], targets[train], config=TaskModelConfig(hidden=hidden, steps=150)
+    )
     accuracy = (model.predict_proba(features[~train]).argmax(dim=1) == blob[~train]).float().mean()
     assert float(accuracy) == 1.0
     loss = model.per_sample_loss(features[train], targets[train])
@@ -43,7 +45,9 @@ def test_same_seed_same_model_other_seed_other_model(split):
 @pytest.mark.parametrize("hidden", [0, 16])
 def test_state_dict_round_trip_gives_identical_probs(split, hidden):
     features, targets, _, train = split
-    model = TaskModel.fit(features[train], targets[train], config=TaskModelConfig(hidden=hidden, steps=20))
+    model = TaskModel.fit(
+        features[train], targets[train], config=TaskModelConfig(hidden=hidden, steps=20)
+    )
     restored = TaskModel.from_state_dict(model.state_dict())
     assert restored.config == model.config and restored.multilabel is False
     assert torch.equal(restored.predict_proba(features), model.predict_proba(features))
@@ -78,15 +82,20 @@ def test_mc_probabilities_shape_and_passes_differ(split):
 
 def test_mc_passes_match_explicit_masked_forward(split):
     features, targets, _, train = split
-    model = TaskModel.fit(features[train], targets[train], config=TaskModelConfig(hidden=8, steps=5))
+    model = TaskModel.fit(
+        features[train], targets[train], config=TaskModelConfig(hidden=8, steps=5)
+    )
     passes = model.mc_probabilities(features[:3], passes=4, seed=9)
     hidden = model.embed(features[:3])
     # Each pass is one dropout mask shared by every item: recover it from item 0 and check
     # it reproduces the other items' passes through an ordinary masked forward pass.
     keep = 1.0 - model.config.dropout
-    masks = torch.bernoulli(
-        torch.full((4, hidden.shape[1]), keep), generator=torch.Generator().manual_seed(9)
-    ) / keep
+    masks = (
+        torch.bernoulli(
+            torch.full((4, hidden.shape[1]), keep), generator=torch.Generator().manual_seed(9)
+        )
+        / keep
+    )
     for t in range(4):
         logits = model.head.out(hidden * masks[t])
         torch.testing.assert_close(passes[:, t], torch.softmax(logits, dim=-1))
@@ -110,15 +119,22 @@ def test_fit_on_nothing_is_an_error():
 
 
 def test_standardise_zero_mean_unit_variance_and_constant_columns():
-    x = torch.cat([torch.randn(50, 2, generator=torch.Generator().manual_seed(0)) * 5 + 3,
-                   torch.full((50, 1), 7.0)], dim=1)
+    x = torch.cat(
+        [
+            torch.randn(50, 2, generator=torch.Generator().manual_seed(0)) * 5 + 3,
+            torch.full((50, 1), 7.0),
+        ],
+        dim=1,
+    )
     z = standardise(x)
     torch.testing.assert_close(z.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(z[:, :2].std(dim=0), torch.ones(2))
     assert torch.isfinite(z).all() and (z[:, 2] == 0).all()
     copy = x.clone()
     same = standardise(copy, in_place=True)
-    assert same.data_ptr() == copy.data_ptr() and torch.equal(same, z)  # no second pool, same values
+    assert same.data_ptr() == copy.data_ptr() and torch.equal(
+        same, z
+    )  # no second pool, same values
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
@@ -131,12 +147,16 @@ def test_fit_weighted_trains_what_separate_weighted_fits_train(multilabel):
         y = torch.nn.functional.one_hot(torch.randint(0, 3, (45,), generator=gen), 3).float()
     # Three folds left out in turn, as the validation score does, and one soft weighting.
     fold = torch.arange(45) % 3
-    weights = torch.cat(((fold != torch.arange(3)[:, None]).float(), torch.rand(1, 45, generator=gen)))
+    weights = torch.cat(
+        ((fold != torch.arange(3)[:, None]).float(), torch.rand(1, 45, generator=gen))
+    )
     config = TaskModelConfig(steps=60)
     many = TaskModel.fit_weighted(x, y, weights, multilabel=multilabel, config=config, seed=2)
     probe = torch.randn(20, 8, generator=gen)
     for j, model in enumerate(many):
-        alone = TaskModel.fit(x, y, multilabel=multilabel, config=config, seed=2, sample_weight=weights[j])
+        alone = TaskModel.fit(
+            x, y, multilabel=multilabel, config=config, seed=2, sample_weight=weights[j]
+        )
         assert torch.allclose(model.predict_proba(probe), alone.predict_proba(probe), atol=1e-5)
     assert not torch.allclose(many[0].predict_proba(probe), many[1].predict_proba(probe))
 
@@ -167,7 +187,9 @@ def test_fit_extensions_trains_what_separate_fits_train(multilabel):
         y = torch.nn.functional.one_hot(torch.randint(0, 3, (40,), generator=gen), 3).float()
         extra_y = torch.nn.functional.one_hot(torch.randint(0, 3, (3, 5), generator=gen), 3).float()
     config = TaskModelConfig(steps=60)
-    many = TaskModel.fit_extensions(x, y, extra, extra_y, multilabel=multilabel, config=config, seed=4)
+    many = TaskModel.fit_extensions(
+        x, y, extra, extra_y, multilabel=multilabel, config=config, seed=4
+    )
     probe = torch.randn(20, 8, generator=gen)
     for j, model in enumerate(many):
         alone = TaskModel.fit(

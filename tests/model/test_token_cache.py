@@ -19,7 +19,9 @@ def test_token_states_and_offsets_round_trip(tmp_path):
     cache.store(keys, states, offsets)
     found, missing = TokenCache(tmp_path, "enc", 4).lookup(keys + [key("c")])
     assert missing == [3]
-    for (got_states, got_offsets), want_states, want_offsets in zip(found[:3], states, offsets, strict=True):
+    for (got_states, got_offsets), want_states, want_offsets in zip(
+        found[:3], states, offsets, strict=True
+    ):
         assert torch.equal(got_states, want_states) and got_offsets == want_offsets
     assert found[3] is None
 

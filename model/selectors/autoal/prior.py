@@ -118,7 +118,9 @@ class Prior:
     @classmethod
     def from_json(cls, data: dict) -> Prior:
         if data.get("format") != PRIOR_FORMAT:
-            raise ValueError(f"prior format {data.get('format')!r}; this version reads {PRIOR_FORMAT}")
+            raise ValueError(
+                f"prior format {data.get('format')!r}; this version reads {PRIOR_FORMAT}"
+            )
         features = list(data["features"])
         if features != list(FEATURES):
             raise ValueError(
@@ -128,7 +130,9 @@ class Prior:
         if list(data.get("actions", [])) != action_names(portfolio):
             raise ValueError("the prior's actions are not this version's")
         net = PriorNet(len(features), len(action_names(portfolio)), int(data["hidden"]))
-        net.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in data["net"].items()})
+        net.load_state_dict(
+            {k: torch.tensor(v, dtype=torch.float32) for k, v in data["net"].items()}
+        )
         return cls(
             portfolio=portfolio,
             features=features,
@@ -251,7 +255,9 @@ def train_prior(
     target = anchor(a, config.anchor_mass)
     with seeded(config.seed):
         net = PriorNet(x.shape[1], a, config.hidden)
-        optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimiser = torch.optim.Adam(
+            net.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         for _ in range(config.steps):
             optimiser.zero_grad(set_to_none=True)
             policy = net(x)  # [R, A]

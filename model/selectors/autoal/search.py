@@ -220,4 +220,3 @@ class Projection:
 def uniform_weights(k: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """[K] the uniform mixture's weights."""
     return torch.full((k,), 1.0 / k, device=device)
-

@@ -85,7 +85,9 @@ class AutoALSelector:
         self.prior = load_prior(self.config.prior)
         # A kind's portfolio takes the places of the choices portfolio member by member
         # (``model.kinds``): a prior trained on choices episodes reads it through those roles.
-        if self.prior is not None and self.prior.portfolio != [prior_role(n) for n in self.portfolio]:
+        if self.prior is not None and self.prior.portfolio != [
+            prior_role(n) for n in self.portfolio
+        ]:
             raise ValueError(
                 f"the AutoAL prior {self.config.prior!r} was trained for portfolio "
                 f"{self.prior.portfolio}, not {self.portfolio}; use prior=none for another one"
@@ -205,7 +207,10 @@ class AutoALSelector:
         with torch.no_grad():
             self.net.eval()
             learned = torch.cat(
-                [self.net(self.projection(state.features[chunk]), base) for chunk in candidates.split(65536)]
+                [
+                    self.net(self.projection(state.features[chunk]), base)
+                    for chunk in candidates.split(65536)
+                ]
             )  # [M, K]
             weights = (1.0 - self.shrinkage) * base + self.shrinkage * learned
         seconds["weigh"] = time.perf_counter() - start

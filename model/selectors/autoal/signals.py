@@ -160,7 +160,9 @@ def leave_one_out_influence(
     return (with_all - own) / (h - 1)
 
 
-def loss_correlations(scores: torch.Tensor, losses: torch.Tensor, names: list[str]) -> dict[str, float]:
+def loss_correlations(
+    scores: torch.Tensor, losses: torch.Tensor, names: list[str]
+) -> dict[str, float]:
     """Spearman-like correlation of each strategy's rank score [n, K] with the loss [n]."""
     loss_rank = losses.argsort().argsort().float()
     loss_rank = (loss_rank - loss_rank.mean()) / loss_rank.std().clamp_min(1e-12)
