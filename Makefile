@@ -40,9 +40,12 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-## make test: install everything, then run every test (real Label Studio included).
-## pytest's exit 5 (no test collected) fails like any other failure.
+## make test: install everything, check the code (ruff, ruff format, mypy), then run every test
+## (real Label Studio included). pytest's exit 5 (no test collected) fails like any other failure.
 test: install label-studio browser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
@@ -52,6 +55,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 ## make demo: a local Label Studio + the backend + a demo project with the loop connected.
