@@ -16,6 +16,7 @@ from autoal_backend.kinds import ProjectSpec
 from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.metrics import Metrics
 from autoal_backend.rounds.rank import why_text
+from autoal_backend.rounds.runner import RoundRunner
 from autoal_backend.rounds.sync import task_text
 from autoal_backend.settings import Settings, SettingsError, parse_project_settings
 from autoal_backend.store import ProjectRecord, ProjectStore, Ranking
@@ -44,6 +45,7 @@ class LabelStudioProtocol:
 
     settings: Settings
     store: ProjectStore
+    runner: RoundRunner
     metrics: Metrics
     worker: Worker
     _lock: threading.Lock
@@ -117,6 +119,7 @@ class LabelStudioProtocol:
                 raise RequestError(f"unsupported label config: {exc}", 422) from None
         record = self.record(project_id)
         spec: ProjectSpec = record.spec
+        min_score = self.runner.project_settings(record).span_min_score
         ranking = self.ranking(project_id)
         results = []
         for task in tasks:
@@ -129,7 +132,7 @@ class LabelStudioProtocol:
                                confidence, trained=task_id in ranking.certainty)  # fmt: skip
                 results.append(
                     {
-                        "result": spec.result(choices, why, confidence, text),
+                        "result": spec.result(choices, why, confidence, text, min_score),
                         "score": ranking.scores[task_id],
                         "model_version": ranking.model_version,
                     }

@@ -89,6 +89,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AUTOAL_TEXT_ENCODER": ("text_encoder", _as_encoder),
     "AUTOAL_SET_SAMPLING": ("set_sampling", _as_bool),
     "AUTOAL_AUDIT_FRACTION": ("audit_fraction", lambda n, raw: _as_fraction(n, raw, 0.5)),
+    "AUTOAL_SPAN_MIN_SCORE": ("span_min_score", lambda n, raw: _as_fraction(n, raw, 1.0)),
 }
 PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_STRATEGY": "autoal",
@@ -98,6 +99,7 @@ PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_TEXT_ENCODER": "",
     "AUTOAL_SET_SAMPLING": "true",
     "AUTOAL_AUDIT_FRACTION": "0",
+    "AUTOAL_SPAN_MIN_SCORE": "0.5",
 }
 
 
@@ -125,6 +127,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     max_body_mb: int = 64
     audit_fraction: float = 0.0
+    # Span projects: predicted spans below this confidence are not shown to annotators.
+    span_min_score: float = 0.5
     ray_address: str = ""
     shortlist: int = 20_000
 

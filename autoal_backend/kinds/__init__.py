@@ -80,8 +80,9 @@ class ProjectSpec(Protocol):
         ...
 
     def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
-               text: str | None = None) -> list[dict]:  # fmt: skip
-        """Label Studio result regions for a guess."""
+               text: str | None = None, min_score: float = 0.0) -> list[dict]:  # fmt: skip
+        """Label Studio result regions for a guess (a span kind leaves out the regions whose
+        confidence is below ``min_score``: ``AUTOAL_SPAN_MIN_SCORE``)."""
         ...
 
 

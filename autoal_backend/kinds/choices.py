@@ -81,8 +81,10 @@ class LabelSpec:
         why: str = "",
         confidence: list[float] | None = None,
         text: str | None = None,
+        min_score: float = 0.0,
     ) -> list[dict]:
-        """A Label Studio result list selecting ``choices`` (empty list: no region).
+        """A Label Studio result list selecting ``choices`` (empty list: no region); the guess is
+        always shown whatever its confidence (``min_score`` is for span projects).
 
         Each region carries the model's probability for its choice as ``score`` (given in
         ``confidence``, one per choice); a multi-choice answer is one region per chosen label,

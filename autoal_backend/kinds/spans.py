@@ -174,14 +174,18 @@ class SpanSpec:
         return sorted(set(spans)), ""
 
     def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
-               text: str | None = None) -> list[dict]:  # fmt: skip
-        """Result regions for predicted span keys (``predict``) on ``text``; no text, no region."""
+               text: str | None = None, min_score: float = 0.0) -> list[dict]:  # fmt: skip
+        """Result regions for predicted span keys (``predict``) on ``text``, those whose
+        confidence is at least ``min_score`` (a span the model doubts is one more region for
+        the annotator to delete); no text, no region."""
         if not isinstance(text, str):
             return []
         scores = list(confidence or []) + [0.0] * len(picked)
         spans = []
         for key, score in zip(picked, scores, strict=False):
             start, end, label = parse_span_key(key)
+            if score < min_score:
+                continue
             if 0 <= start < end <= len(text):  # a ranking kept across an edited task
                 spans.append((start, end, label, score))
         return self.regions(spans, text, why)

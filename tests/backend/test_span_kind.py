@@ -115,3 +115,13 @@ def test_agreement_is_a_majority_per_span_ties_to_the_latest():
     assert agreed_spans([[a, b], [a, c]]) == ([a, c], 1)  # a tie: the latest annotation
     assert agreed_spans([[a]]) == ([a], 0)
     assert agreed_spans([]) == ([], 0)
+
+
+def test_regions_below_the_minimum_score_are_left_out():
+    spec = parse_label_config(NER)
+    text = "Anna met Bob in Oslo"
+    picked = ["0:4:person", "9:12:person", "16:20:place"]
+    shown = spec.result(picked, "why", [0.9, 0.3, 0.5], text, min_score=0.5)
+    assert [r["value"]["text"] for r in shown] == ["Anna", "Oslo"]
+    assert shown[0]["meta"] == {"text": ["why"]}
+    assert len(spec.result(picked, "", [0.9, 0.3, 0.5], text)) == 3

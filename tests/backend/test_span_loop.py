@@ -178,3 +178,18 @@ def test_an_environment_strategy_of_another_kind_falls_back_to_autoal(tmp_path, 
         backend._run_round(7)
     assert backend.store.load_history(7)[-1]["strategy"] == "autoal"
     assert any("using autoal" in r.getMessage() for r in caplog.records)
+
+
+def test_the_minimum_span_score_applies_per_project(tmp_path):
+    ls = FakeLabelStudio()
+    span_project(ls)
+    backend = make_backend(make_settings(tmp_path, AUTOAL_PUSH_WINDOW="50"), ls, FakeTokenEncoder())
+    backend.setup({"project": 9, "schema": NER_CONFIG, "extra_params": {"span_min_score": 1.0}})
+    backend.worker.wait_idle(60)
+    backend.worker.stop()
+    pushed = [p for p in ls.predictions if p["model_version"] == round_version(9, 1)]
+    assert len(pushed) == 30 and not any(p["result"] for p in pushed)  # ranked, nothing shown
+    ranking = backend.ranking(9)
+    assert any(ranking.choices.values())  # the guesses are kept (history, accuracy estimate)
+    task = next(t for t in ls.tasks[9] if t["id"] == 1013)
+    assert backend.predict({"project": 9, "tasks": [task]})["results"][0]["result"] == []
