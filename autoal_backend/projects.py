@@ -47,6 +47,10 @@ class Projects:
                 if record.spec != spec:
                     selector = self.store.directory(project_id) / "selector.pt"
                     selector.unlink(missing_ok=True)
+                if record.spec.kind != spec.kind:
+                    # The last ranking's guesses are another kind's (choice values, not spans):
+                    # /predict answers "not ranked yet" until this kind's first round.
+                    (self.store.directory(project_id) / "ranking.json").unlink(missing_ok=True)
                 record = self.store.update_record(project_id, label_config=label_config) or record
             return record
 

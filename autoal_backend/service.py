@@ -120,8 +120,12 @@ class Backend(LabelStudioProtocol):
 
     # --- projects -----------------------------------------------------------------------
     def register(self, project_id: int, label_config: str) -> ProjectRecord:
-        """``Projects.register``: the project with this label config, added or updated."""
-        return self.projects.register(project_id, label_config)
+        """``Projects.register``: the project with this label config, added or updated (the
+        cached ranking is re-read: a change of kind drops it)."""
+        record = self.projects.register(project_id, label_config)
+        with self._lock:
+            self._rankings.pop(project_id, None)
+        return record
 
     def request_round(self, project_id: int, reason: str, force: bool = False) -> bool:
         """Owe a round to a known project: written to disk first (a crash keeps it owed),

@@ -20,6 +20,7 @@ import requests
 
 from autoal_backend.kinds import parse_label_config
 from autoal_backend.kinds.choices import LabelSpec
+from autoal_backend.rounds.sync import recency
 from autoal_backend.task_data import TaskDataError, decode_data_uri, decode_image
 from benchmarks.datasets import RawData, _split
 from model.encoders import DEFAULT_ENCODERS
@@ -67,11 +68,14 @@ def load_choices_export(path: Path, label_config: str, seed: int = 0) -> RawData
     for task in tasks:
         data = task.get("data") if isinstance(task, dict) else None
         value = data.get(spec.data_key) if isinstance(data, dict) else None
-        annotations = [
-            a
-            for a in (task.get("annotations") or [])
-            if isinstance(a, dict) and not a.get("was_cancelled")
-        ]
+        annotations = sorted(  # oldest first, as the backend agrees them (ties: the latest)
+            (
+                a
+                for a in (task.get("annotations") or [])
+                if isinstance(a, dict) and not a.get("was_cancelled")
+            ),
+            key=recency,
+        )
         votes = [v for v, _ in (spec.vote(a) for a in annotations) if v]
         if not isinstance(value, str) or not votes:
             skipped["no usable annotation or field"] = (

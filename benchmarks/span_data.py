@@ -242,6 +242,7 @@ def load_label_studio_export(path: Path, label_config: str) -> SpanCorpus:
     tasks without a usable annotation are left out."""
     from autoal_backend.kinds import parse_label_config
     from autoal_backend.kinds.spans import SpanSpec, agreed_spans
+    from autoal_backend.rounds.sync import recency
 
     spec = parse_label_config(label_config)
     if not isinstance(spec, SpanSpec):
@@ -255,11 +256,14 @@ def load_label_studio_export(path: Path, label_config: str) -> SpanCorpus:
     texts, spans = [], []
     for task in tasks:
         text = (task.get("data") or {}).get(spec.data_key) if isinstance(task, dict) else None
-        annotations = [
-            a
-            for a in task.get("annotations") or []
-            if isinstance(a, dict) and not a.get("was_cancelled")
-        ]
+        annotations = sorted(  # oldest first, as the backend agrees them (ties: the latest)
+            (
+                a
+                for a in task.get("annotations") or []
+                if isinstance(a, dict) and not a.get("was_cancelled")
+            ),
+            key=recency,
+        )
         if not isinstance(text, str) or not annotations:
             continue
         votes = [
@@ -304,11 +308,12 @@ class EmbeddedCorpus:
 def embed_corpus(corpus: SpanCorpus, encoder_name: str = "minilm", cache_dir: Path | None = None,
                  device: torch.device | str = "cpu") -> EmbeddedCorpus:  # fmt: skip
     """The encoder's sentence and token outputs for every text, cached by content."""
-    from model.encoders import get_encoder, parse_encoder
+    from model.encoders import encoder_identity, get_encoder, parse_encoder
 
     name, options = parse_encoder(encoder_name)
+    identity, _ = encoder_identity(name, **options)  # the options are part of the cache's name
     digest = hashlib.sha256("\x00".join(corpus.texts).encode()).hexdigest()[:16]
-    cache = Path(cache_dir or default_cache_dir()) / f"spans-{name}-{digest}.pt"
+    cache = Path(cache_dir or default_cache_dir()) / f"spans-{identity}-{digest}.pt"
     if cache.exists():
         saved = torch.load(cache, weights_only=False)
         return EmbeddedCorpus(

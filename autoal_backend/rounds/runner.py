@@ -234,7 +234,7 @@ class RoundRunner:
             views,
         )
         entry["full_sync"] = full_sync
-        entry["disagreements"] = disagreements(views)
+        entry["disagreements"] = disagreements(views, spec)
         entry["push_window"] = settings.push_window
         if estimate is not None:
             entry["accuracy_estimate"] = estimate

@@ -84,7 +84,7 @@ class TaskView:
     votes: dict[str, int] = field(default_factory=dict)
 
 
-def _recency(annotation: dict) -> tuple[str, int]:
+def recency(annotation: dict) -> tuple[str, int]:
     """Sort key: older first (update time, then id)."""
     number = annotation.get("id")
     return (
@@ -109,7 +109,7 @@ def view_tasks(tasks: list[dict], spec: ProjectSpec) -> list[TaskView]:
             continue
         raw = task.get("annotations")
         annotations = [a for a in raw if isinstance(a, dict)] if isinstance(raw, list) else []
-        kept = sorted((a for a in annotations if not a.get("was_cancelled")), key=_recency)
+        kept = sorted((a for a in annotations if not a.get("was_cancelled")), key=recency)
         if not kept:
             skipped = any(a.get("was_cancelled") for a in annotations)
             views.append(
@@ -139,7 +139,7 @@ def view_tasks(tasks: list[dict], spec: ProjectSpec) -> list[TaskView]:
     return views
 
 
-def disagreements(views: list[TaskView]) -> dict:
+def disagreements(views: list[TaskView], spec: ProjectSpec) -> dict:
     """The round history's record of tasks whose annotators disagree: how many, and the
     first ``HISTORY_DISAGREEMENTS`` of them (most disagreement first), flagged for review."""
     flagged = sorted((v for v in views if v.disagreement), key=lambda v: (-v.disagreement, v.id))
@@ -151,7 +151,7 @@ def disagreements(views: list[TaskView]) -> dict:
                 "task": v.id,
                 "annotations": v.annotations,
                 "disagreeing": v.disagreement,
-                "agreed": v.answer,
+                "agreed": spec.keys(v.answer or []),
                 "votes": v.votes,
             }
             for v in flagged[:HISTORY_DISAGREEMENTS]

@@ -205,8 +205,24 @@ def make_selector(
         if strategy in strategy_names_all() and strategy not in own:
             raise UnknownNameError(f"strategy for {kind} projects", strategy, sorted(own))
     if name in _REGISTRY:
-        return _REGISTRY[name].factory(device=device, **options)
+        selector = _REGISTRY[name].factory(device=device, **options)
+        if kind != "choices" and getattr(getattr(selector, "config", None), "online", False):
+            # The online search cross-fits a choices head: refused here, so that /setup answers
+            # 422 and an environment-wide setting falls back, instead of every round failing.
+            usable = [n for n in selector_names(kind) if not _searches_online(n)]
+            raise UnknownNameError(
+                f"selector for {kind} projects (its online search trains a choices head)",
+                name,
+                usable,
+            )
+        return selector
     return SingleStrategy(counterpart(name, kind))
+
+
+def _searches_online(name: str) -> bool:
+    """True for a registered selector whose defaults run the online search (AutoAL's)."""
+    entry = _REGISTRY.get(name)
+    return entry is not None and bool(getattr(entry.factory, "defaults", {}).get("online", False))
 
 
 def _as_list(value: Any) -> list[str]:

@@ -101,10 +101,8 @@ def test_annotators_disagreeing_on_spans_are_agreed_and_flagged(tmp_path):
     flagged = {f["task"]: f for f in history["disagreements"]["flagged"]}
     assert flagged[1001]["annotations"] == 3 and flagged[1001]["disagreeing"] == 1
     start = text.index("Bob")
-    assert [list(s) for s in flagged[1001]["agreed"]] == [
-        [start, start + 3, "person"],
-        [text.index("Lima"), text.index("Lima") + 4, "place"],
-    ]
+    lima = text.index("Lima")
+    assert flagged[1001]["agreed"] == [f"{start}:{start + 3}:person", f"{lima}:{lima + 4}:place"]
 
 
 def test_token_states_are_cached_across_rounds(tmp_path):
@@ -193,3 +191,34 @@ def test_the_minimum_span_score_applies_per_project(tmp_path):
     assert any(ranking.choices.values())  # the guesses are kept (history, accuracy estimate)
     task = next(t for t in ls.tasks[9] if t["id"] == 1013)
     assert backend.predict({"project": 9, "tasks": [task]})["results"][0]["result"] == []
+
+
+def test_the_page_shows_span_disagreements(tmp_path):
+    from autoal_backend import overview, pages
+
+    ls = FakeLabelStudio()
+    span_project(ls)
+    task = next(t for t in ls.tasks[9] if t["id"] == 1001)
+    task["annotations"].append(span_annotation(90, task["data"]["text"], [("Bob", "place")]))
+    backend = make_backend(make_settings(tmp_path), ls, FakeTokenEncoder())
+    backend.register(9, NER_CONFIG)
+    backend._run_round(9)
+    html = pages.project_page(overview.project_overview(backend, 9))
+    assert "1001" in html
+
+
+def test_a_project_that_changes_kind_drops_the_old_ranking(tmp_path):
+    from tests.backend.fakes import TEXT_CONFIG
+
+    ls = FakeLabelStudio()
+    span_project(ls)
+    backend = make_backend(make_settings(tmp_path), ls, FakeTokenEncoder())
+    backend.register(9, NER_CONFIG)
+    backend._run_round(9)
+    task = next(t for t in ls.tasks[9] if t["id"] == 1013)
+    assert backend.predict({"project": 9, "tasks": [task]})["results"][0][
+        "model_version"
+    ] == round_version(9, 1)
+    backend.register(9, TEXT_CONFIG)  # the same texts, now a choices project
+    reply = backend.predict({"project": 9, "tasks": [task]})["results"][0]
+    assert reply["result"] == [] and reply["score"] == 1.0  # not ranked for this kind yet

@@ -271,9 +271,18 @@ def test_strategies_are_read_as_roles_of_the_kind_and_other_kinds_refused():
 
 
 def test_the_online_search_refuses_span_pools_clearly():
-    pool, _ = toy_span_pool()
-    with pytest.raises(ValueError, match="does not serve spans"):
-        run_round(pool, make_selector("autoal_online", kind="spans"), RoundConfig())
+    for name in ("autoal_online", "autoal_labels"):
+        with pytest.raises(
+            UnknownNameError, match="online search trains a choices head"
+        ) as refused:
+            make_selector(name, kind="spans")
+        valid = str(refused.value).split("valid: ")[1]
+        assert "autoal_online" not in valid and "autoal_labels" not in valid and "autoal," in valid
+    with pytest.raises(UnknownNameError):
+        make_selector("autoal", kind="spans", online=True)
+    pool, _ = toy_span_pool()  # a choices selector on a span pool: its strategies say why
+    with pytest.raises(UnknownNameError, match="strategy for spans pools"):
+        run_round(pool, make_selector("autoal_online"), RoundConfig())
 
 
 def test_joined_tokens_mark_sub_word_pieces_only():
@@ -290,18 +299,8 @@ def test_joined_tokens_mark_sub_word_pieces_only():
         (25, 26),
         (26, 27),
     ]
-    assert joined_tokens(text, offsets) == [
-        False,
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-        False,
-        True,
-        False,
-    ]
+    # CJK ideographs are words of their own (BERT splits them): 東 and 京 are not joined.
+    assert joined_tokens(text, offsets) == [False, True, True] + [False] * 7
 
 
 def test_decoding_keeps_words_whole():
@@ -335,3 +334,16 @@ def test_training_rows_keep_every_entity_and_weigh_the_sampled_o_tokens():
     )
     again, _ = training_rows(tags, rows, seed=0, limit=40)
     assert torch.equal(kept, again)
+
+
+def test_viterbi_in_chunks_of_texts_decodes_as_one_batch(monkeypatch):
+    import model.kinds.spans as spans
+
+    generator = torch.Generator().manual_seed(1)
+    lengths = [5, 0, 2, 7, 1, 3, 0, 4]
+    offsets = torch.tensor([0] + list(itertools.accumulate(lengths)))
+    log_probs = torch.log_softmax(torch.randn(sum(lengths), 5, generator=generator) * 3, dim=1)
+    joined = torch.rand(sum(lengths), generator=generator) < 0.3
+    whole = viterbi(log_probs, offsets, 2, joined)
+    monkeypatch.setattr(spans, "VITERBI_TEXTS", 3)
+    assert torch.equal(viterbi(log_probs, offsets, 2, joined), whole)
