@@ -125,14 +125,15 @@ class LabelStudioProtocol:
         for task in tasks:
             task_id = task["id"]
             if ranking is not None and task_id in ranking.scores:
-                choices = ranking.choices.get(task_id, [])
-                confidence = ranking.confidence.get(task_id, [])
+                choices, confidence = spec.shown(
+                    ranking.choices.get(task_id, []), ranking.confidence.get(task_id, []), min_score
+                )
                 text = task_text(task, spec)
                 why = why_text(ranking.model_version, ranking.why.get(task_id, "?"), spec.names(choices, text),
                                confidence, trained=task_id in ranking.certainty)  # fmt: skip
                 results.append(
                     {
-                        "result": spec.result(choices, why, confidence, text, min_score),
+                        "result": spec.result(choices, why, confidence, text),
                         "score": ranking.scores[task_id],
                         "model_version": ranking.model_version,
                     }

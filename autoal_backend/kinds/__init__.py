@@ -75,6 +75,13 @@ class ProjectSpec(Protocol):
         whole guess (empty in a cold start)."""
         ...
 
+    def shown(
+        self, picked: list[str], confidence: list[float], min_score: float
+    ) -> tuple[list[str], list[float]]:
+        """The part of a guess annotators see, and its confidences (a span kind leaves out the
+        spans below ``min_score``: ``AUTOAL_SPAN_MIN_SCORE``)."""
+        ...
+
     def names(self, picked: list[str], text: str | None = None) -> list[str]:
         """The guess in words, for the prediction's one-line reason."""
         ...

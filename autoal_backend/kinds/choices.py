@@ -72,6 +72,12 @@ class LabelSpec:
         """Per candidate: the guess, its confidence per region, the certainty of the whole."""
         return predicted_choices(result.probs, candidates, self)
 
+    def shown(
+        self, picked: list[str], confidence: list[float], min_score: float
+    ) -> tuple[list[str], list[float]]:
+        """The guess annotators see: all of it (a choice is shown whatever its confidence)."""
+        return picked, confidence
+
     def names(self, picked: list[str], text: str | None = None) -> list[str]:
         return list(picked)
 

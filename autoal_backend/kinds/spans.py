@@ -173,6 +173,18 @@ class SpanSpec:
             spans.append((start, end, str(labels[0])))
         return sorted(set(spans)), ""
 
+    def shown(
+        self, picked: list[str], confidence: list[float], min_score: float
+    ) -> tuple[list[str], list[float]]:
+        """The predicted spans annotators see: those whose confidence is at least
+        ``min_score`` (``AUTOAL_SPAN_MIN_SCORE``), with their confidences."""
+        kept = [
+            (key, score)
+            for key, score in zip(picked, confidence, strict=False)
+            if score >= min_score
+        ]
+        return [key for key, _ in kept], [score for _, score in kept]
+
     def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
                text: str | None = None, min_score: float = 0.0) -> list[dict]:  # fmt: skip
         """Result regions for predicted span keys (``predict``) on ``text``, those whose

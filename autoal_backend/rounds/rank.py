@@ -60,29 +60,22 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
         ranking.scores = dict(zip(ids, scores, strict=True))
         ranking.audit = audit
     window = order[: settings.push_window]
-    predictions = [
-        {
-            "task": ids[i],
-            "result": spec.result(
-                picked[i],
-                why_text(
-                    version,
-                    "served at random to measure accuracy (audit)" if ids[i] in audit else why[i],
-                    spec.names(picked[i], texts[i]),
-                    confidence[i],
-                    position,
-                    len(ids),
-                    trained=result.model is not None,
-                ),
-                confidence[i],
-                texts[i],
-                settings.span_min_score,
-            ),
-            "score": scores[i],
-            "model_version": version,
-        }
-        for position, i in enumerate(window)
-    ]
+    predictions = []
+    for position, i in enumerate(window):
+        # What annotators see (a span project hides the spans its model doubts), and the
+        # reason naming exactly that.
+        shown, shown_confidence = spec.shown(picked[i], confidence[i], settings.span_min_score)
+        reason = "served at random to measure accuracy (audit)" if ids[i] in audit else why[i]
+        why_line = why_text(version, reason, spec.names(shown, texts[i]), shown_confidence, position,
+                            len(ids), trained=result.model is not None)  # fmt: skip
+        predictions.append(
+            {
+                "task": ids[i],
+                "result": spec.result(shown, why_line, shown_confidence, texts[i]),
+                "score": scores[i],
+                "model_version": version,
+            }
+        )
     top = [
         {
             "task": ids[i],

@@ -125,3 +125,9 @@ def test_regions_below_the_minimum_score_are_left_out():
     assert [r["value"]["text"] for r in shown] == ["Anna", "Oslo"]
     assert shown[0]["meta"] == {"text": ["why"]}
     assert len(spec.result(picked, "", [0.9, 0.3, 0.5], text)) == 3
+
+
+def test_the_spans_shown_are_those_at_or_above_the_minimum_score():
+    spec = parse_label_config(NER)
+    assert spec.shown(["0:4:person", "9:12:person"], [0.9, 0.3], 0.5) == (["0:4:person"], [0.9])
+    assert spec.shown(["0:4:person"], [0.9], 0.0) == (["0:4:person"], [0.9])

@@ -222,3 +222,23 @@ def test_a_project_that_changes_kind_drops_the_old_ranking(tmp_path):
     backend.register(9, TEXT_CONFIG)  # the same texts, now a choices project
     reply = backend.predict({"project": 9, "tasks": [task]})["results"][0]
     assert reply["result"] == [] and reply["score"] == 1.0  # not ranked for this kind yet
+
+
+def test_the_reason_names_the_spans_shown_and_only_those(tmp_path):
+    ls = FakeLabelStudio()
+    span_project(ls)
+    backend = make_backend(
+        make_settings(tmp_path, AUTOAL_PUSH_WINDOW="50", AUTOAL_SPAN_MIN_SCORE="0.9"),
+        ls,
+        FakeTokenEncoder(),
+    )
+    backend.register(9, NER_CONFIG)
+    backend._run_round(9)
+    checked = 0
+    for prediction in ls.predictions:
+        if prediction["result"]:
+            reason = prediction["result"][0]["meta"]["text"][0]
+            assert reason.count("%)") == len(prediction["result"]), reason
+            assert all(r["score"] >= 0.9 for r in prediction["result"])
+            checked += 1
+    assert checked
