@@ -168,10 +168,9 @@ def one_round(
     """Run one backend round on raw embeddings [N, d]; (wall seconds, CPU seconds of this
     process, wall seconds per stage)."""
     from autoal_backend.kinds.choices import LabelSpec
-    from autoal_backend.rounds.rank import rank
     from autoal_backend.rounds.sync import TaskView
     from autoal_backend.settings import Settings
-    from model.active_round import RoundConfig, run_round
+    from model.active_round import RoundConfig
     from model.pool import PoolState
     from model.selectors import make_selector
     from model.task_model import TaskModelConfig, standardise
@@ -198,22 +197,30 @@ def one_round(
     )
     synchronise(device)
     stages["standardise"] = time.perf_counter() - t
-    timer.pool_features = state.features
+    views = [TaskView(int(i), {"id": int(i), "data": {}}, None) for i in range(raw.shape[0])]
     selector = make_selector(selector_name, device=device)
+    timed_round(state, selector, config, spec, settings, views, timer, stages, device)
+    return time.perf_counter() - start, time.process_time() - cpu_start, stages
+
+
+def timed_round(state, selector, config, spec, settings, views, timer, stages, device) -> None:
+    """``run_round`` (each strategy timed by ``timer``) and the ranking, as the backend runs
+    them, their seconds added to ``stages``."""
+    from autoal_backend.rounds.rank import rank
+    from model.active_round import run_round
+
+    timer.pool_features = state.features
     with timer:
         result = run_round(state, selector, config)
     synchronise(device)
     t = time.perf_counter()
-    views = [TaskView(int(i), {"id": int(i), "data": {}}, None) for i in range(raw.shape[0])]
     rank(state, result, spec, "speed-r1", settings, views)
     stages["ranking"] = time.perf_counter() - t
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stages["train"] = result.seconds.get("train", 0.0)
     stages["validate"] = result.seconds.get("validate", 0.0)
     for key, value in (result.selection.info.get("seconds") or {}).items():
         stages[f"autoal.{key}"] = float(value)
     stages.update(timer.seconds)
-    return wall, cpu, stages
 
 
 def synthetic_span_texts(
@@ -256,10 +263,9 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
     decoding of every text, the span portfolio, the selector, validation) and the ranking
     with every pushed task's span regions; (wall s, CPU s, stages)."""
     from autoal_backend.kinds.spans import SpanSpec
-    from autoal_backend.rounds.rank import rank
     from autoal_backend.rounds.sync import TaskView
     from autoal_backend.settings import Settings
-    from model.active_round import RoundConfig, run_round
+    from model.active_round import RoundConfig
     from model.pool import PoolState
     from model.selectors import make_selector
     from model.task_model import TaskModelConfig, standardise
@@ -279,20 +285,10 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
                       labeled_round=torch.where(labeled, 0, -1), multilabel=True, budget=budget, seed=seed,
                       ids=torch.arange(len(texts), device=device), shortlist=shortlist, kind="spans", parts=tokens)  # fmt: skip
     stages["standardise"] = time.perf_counter() - t
-    timer.pool_features = state.features
-    with timer:
-        result = run_round(state, make_selector(selector_name, device=device, kind="spans"), config)
-    t = time.perf_counter()
     views = [TaskView(i, {"id": i, "data": {"text": text}}, None) for i, text in enumerate(texts)]
-    rank(state, result, spec, "speed-r1", settings, views)
-    stages["ranking"] = time.perf_counter() - t
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    stages["train"] = result.seconds.get("train", 0.0)
-    stages["validate"] = result.seconds.get("validate", 0.0)
-    for key, value in (result.selection.info.get("seconds") or {}).items():
-        stages[f"autoal.{key}"] = float(value)
-    stages.update(timer.seconds)
-    return wall, cpu, stages
+    selector = make_selector(selector_name, device=device, kind="spans")
+    timed_round(state, selector, config, spec, settings, views, timer, stages, device)
+    return time.perf_counter() - start, time.process_time() - cpu_start, stages
 
 
 def measure_pool(

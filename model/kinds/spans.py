@@ -29,7 +29,7 @@ import torch
 from model.errors import EmptyPoolError
 from model.kinds import register_kind
 from model.pool import PoolState
-from model.strategies import SPAN_PORTFOLIO
+from model.strategies import PORTFOLIO, SPAN_PORTFOLIO
 from model.task_model import TaskModel, TaskModelConfig
 
 OUTSIDE = 0
@@ -447,23 +447,8 @@ class SpansKind:
 
     name = "spans"
     portfolio = SPAN_PORTFOLIO
-    roles: dict[str, str] = dict(
-        zip(
-            SPAN_PORTFOLIO,
-            (
-                "random",
-                "least_confidence",
-                "margin",
-                "entropy",
-                "bald",
-                "mean_std",
-                "kmeans",
-                "coreset",
-                "badge",
-            ),
-            strict=True,
-        )
-    )
+    # SPAN_PORTFOLIO is ordered by the choices strategy whose place each member takes.
+    roles: dict[str, str] = dict(zip(SPAN_PORTFOLIO, PORTFOLIO, strict=True))
 
     def cold_start(self, state: PoolState, min_labels: int) -> bool:
         """Too few labeled texts, or not one entity among them (a tagger that has only seen O
