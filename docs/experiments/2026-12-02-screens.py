@@ -1,5 +1,5 @@
 """Experiment (not maintained; runs on commit 73f7057): two screens after the leave-one-out
-update of 2026-12-02, recorded in docs/benchmarks.md ("Screens").
+update of 2026-12-02, recorded in docs/notebook.md ("Screens").
 
 ``binary-npz PATH``: writes a binary task derived from MNIST (4,000 train-split images, class
 "0-4" against "5-9", seed 7) as a .npz that ``benchmarks.simulate --dataset PATH`` reads; the

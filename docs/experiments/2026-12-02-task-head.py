@@ -1,7 +1,7 @@
 """Experiment (not maintained; runs on commit 8aeebb0, the only one whose head has ``l2``):
 the task head with and without a Gaussian prior on its weights (``TaskModelConfig.l2``),
 trained on random labeled sets, against the majority-class rate. Recorded in
-docs/benchmarks.md ("The task head with a prior on its weights").
+docs/notebook.md ("The task head with a prior on its weights").
 
 For every packaged set, balanced and long-tailed 10:1, at 20 / 60 / 120 / 220 / 520 / 1,020
 random labels (5 seeds): test accuracy and macro-F1 of the head with ``l2=0`` (the head before

@@ -1,5 +1,5 @@
 """Experiment (screen, not maintained): task heads that can learn the class prior, inside the
-active-learning loop. Recorded in docs/benchmarks.md ("The cross-validated prior inside the
+active-learning loop. Recorded in docs/notebook.md ("The cross-validated prior inside the
 loop, and calibration").
 
 The screen on random labeled sets (``2026-12-03-head-cv.py``) found the macro-F1 rule level

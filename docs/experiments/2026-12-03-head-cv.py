@@ -1,6 +1,6 @@
 """Experiment (screen, not maintained): the task head's weight prior with its strength chosen per
 labeled set by k-fold cross-validation, against no prior and the fixed prior of 8aeebb0.
-Recorded in docs/benchmarks.md ("The weight prior's strength chosen by cross-validation").
+Recorded in docs/notebook.md ("The prior's strength chosen per project by cross-validation").
 
 The fixed prior (mean loss + 0.5 * sum(W^2) / n) fixed long-tailed Rotten Tomatoes and cost
 macro-F1 on six of eight sets. Here the strength is picked from the grid ``GRID`` by 3-fold

@@ -2,7 +2,7 @@
 session's seeds (10-19; MNIST 5-19), for docs/benchmarks.md ("20-1,020 labels, 20 seeds").
 
 The earlier runs' per-seed rows were not kept (results/ is not tracked), so their side enters
-as the group figures docs/benchmarks.md recorded: each selector's mean AUBC and, for AutoAL
+as the group figures docs/notebook.md recorded: each selector's mean AUBC and, for AutoAL
 minus each baseline, the paired mean, standard deviation (ddof 1) and wins. Pooling two groups
 of paired differences exactly: n = n1 + n2, mean = (n1 m1 + n2 m2) / n, and
 var = ((n1 - 1) s1^2 + (n2 - 1) s2^2 + n1 (m1 - m)^2 + n2 (m2 - m)^2) / (n - 1). The recorded
@@ -21,7 +21,7 @@ import numpy as np
 from benchmarks.loo import final_values, per_seed_aubc
 
 SELECTORS = ("autoal", "uniform", "schedule", "albl", "random", "margin", "badge")
-# docs/benchmarks.md, "20-1,020 labels (batches of 50), 10 seeds (MNIST 5)": seeds, mean AUBC per
+# docs/notebook.md, "20-1,020 labels (batches of 50), 10 seeds (MNIST 5)": seeds, mean AUBC per
 # selector, and AutoAL minus each as (mean, std, wins); "best" is that run's best single strategy.
 OLD = {
     "digits": (10, (0.9390, 0.9383, 0.9390, 0.9351, 0.9245, 0.9382, 0.9390),

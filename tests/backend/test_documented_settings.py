@@ -1,11 +1,13 @@
-"""Every value the README documents for a setting starts the server and runs a round.
+"""The settings page documents every setting the backend reads, and nothing else; every value
+it documents starts the server and runs a round; the README's short table agrees with it.
 
-The values are read from the README's configuration table itself (every backticked value in
-a row's default and meaning columns), so a documented value the server rejects fails here: the
-bug of ``AUTOAL_IMAGE_ENCODER=mobilenet_v2@image_size=224``, documented and refused at start.
-Each value is set in the environment, the settings are read as ``_wsgi.py`` reads them, the
-app is built, Label Studio (the in-process fake) calls ``/setup`` and the worker runs the round
-with the real encoders.
+docs/settings.md has the full table; the README lists the most used settings. The values are
+read from the page's table itself (every backticked value in a row's default and meaning
+columns), so a documented value the server rejects fails here: the bug of
+``AUTOAL_IMAGE_ENCODER=mobilenet_v2@image_size=224``, documented and refused at start. Each
+value is set in the environment, the settings are read as ``_wsgi.py`` reads them, the app is
+built, Label Studio (the in-process fake) calls ``/setup`` and the worker runs the round with
+the real encoders.
 """
 
 import base64
@@ -17,7 +19,7 @@ import torch
 
 from autoal_backend.app import create_app
 from autoal_backend.service import Backend
-from autoal_backend.settings import Settings
+from autoal_backend.settings import PROJECT_SETTINGS, Settings
 from model.strategies import strategy_names
 from tests.backend.fakes import (
     IMAGE_CONFIG,
@@ -31,7 +33,9 @@ from tests.backend.fakes import (
     span_annotation,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"
+README = ROOT / "README.md"
 # Settings whose every documented value must run a round (the others are covered elsewhere:
 # auth, URLs and directories have no list of values).
 CHECKED = (
@@ -48,33 +52,114 @@ CHECKED = (
 )
 
 
-def documented_values() -> list[tuple[str, str]]:
-    """(variable, value) for every backticked value in the README's configuration rows of
-    ``CHECKED``. Placeholders (``<name>``) and other variables' names are not values."""
-    pairs = []
-    for line in README.read_text().splitlines():
+def settings_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of every table in ``path`` whose header has a ``variable`` column, as
+    {column name: cell}."""
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("|"):
+            header = []
+            continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 4 or not cells[0].startswith("`"):
-            continue
-        variable = cells[0].strip("`").split("`")[0]
-        if variable not in CHECKED:
-            continue
-        for cell in cells[2:]:
-            for value in re.findall(r"`([^`]+)`", cell):
-                if (
-                    "<" in value
-                    or value.startswith(("AUTOAL_", "LABEL_STUDIO"))
-                    or value == variable
-                ):
-                    continue
-                pairs.append((variable, value))
-    return sorted(set(pairs))
+        if not header:
+            header = cells
+        elif set(line) <= set("|-: "):
+            continue  # the separator under the header
+        elif "variable" in header and len(cells) == len(header):
+            rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def variables(row: dict[str, str]) -> list[str]:
+    """The environment variables a row documents (``BASIC_AUTH_USER``, ``BASIC_AUTH_PASS``)."""
+    return re.findall(r"`([A-Z][A-Z0-9_]+)`", row["variable"])
+
+
+def values(row: dict[str, str], variable: str) -> set[str]:
+    """Every backticked value in a row's default and meaning columns. Placeholders
+    (``<name>``) and variables' names are not values."""
+    found = set()
+    for column in ("default", "meaning"):
+        for value in re.findall(r"`([^`]+)`", row.get(column, "")):
+            if "<" in value or value.startswith(("AUTOAL_", "LABEL_STUDIO")) or value == variable:
+                continue
+            found.add(value)
+    return found
+
+
+def documented_values(path: Path = SETTINGS_PAGE) -> list[tuple[str, str]]:
+    """(variable, value) for every value documented for the ``CHECKED`` settings."""
+    pairs = set()
+    for row in settings_rows(path):
+        for variable in set(variables(row)) & set(CHECKED):
+            pairs.update((variable, value) for value in values(row, variable))
+    return sorted(pairs)
+
+
+class _ReadRecorder(dict):
+    """An empty environment that remembers every name the settings ask it for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def variables_the_backend_reads() -> set[str]:
+    env = _ReadRecorder()
+    Settings.from_env(env)
+    return env.asked
 
 
 VALUES = documented_values()
 
 
-def test_the_readme_documents_values_for_every_checked_setting():
+def test_the_settings_page_documents_every_setting_and_nothing_else():
+    documented = [v for row in settings_rows(SETTINGS_PAGE) for v in variables(row)]
+    read = variables_the_backend_reads()
+    assert len(documented) == len(set(documented)), "a setting documented twice"
+    assert set(documented) - read == set(), "documented, but the backend never reads them"
+    assert read - set(documented) == set(), "read by the backend, but not on docs/settings.md"
+
+
+def test_every_documented_flag_exists():
+    source = (ROOT / "_wsgi.py").read_text()
+    flags = set(re.findall(r'add_argument\(\s*"(--[\w-]+)"', source))
+    documented = {
+        flag
+        for row in settings_rows(SETTINGS_PAGE)
+        for flag in re.findall(r"`(--[\w-]+)`", row["flag"])
+    }
+    assert documented == flags
+
+
+def test_the_per_project_list_names_exactly_the_per_project_settings():
+    text = SETTINGS_PAGE.read_text()
+    paragraph = text[text.index("Per project:") :].split("\n\n")[0]
+    example = r"`\{[^`]*\}`"  # the JSON example names some of them too
+    named = set(re.findall(r"`(AUTOAL_[A-Z_]+)`", re.sub(example, "", paragraph)))
+    assert named == set(PROJECT_SETTINGS)
+
+
+def test_the_readme_agrees_with_the_settings_page():
+    page = {v: row for row in settings_rows(SETTINGS_PAGE) for v in variables(row)}
+    readme = settings_rows(README)
+    assert len(readme) >= 8, "the README's settings table is gone"
+    documented = set(VALUES)
+    for row in readme:
+        for variable in variables(row):
+            assert variable in page, f"{variable}: in the README, not on docs/settings.md"
+            assert row["default"] == page[variable]["default"], variable
+            if variable in CHECKED:
+                shown = {(variable, value) for value in values(row, variable)}
+                assert shown <= documented, shown - documented
+
+
+def test_the_settings_page_documents_values_for_every_checked_setting():
     documented = {variable for variable, _ in VALUES}
     assert documented == set(CHECKED), set(CHECKED) - documented
     assert ("AUTOAL_IMAGE_ENCODER", "mobilenet_v2@image_size=224") in VALUES
