@@ -4,6 +4,7 @@
     model = load("project-7-r12.pt")
     model.predict(["an article about the election"])   # [{"labels": ["politics"], ...}]
     # a span project's model: [{"spans": [{"start": 0, "end": 5, "text": "Paris", "label": ...}]}]
+    # a box project's model, on PIL images: [{"boxes": [{"x": 12.5, "y": 40.0, "width": ...}]}]
 
 A file holds the encoder (registry name and options, so the same frozen encoder is rebuilt),
 the pool's standardisation (mean and std per embedding dimension), the task head's weights,
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from model.kinds.boxes import BoxModel, standardise_maps
 from model.kinds.spans import SpanModel, joined_tokens
 from model.task_model import TaskModel, standardise
 
@@ -28,22 +30,37 @@ EXPORT_FORMAT = 1
 
 
 def export_state(
-    model: TaskModel | SpanModel,
+    model: TaskModel | SpanModel | BoxModel,
     mean: torch.Tensor,
     std: torch.Tensor,
     *,
     encoder: str,
     labels: list[str] | tuple[str, ...],
     model_version: str,
-    token_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    part_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     """The file's content for a trained ``model`` on features standardised with ``mean`` and
     ``std`` [d] of embeddings by ``encoder`` (``name[@key=value,...]``). A span model
-    (``model.kinds.spans.SpanModel``) also needs the ``token_stats`` its tokens were
-    standardised with."""
+    (``model.kinds.spans.SpanModel``) also needs the ``part_stats`` its tokens were
+    standardised with, a box model (``model.kinds.boxes.BoxModel``) those of its maps."""
+    if isinstance(model, BoxModel):
+        if part_stats is None:
+            raise ValueError("a box model's export needs the maps' standardisation (part_stats)")
+        return {
+            "format": EXPORT_FORMAT,
+            "kind": "boxes",
+            "encoder": encoder,
+            "map_mean": part_stats[0].detach().float().cpu(),
+            "map_std": part_stats[1].detach().float().cpu(),
+            "box_model": model.state_dict(),
+            "labels": list(labels),
+            "model_version": model_version,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
     if isinstance(model, SpanModel):
+        token_stats = part_stats
         if token_stats is None:
-            raise ValueError("a span model's export needs the token standardisation (token_stats)")
+            raise ValueError("a span model's export needs the token standardisation (part_stats)")
         return {
             "format": EXPORT_FORMAT,
             "kind": "spans",
@@ -158,12 +175,60 @@ class ExportedSpanModel:
         return out
 
 
-def load(path: str | Path) -> ExportedModel | ExportedSpanModel:
+@dataclass
+class ExportedBoxModel:
+    """A loaded box export: ``predict`` on PIL images gives their boxes."""
+
+    model: BoxModel
+    map_mean: torch.Tensor
+    map_std: torch.Tensor
+    encoder_spec: str
+    labels: list[str]
+    model_version: str
+    trained_at: str
+    _encoder: Any = None
+
+    def encoder(self) -> Any:
+        return _build_encoder(self)
+
+    def predict(self, images: list, min_score: float = 0.3, max_boxes: int = 20) -> list[dict]:
+        """Per image: its boxes scoring at least ``min_score`` (at most ``max_boxes``, best
+        first), each ``{"x", "y", "width", "height"}`` in percent of the image (top-left
+        corner), ``"label"``, ``"confidence"``, and the image's ``"original_width"`` and
+        ``"original_height"`` in pixels: what a Label Studio rectangle region holds."""
+        _, maps, sizes = self.encoder().encode_maps(list(images))
+        detections, _ = self.model.detect(standardise_maps(maps, (self.map_mean, self.map_std)))
+        out = []
+        for i, (width, height) in enumerate(sizes.tolist()):
+            boxes, classes, scores = detections.image(i, min_score)
+            found = []
+            for (x0, y0, x1, y1), label, score in zip(
+                boxes.tolist(), classes.tolist(), scores.tolist(), strict=True
+            ):
+                found.append({"x": round(x0 * 100, 3), "y": round(y0 * 100, 3),
+                              "width": round((x1 - x0) * 100, 3), "height": round((y1 - y0) * 100, 3),
+                              "label": self.labels[label], "confidence": round(score, 6),
+                              "original_width": width, "original_height": height})  # fmt: skip
+            out.append({"boxes": found[:max_boxes]})
+        return out
+
+
+def load(path: str | Path) -> ExportedModel | ExportedSpanModel | ExportedBoxModel:
     """Read a file written by ``GET /projects/<id>/model`` (or ``export_state``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != EXPORT_FORMAT:
         raise ValueError(
             f"{path}: export format {state.get('format')!r}; this version reads {EXPORT_FORMAT}"
+        )
+    if state.get("kind") == "boxes":
+        return ExportedBoxModel(
+            model=BoxModel.from_state_dict(state["box_model"]),
+            map_mean=state["map_mean"],
+            map_std=state["map_std"],
+            encoder_spec=str(state["encoder"]),
+            labels=[str(label) for label in state["labels"]],
+            model_version=str(state["model_version"]),
+            trained_at=str(state["trained_at"]),
         )
     if state.get("kind") == "spans":
         return ExportedSpanModel(

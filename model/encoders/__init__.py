@@ -45,6 +45,7 @@ class Encoder(Protocol):
 # package loads neither torchvision nor transformers.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "mobilenet_v2": ("image", "model.encoders.image:MobileNetV2Encoder"),
+    "mobilenet_v2_maps": ("image", "model.encoders.image:MobileNetV2MapEncoder"),
     "efficientnet_lite0": ("image", "model.encoders.image:EfficientNetLite0Encoder"),
     "minilm": ("text", "model.encoders.text:MiniLMEncoder"),
     "pixels": ("image", "model.encoders.pixels:PixelEncoder"),
@@ -85,6 +86,13 @@ def encoder_identity(name: str, **options: Any) -> tuple[str, int]:
     without loading any weights: enough to open its ``EmbeddingCache`` and skip building the
     encoder when everything is cached."""
     return _encoder_class(name).identity(**options)
+
+
+def encoder_map_shape(name: str, **options: Any) -> tuple[int, int, int] | None:
+    """[G, G, d] of the feature maps the encoder called ``name`` gives with ``options``
+    (``mobilenet_v2_maps``, for box projects), or None for an encoder without maps."""
+    cls = _encoder_class(name)
+    return cls.shape_for(**options) if hasattr(cls, "shape_for") else None
 
 
 def encoder_options(name: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ scores and the ``PoolState``, so every kind gets every selector.
 - ``spans``: entities in a text (``<Labels>`` over ``<Text>``); ``model.kinds.spans``. The pool
   sees a span task as the multi-label question "which entity types does this text hold", so
   label counts, balance and confidence mean the same as for multi-choice items.
+- ``boxes``: objects in an image (``<RectangleLabels>`` over ``<Image>``); ``model.kinds.boxes``.
+  The pool sees an image as "which classes does it hold", as for spans.
 
 Kinds register by name (``register_kind``); an unknown name is an error listing the valid
 ones. The Label Studio side of a kind (its label config, annotations, result regions) lives in
@@ -60,7 +62,7 @@ class TaskKind(Protocol):
 
 
 _REGISTRY: dict[str, Callable[[], TaskKind]] = {}
-_MODULES = ("model.kinds.choices", "model.kinds.spans")
+_MODULES = ("model.kinds.choices", "model.kinds.spans", "model.kinds.boxes")
 
 
 def register_kind(name: str) -> Callable[[Callable[[], TaskKind]], Callable[[], TaskKind]]:

@@ -59,7 +59,28 @@ SPAN_PORTFOLIO: tuple[str, ...] = (
     "coreset",
     "span_badge",
 )
-PORTFOLIOS: dict[str, tuple[str, ...]] = {"choices": PORTFOLIO, "spans": SPAN_PORTFOLIO}
+# The box kind's portfolio, in the same order of roles: per image, the most uncertain
+# detection's entropy for least confidence, the smallest class margin of a detection for
+# margin, the detections' total entropy for entropy (Brust et al. 2019's max and sum
+# aggregates), MC-dropout BALD at the detections for BALD, the boxes' instability under dropout
+# for mean-STD (localisation stability, after Kao et al. 2018), BADGE on pooled detection
+# gradients for BADGE.
+BOX_PORTFOLIO: tuple[str, ...] = (
+    "random",
+    "box_max_entropy",
+    "box_margin",
+    "box_sum_entropy",
+    "box_bald",
+    "box_stability",
+    "kmeans",
+    "coreset",
+    "box_badge",
+)
+PORTFOLIOS: dict[str, tuple[str, ...]] = {
+    "choices": PORTFOLIO,
+    "spans": SPAN_PORTFOLIO,
+    "boxes": BOX_PORTFOLIO,
+}
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def kmeans_representative_scores(
     needs_model=False,
     sequential=True,
     description="one representative per k-means cluster (B clusters) on the embeddings",
-    kinds=("choices", "spans"),
+    kinds=("choices", "spans", "boxes"),
 )
 def kmeans_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] representativeness of the candidates [M] under k-means with ``state.budget``
@@ -179,7 +179,7 @@ def coreset_picks(
     needs_model=False,
     sequential=True,
     description="k-center greedy on the embeddings, from the labeled items as centres",
-    kinds=("choices", "spans"),
+    kinds=("choices", "spans", "boxes"),
 )
 def coreset_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] raw scores: the B k-center-greedy picks in pick order first, then the rest by

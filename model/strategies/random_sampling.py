@@ -12,7 +12,7 @@ from model.strategies.common import require_candidates
     "random",
     needs_model=False,
     description="uniformly random order (the baseline)",
-    kinds=("choices", "spans"),
+    kinds=("choices", "spans", "boxes"),
 )
 def random_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] i.i.d. uniform scores, seeded by the pool's seed."""
