@@ -119,14 +119,14 @@ class LabelStudioProtocol:
                 raise RequestError(f"unsupported label config: {exc}", 422) from None
         record = self.record(project_id)
         spec: ProjectSpec = record.spec
-        min_score = self.runner.project_settings(record).span_min_score
+        settings = self.runner.project_settings(record)
         ranking = self.ranking(project_id)
         results = []
         for task in tasks:
             task_id = task["id"]
             if ranking is not None and task_id in ranking.scores:
                 choices, confidence = spec.shown(
-                    ranking.choices.get(task_id, []), ranking.confidence.get(task_id, []), min_score
+                    ranking.choices.get(task_id, []), ranking.confidence.get(task_id, []), settings
                 )
                 text = task_text(task, spec)
                 why = why_text(ranking.model_version, ranking.why.get(task_id, "?"), spec.names(choices, text),

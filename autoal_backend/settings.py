@@ -13,6 +13,9 @@ from typing import Any
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
+# The most boxes a prediction may show per image (``model.kinds.boxes.DETECTIONS``, COCO's
+# limit; not imported: settings load without torch).
+MAX_BOXES = 100
 
 
 class SettingsError(ValueError):
@@ -28,13 +31,14 @@ def _as_bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name}: expected true/false, got {raw!r}")
 
 
-def _as_int(name: str, raw: str, minimum: int) -> int:
+def _as_int(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise SettingsError(f"{name}: expected an integer {bounds}, got {value}")
     return value
 
 
@@ -90,6 +94,8 @@ PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AUTOAL_SET_SAMPLING": ("set_sampling", _as_bool),
     "AUTOAL_AUDIT_FRACTION": ("audit_fraction", lambda n, raw: _as_fraction(n, raw, 0.5)),
     "AUTOAL_SPAN_MIN_SCORE": ("span_min_score", lambda n, raw: _as_fraction(n, raw, 1.0)),
+    "AUTOAL_BOX_MIN_SCORE": ("box_min_score", lambda n, raw: _as_fraction(n, raw, 1.0)),
+    "AUTOAL_MAX_BOXES": ("max_boxes", lambda n, raw: _as_int(n, raw, 1, MAX_BOXES)),
 }
 PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_STRATEGY": "autoal",
@@ -100,6 +106,8 @@ PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_SET_SAMPLING": "true",
     "AUTOAL_AUDIT_FRACTION": "0",
     "AUTOAL_SPAN_MIN_SCORE": "0.5",
+    "AUTOAL_BOX_MIN_SCORE": "0.3",
+    "AUTOAL_MAX_BOXES": "20",
 }
 
 
@@ -129,6 +137,9 @@ class Settings:
     audit_fraction: float = 0.0
     # Span projects: predicted spans below this confidence are not shown to annotators.
     span_min_score: float = 0.5
+    # Box projects: predicted boxes below this score are not shown, nor more than max_boxes.
+    box_min_score: float = 0.3
+    max_boxes: int = 20
     ray_address: str = ""
     shortlist: int = 20_000
 

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import requests
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autoal_backend.kinds import ProjectSpec
 
@@ -190,9 +190,12 @@ def decode_image(body: bytes) -> Image.Image:
                     "(a decompression bomb, or far too large to label)"
                 )
             image.load()
+            # Turned as its EXIF orientation says, as browsers (and so the labeling editor)
+            # show it: a box drawn in the editor is in the turned image's percentages.
+            turned: Image.Image = ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise TaskDataError(f"not a readable image ({len(body)} bytes): {exc}") from None
-    return image.convert("RGB")
+    return turned.convert("RGB")
 
 
 def load_item(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import torch
 
+from autoal_backend.kinds.boxes import OTHER_REGIONS, parse_box_config
 from autoal_backend.kinds.choices import parse_choices_config
 from autoal_backend.kinds.spans import parse_span_config
 from autoal_backend.label_config import UnsupportedConfigError, load_interface
@@ -24,7 +25,8 @@ class ProjectSpec(Protocol):
         kind: the ML kind (``model.kinds``) the pool is built for.
         data_key: the task data field the object tag reads; ``modality`` ``image`` or ``text``.
         labels: the classes or entity types, in config order.
-        needs_tokens: the pool needs each text's token states (spans), not only one vector.
+        parts: what the pool needs of each item beyond one vector: ``tokens`` (a text's token
+            states, spans), ``maps`` (an image's feature map, boxes), or None.
     """
 
     @property
@@ -44,7 +46,7 @@ class ProjectSpec(Protocol):
     @property
     def value_type(self) -> str: ...
     @property
-    def needs_tokens(self) -> bool: ...
+    def parts(self) -> str | None: ...
 
     def vote(self, annotation: dict, text: str | None = None) -> tuple[Any, str]:
         """One annotation's answer, or (None, why it is unusable)."""
@@ -76,10 +78,11 @@ class ProjectSpec(Protocol):
         ...
 
     def shown(
-        self, picked: list[str], confidence: list[float], min_score: float
+        self, picked: list[str], confidence: list[float], settings: Any
     ) -> tuple[list[str], list[float]]:
-        """The part of a guess annotators see, and its confidences (a span kind leaves out the
-        spans below ``min_score``: ``AUTOAL_SPAN_MIN_SCORE``)."""
+        """The part of a guess annotators see, and its confidences, as the project's
+        ``settings`` say (a span kind leaves out the spans below ``AUTOAL_SPAN_MIN_SCORE``, a
+        box kind the boxes below ``AUTOAL_BOX_MIN_SCORE`` and beyond ``AUTOAL_MAX_BOXES``)."""
         ...
 
     def names(self, picked: list[str], text: str | None = None) -> list[str]:
@@ -87,9 +90,8 @@ class ProjectSpec(Protocol):
         ...
 
     def result(self, picked: list[str], why: str = "", confidence: list[float] | None = None,
-               text: str | None = None, min_score: float = 0.0) -> list[dict]:  # fmt: skip
-        """Label Studio result regions for a guess (a span kind leaves out the regions whose
-        confidence is below ``min_score``: ``AUTOAL_SPAN_MIN_SCORE``)."""
+               text: str | None = None) -> list[dict]:  # fmt: skip
+        """Label Studio result regions for a guess (what ``shown`` kept of it)."""
         ...
 
 
@@ -97,7 +99,12 @@ class ProjectSpec(Protocol):
 PARSERS: dict[str, Callable[[str], ProjectSpec]] = {
     "Choices": parse_choices_config,
     "Labels": parse_span_config,
+    "RectangleLabels": parse_box_config,
 }
+SUPPORTED = (
+    "one <Choices> over one <Image> or <Text>, one <Labels> over one <Text>, or one "
+    "<RectangleLabels> over one <Image>"
+)
 
 
 def parse_label_config(config: str) -> ProjectSpec:
@@ -108,18 +115,15 @@ def parse_label_config(config: str) -> ProjectSpec:
     known = [t for t in tags if t in PARSERS]
     unknown = [t for t in tags if t not in PARSERS]
     if unknown:
+        named = ", ".join(f"{t} ({OTHER_REGIONS[t]})" if t in OTHER_REGIONS else t for t in unknown)
         raise UnsupportedConfigError(
-            f"unsupported control tag(s) {', '.join(unknown)}: supported are one <Choices> over one "
-            "<Image> or <Text>, or one <Labels> over one <Text>"
+            f"unsupported control tag(s) {named}: this backend cannot learn from them; supported "
+            f"are {SUPPORTED}"
         )
     if not known:
-        raise UnsupportedConfigError(
-            "expected exactly one <Choices> (over one <Image> or <Text>) or one <Labels> (over one "
-            "<Text>), got no control tag"
-        )
+        raise UnsupportedConfigError(f"expected {SUPPORTED}; got no control tag")
     if len(known) != 1:
         raise UnsupportedConfigError(
-            f"control tags {', '.join(known)}: a project must hold one kind, one <Choices> over one "
-            "<Image> or <Text>, or one <Labels> over one <Text>"
+            f"control tags {', '.join(known)}: a project must hold one kind, {SUPPORTED}"
         )
     return PARSERS[known[0]](config)

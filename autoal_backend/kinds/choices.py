@@ -38,7 +38,7 @@ class LabelSpec:
     multilabel: bool
     value_type: str = ""
     kind = "choices"
-    needs_tokens = False
+    parts = None
 
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -73,7 +73,7 @@ class LabelSpec:
         return predicted_choices(result.probs, candidates, self)
 
     def shown(
-        self, picked: list[str], confidence: list[float], min_score: float
+        self, picked: list[str], confidence: list[float], settings
     ) -> tuple[list[str], list[float]]:
         """The guess annotators see: all of it (a choice is shown whatever its confidence)."""
         return picked, confidence

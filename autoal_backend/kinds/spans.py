@@ -47,7 +47,7 @@ class SpanSpec:
     modality = "text"
     multilabel = True
     value_type = ""
-    needs_tokens = True
+    parts = "tokens"
 
     def class_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -174,14 +174,14 @@ class SpanSpec:
         return sorted(set(spans)), ""
 
     def shown(
-        self, picked: list[str], confidence: list[float], min_score: float
+        self, picked: list[str], confidence: list[float], settings
     ) -> tuple[list[str], list[float]]:
         """The predicted spans annotators see: those whose confidence is at least
-        ``min_score`` (``AUTOAL_SPAN_MIN_SCORE``), with their confidences."""
+        ``AUTOAL_SPAN_MIN_SCORE`` (``settings.span_min_score``), with their confidences."""
         kept = [
             (key, score)
             for key, score in zip(picked, confidence, strict=False)
-            if score >= min_score
+            if score >= settings.span_min_score
         ]
         return [key for key, _ in kept], [score for _, score in kept]
 

@@ -20,12 +20,15 @@ from autoal_backend.rounds.sync import TaskView
 from autoal_backend.settings import Settings
 from autoal_backend.store import ProjectStore
 from autoal_backend.task_data import RemoteLoader, TaskDataError, content_key, load_item, raw_value
-from model.encoders import DEFAULT_ENCODERS
-from model.encoders.cache import EmbeddingCache, TokenCache
+from model.encoders import DEFAULT_ENCODERS, encoder_map_shape, parse_encoder
+from model.encoders.cache import EmbeddingCache, MapCache, TokenCache
 
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 64
+# Box projects need feature maps: their encoder, unless the project names one that gives maps
+# (``mobilenet_v2_maps@image_size=320``).
+MAP_ENCODER = "mobilenet_v2_maps"
 # Items per encoder call (and per cache shard). Texts go in large chunks: the text encoder
 # sorts each call by length, so a 64-text call padded every text to the longest of 64 random
 # ones; a decoded photo is megabytes, so images stay at 64 (two chunks in memory at once).
@@ -95,8 +98,13 @@ class Embedder:
         self._encoders: dict[str, Any] = {}
 
     def encoder_name(self, spec: ProjectSpec, settings: Settings) -> str:
-        """The project's encoder setting (``name[@key=value,...]``) for its modality."""
+        """The project's encoder setting (``name[@key=value,...]``) for its modality; for a box
+        project, the image encoder setting only when it gives feature maps, else
+        ``MAP_ENCODER``."""
         configured = settings.image_encoder if spec.modality == "image" else settings.text_encoder
+        if spec.parts == "maps":
+            gives_maps = bool(configured) and map_shape(configured) is not None
+            return configured if gives_maps else MAP_ENCODER
         return configured or DEFAULT_ENCODERS[spec.modality]
 
     def encoder_for(self, spec: ProjectSpec, settings: Settings):
@@ -114,6 +122,16 @@ class Embedder:
         encoder = self.encoder_for(spec, settings)
         return encoder.name, encoder.dim
 
+    def map_shape(self, spec: ProjectSpec, settings: Settings) -> tuple[int, int, int]:
+        """[G, G, d] of a box project's feature maps, from the registry when it can tell
+        (without loading weights), else from the built encoder's ``map_shape``."""
+        name = self.encoder_name(spec, settings)
+        if name not in self._encoders and self.identity is not None:
+            shape = map_shape(name)
+            if shape is not None:
+                return shape
+        return tuple(self.encoder_for(spec, settings).map_shape)
+
     def embed(
         self,
         project_id: int,
@@ -122,16 +140,18 @@ class Embedder:
         client: LabelStudioClient,
         settings: Settings,
     ) -> tuple[list[TaskView], torch.Tensor, list | None, dict[int, str]]:
-        """The tasks kept (readable, in order), their embeddings [N, dim], each one's token
-        states and character offsets when the kind needs them (spans; else None), and
-        {task id: reason} of those skipped. Only tasks missing from the caches are read."""
+        """The tasks kept (readable, in order), their embeddings [N, dim], each one's kind
+        parts when the kind needs them (spans: token states and character offsets; boxes: the
+        feature map and the image's size; else None), and {task id: reason} of those skipped.
+        Only tasks missing from the caches are read."""
         cache_name, dim = self.cache_identity(spec, settings)
-        cache = EmbeddingCache(self.store.embeddings_dir(project_id), cache_name, dim)
-        tokens = (
-            TokenCache(self.store.embeddings_dir(project_id), cache_name, dim)
-            if spec.needs_tokens
-            else None
-        )
+        directory = self.store.embeddings_dir(project_id)
+        cache = EmbeddingCache(directory, cache_name, dim)
+        tokens: TokenCache | MapCache | None = None
+        if spec.parts == "tokens":
+            tokens = TokenCache(directory, cache_name, dim)
+        elif spec.parts == "maps":
+            tokens = MapCache(directory, cache_name, self.map_shape(spec, settings))
         skipped: dict[int, str] = {}
         readable: list[TaskView] = []
         keys: list[str] = []
@@ -186,7 +206,12 @@ class Embedder:
                 if not good:
                     continue
                 encoder = self.encoder_for(spec, settings)
-                if tokens is not None and parts is not None:
+                if isinstance(tokens, MapCache) and parts is not None:
+                    vectors, maps, sizes = encoder.encode_maps([it for _, it in good])
+                    tokens.store([keys[p] for p, _ in good], maps, sizes)
+                    for row, (p, _) in enumerate(good):
+                        parts[p] = (maps[row], (int(sizes[row, 0]), int(sizes[row, 1])))
+                elif isinstance(tokens, TokenCache) and parts is not None:
                     vectors, states, offsets = encoder.encode_tokens([it for _, it in good])
                     tokens.store([keys[p] for p, _ in good], states, offsets)
                     for (p, _), text_states, text_offsets in zip(
@@ -249,3 +274,9 @@ def keep_rows(embeddings: torch.Tensor, kept: list[int]) -> torch.Tensor:
     """``embeddings[kept]``, without copying the pool when every row is kept (the usual case:
     at 1M x 1280 a copy is 5 GB)."""
     return embeddings if len(kept) == embeddings.shape[0] else embeddings[kept]
+
+
+def map_shape(setting: str) -> tuple[int, int, int] | None:
+    """[G, G, d] of the maps the encoder ``setting`` (``name[@key=value,...]``) gives, or None."""
+    name, options = parse_encoder(setting)
+    return encoder_map_shape(name, **options)

@@ -62,9 +62,9 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
     window = order[: settings.push_window]
     predictions = []
     for position, i in enumerate(window):
-        # What annotators see (a span project hides the spans its model doubts), and the
+        # What annotators see (span and box projects hide the regions their model doubts), and the
         # reason naming exactly that.
-        shown, shown_confidence = spec.shown(picked[i], confidence[i], settings.span_min_score)
+        shown, shown_confidence = spec.shown(picked[i], confidence[i], settings)
         reason = "served at random to measure accuracy (audit)" if ids[i] in audit else why[i]
         why_line = why_text(version, reason, spec.names(shown, texts[i]), shown_confidence, position,
                             len(ids), trained=result.model is not None)  # fmt: skip

@@ -211,7 +211,7 @@ class RoundRunner:
                 encoder=self.embedder.encoder_name(spec, settings),
                 labels=spec.labels,
                 model_version=version,
-                token_stats=getattr(result.parts, "stats", None),
+                part_stats=getattr(result.parts, "stats", None),
             )
         self.store.save_model(project_id, exported)
         self.store.save_selector(project_id, saved_state(selector))

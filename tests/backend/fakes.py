@@ -364,3 +364,73 @@ def span_annotation(
         "updated_at": f"2026-01-01T00:00:{number:02d}Z",
         "result": result,
     }
+
+
+BOX_CONFIG = (
+    '<View><Image name="photo" value="$picture"/>'
+    '<RectangleLabels name="objects" toName="photo">'
+    '<Label value="red"/><Label value="blue"/></RectangleLabels></View>'
+)
+BOX_COLOURS = {"red": (230, 20, 20), "blue": (20, 20, 230)}
+
+
+def scene_png(boxes: list[tuple[int, int, str]], cells: int = 4, cell_px: int = 16,
+              width_px: int | None = None) -> bytes:  # fmt: skip
+    """A black PNG with a coloured square filling each (column, row) cell of a ``cells`` grid:
+    ``boxes`` [(column, row, colour name)]. ``width_px`` stretches it (a non-square image)."""
+    side = cells * cell_px
+    image = Image.new("RGB", (side, side), (0, 0, 0))
+    for col, row, colour in boxes:
+        image.paste(
+            BOX_COLOURS[colour],
+            (col * cell_px, row * cell_px, (col + 1) * cell_px, (row + 1) * cell_px),
+        )
+    if width_px is not None:
+        image = image.resize((width_px, side), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def box_annotation(number: int, boxes: list[tuple[int, int, str]], cells: int = 4,
+                   from_name: str = "objects", to_name: str = "photo") -> dict:  # fmt: skip
+    """An annotation drawing each (column, row, label) cell of ``scene_png`` as a box."""
+    step = 100.0 / cells
+    return {
+        "id": number,
+        "result": [
+            {"from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
+             "original_width": 64, "original_height": 64,
+             "value": {"x": col * step, "y": row * step, "width": step, "height": step, "rotation": 0,
+                       "rectanglelabels": [label]}}
+            for col, row, label in boxes
+        ],
+        "was_cancelled": False,
+        "created_at": f"2026-01-01T00:00:{number % 60:02d}Z",
+    }  # fmt: skip
+
+
+class FakeMapEncoder(FakeEncoder):
+    """Images -> a ``cells`` x ``cells`` map whose cell holds the cell's mean RGB (0..1) and a
+    constant 1: a head learns which colour is which object. ``encode`` is the image's mean
+    colour. Sizes are the images' own."""
+
+    def __init__(self, name: str = "fake-maps", cells: int = 4) -> None:
+        super().__init__(name, "image")
+        self.cells = cells
+        self.map_shape = (cells, cells, 4)
+
+    def encode_maps(self, items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.calls.append(len(items))
+        maps = []
+        for image in items:
+            small = image.convert("RGB").resize((self.cells, self.cells), Image.Resampling.BOX)
+            rgb = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)  # [G, G, 3]
+            maps.append(torch.cat((rgb, torch.ones(self.cells, self.cells, 1)), dim=-1))
+        stacked = torch.stack(maps) if maps else torch.zeros(0, self.cells, self.cells, 4)
+        pooled = stacked[..., :3].mean(dim=(1, 2)) if maps else torch.zeros(0, 3)
+        sizes = torch.tensor([list(image.size) for image in items], dtype=torch.long).reshape(-1, 2)
+        return pooled, stacked, sizes
+
+    def encode(self, items: list) -> torch.Tensor:
+        return self.encode_maps(items)[0]

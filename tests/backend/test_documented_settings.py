@@ -22,6 +22,7 @@ from autoal_backend.service import Backend
 from autoal_backend.settings import PROJECT_SETTINGS, Settings
 from model.strategies import strategy_names
 from tests.backend.fakes import (
+    BOX_CONFIG,
     IMAGE_CONFIG,
     LS_URL,
     NER_CONFIG,
@@ -29,7 +30,9 @@ from tests.backend.fakes import (
     TEXT_CONFIG,
     TOKEN,
     FakeLabelStudio,
+    box_annotation,
     png_bytes,
+    scene_png,
     span_annotation,
 )
 
@@ -178,6 +181,15 @@ def project(ls: FakeLabelStudio, modality: str) -> int:
                     span_annotation(i + 1, text, [(person, "person"), (place, "place")])
                 )
         return 9
+    if modality == "boxes":
+        ls.add_project(5, BOX_CONFIG)
+        for i in range(40):
+            objects = [(i % 4, (i // 4) % 4, "red" if i % 2 else "blue")]
+            uri = "data:image/png;base64," + base64.b64encode(scene_png(objects)).decode()
+            task = ls.add_task(5, 500 + i, {"picture": uri})
+            if i < 16:
+                task["annotations"].append(box_annotation(i + 1, objects))
+        return 5
     if modality == "text":
         ls.add_project(7, TEXT_CONFIG)
         for i in range(40):
@@ -201,10 +213,15 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     if value.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     ls = FakeLabelStudio()
-    span_only = variable == "AUTOAL_STRATEGY" and value in set(strategy_names("spans")) - set(
-        strategy_names()
+    own_kind = [
+        kind
+        for kind in ("spans", "boxes")
+        if variable == "AUTOAL_STRATEGY"
+        and value in set(strategy_names(kind)) - set(strategy_names())
+    ]
+    modality = (
+        "image" if variable == "AUTOAL_IMAGE_ENCODER" else own_kind[0] if own_kind else "text"
     )
-    modality = "image" if variable == "AUTOAL_IMAGE_ENCODER" else "spans" if span_only else "text"
     project_id = project(ls, modality)
     env = {
         "LABEL_STUDIO_URL": LS_URL,
@@ -216,7 +233,9 @@ def test_a_documented_value_starts_the_server_and_runs_a_round(variable, value, 
     settings = Settings.from_env(env)  # as _wsgi.py reads them: a refused value fails here
     backend = Backend(settings, session=ls.session())
     client = create_app(settings, backend).test_client()
-    config = {"image": IMAGE_CONFIG, "spans": NER_CONFIG}.get(modality, TEXT_CONFIG)
+    config = {"image": IMAGE_CONFIG, "spans": NER_CONFIG, "boxes": BOX_CONFIG}.get(
+        modality, TEXT_CONFIG
+    )
     reply = client.post("/setup", json={"project": f"{project_id}.1", "schema": config})
     assert reply.status_code == 200, reply.get_json()
     try:

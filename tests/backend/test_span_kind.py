@@ -7,6 +7,7 @@ from autoal_backend.kinds import parse_label_config
 from autoal_backend.kinds.choices import LabelSpec
 from autoal_backend.kinds.spans import SpanSpec, agreed_spans
 from autoal_backend.label_config import UnsupportedConfigError
+from autoal_backend.settings import Settings
 
 NER = """<View><Labels name="ent" toName="tweet"><Label value="person"/><Label value="place"/></Labels>
 <Text name="tweet" value="$content"/></View>"""
@@ -129,5 +130,6 @@ def test_regions_below_the_minimum_score_are_left_out():
 
 def test_the_spans_shown_are_those_at_or_above_the_minimum_score():
     spec = parse_label_config(NER)
-    assert spec.shown(["0:4:person", "9:12:person"], [0.9, 0.3], 0.5) == (["0:4:person"], [0.9])
-    assert spec.shown(["0:4:person"], [0.9], 0.0) == (["0:4:person"], [0.9])
+    strict, lenient = Settings(span_min_score=0.5), Settings(span_min_score=0.0)
+    assert spec.shown(["0:4:person", "9:12:person"], [0.9, 0.3], strict) == (["0:4:person"], [0.9])
+    assert spec.shown(["0:4:person"], [0.9], lenient) == (["0:4:person"], [0.9])
