@@ -35,7 +35,7 @@ import torch
 from benchmarks.datasets import add_dataset_arguments, load_dataset_for_cli
 from model.active_round import RoundConfig, run_round
 from model.device import resolve_device
-from model.estimate import POOLED_BATCHES, audit_accuracy, calibrated_accuracy, interleave_audit
+from model.estimate import Verdict, audit_share, current_accuracy, interleave_audit
 from model.pool import make_pool
 from model.selectors import make_selector, parse_selector_options, selector_names
 from model.task_model import TaskModel
@@ -50,10 +50,13 @@ CSV_FIELDS = [
     "accuracy",
     "macro_f1",
     "minority_recall",
+    "unlabeled_accuracy",
     "estimate",
     "estimate_low",
     "estimate_high",
-    "audit_estimate",
+    "estimate_shown",
+    "audited",
+    "audit_share",
     "cold_start",
     "train_s",
     "select_s",
@@ -244,30 +247,36 @@ def run_strategy(
     options: dict | None = None,
     serve_window: int | None = None,
     audit_fraction: float = 0.0,
+    audit_until_trusted: float = 0.0,
     shortlist: int = 0,
 ) -> RunResult:
     """Simulate one strategy on one seed. ``pool`` [N, d] and ``test`` [T, d] are standardised
     and on ``device``; labels are int64 class indices on the same device. ``selector``: a ready
     selector to use instead of ``make_selector(name, **options)`` (the oracle's hindsight
     selector). ``serve_window`` W: the annotators get a random task among the top W of the
-    order each time instead of the first one (see ``served``). ``audit_fraction``: that share
-    of the queue is served at random, as the backend's AUTOAL_AUDIT_FRACTION does.
+    order each time instead of the first one (see ``served``). ``audit_fraction`` and
+    ``audit_until_trusted``: the share of the queue served at random once the accuracy figure
+    is trusted, and before (``model.estimate.audit_share``), as the backend's
+    AUTOAL_AUDIT_FRACTION and AUTOAL_AUDIT_UNTIL_TRUSTED; the share of the initial labels
+    counted as audited is the one the backend's cold-start queue serves at random.
     ``shortlist``: the most candidates k-means, core-set and BADGE see (AUTOAL_SHORTLIST).
 
-    Every round also computes the project page's accuracy estimates of its model (the
-    prequential, reweighted one and, with audits, the audit one: ``model.estimate``) from the
-    labels the annotator gives its batch, so they can be held against the true test
-    accuracy."""
+    Every round also computes the project page's accuracy figure for its model
+    (``model.estimate.current_accuracy``, from the audited labels so far), as the backend
+    does, next to the truth it estimates: the model's accuracy on the still unlabeled items."""
     num_items = pool.shape[0]
     minority = minority_class(pool_labels, num_classes)
     result = RunResult(name, seed)
     labels = torch.full((num_items,), -1, dtype=torch.int64, device=device)
     labeled_round = torch.full((num_items,), -1, dtype=torch.int64, device=device)
+    audited = torch.zeros(num_items, dtype=torch.bool, device=device)
     first = torch.as_tensor(initial_labels(num_items, initial, seed), device=device)
     labels[first] = pool_labels[first]
     labeled_round[first] = 0
+    share = audit_share(False, audit_fraction, audit_until_trusted)
+    # The initial labels are random: the share the cold-start queue audits counts as audited.
+    audited[first[: round(share * first.numel())]] = True
     ids = torch.arange(num_items, device=device)
-    judged: list = []  # earlier batches' (correct, confidence) for the page's estimate
     round_index = 0
     try:
         if selector is None:
@@ -292,16 +301,11 @@ def run_strategy(
                 model = _fit(pool, labels, num_classes, config, state.seed)
             metrics = held_out_metrics(model, test, test_labels, num_classes, minority)
             order = outcome.selection.order(seed=state.seed)
-            order, audit = interleave_audit(order.cpu(), audit_fraction, state.seed)
+            # The backend sizes a round's audit share by the last round's figure.
+            order, audit = interleave_audit(order.cpu(), share, state.seed)
             order = order.to(device)
             picked = served(order, batch, serve_window, state.seed)
-            audited = set(order.cpu()[audit].tolist())
-            in_audit = (
-                torch.tensor([int(i) in audited for i in picked.tolist()]) if audited else None
-            )
-            estimates = page_estimates(
-                model, pool, pool_labels, labels, picked, in_audit, state.seed, judged
-            )
+            estimates = page_estimates(model, state, pool_labels, audited, config, share)
             _record(
                 result,
                 name,
@@ -323,8 +327,12 @@ def run_strategy(
                     "info": _json_safe(outcome.selection.info),
                 }
             )
+            audited[order[audit.to(device)][torch.isin(order[audit.to(device)], picked)]] = True
             labels[picked] = pool_labels[picked]
             labeled_round[picked] = round_index + 1
+            share = audit_share(
+                bool(estimates.get("estimate_shown")), audit_fraction, audit_until_trusted
+            )
             if on_round is not None:
                 on_round()
             if bool((labels >= 0).all()):
@@ -368,33 +376,33 @@ def _fit(
     return TaskModel.fit(pool[labeled], targets, config=config.task_model, seed=seed)
 
 
-def page_estimates(model, pool, pool_labels, labels, picked, in_audit, seed, judged: list) -> dict:
-    """The project page's estimates of ``model``'s accuracy from the labels of ``picked``
-    (chosen from the unlabeled items; ``in_audit`` [B] marks those served at random), as the
-    backend computes them a round later; ``judged`` keeps the earlier batches' (correct,
-    confidence), pooled as the backend pools them."""
-    probs = model.predict_proba(pool[picked])
-    confidence, guess = probs.max(dim=1)
-    correct = (guess == pool_labels[picked]).float().cpu()
-    unlabeled = torch.nonzero(labels < 0).flatten()  # the pool the batch was chosen from
-    pool_confidence = model.predict_proba(pool[unlabeled]).max(dim=1).values.cpu()
-    judged.append((correct, confidence.cpu()))
-    recent = judged[-POOLED_BATCHES:]
-    out: dict[str, float] = {}
-    calibrated = calibrated_accuracy(
-        torch.cat([c for c, _ in recent]), torch.cat([p for _, p in recent]), pool_confidence, seed
-    )
-    if calibrated is not None:
+def page_estimates(
+    model: TaskModel,
+    state,
+    pool_labels: torch.Tensor,
+    audited: torch.Tensor,
+    config: RoundConfig,
+    share: float,
+) -> dict:
+    """The project page's accuracy figure for ``model`` (``model.estimate.current_accuracy``
+    from the labeled items of ``state``, ``audited`` [N] marking those served at random) and
+    the truth it estimates: ``model``'s accuracy on the items still unlabeled."""
+    probs = model.predict_proba(state.features)
+    unlabeled = ~state.labeled
+    truth = float((probs.argmax(dim=1) == pool_labels)[unlabeled].float().mean())
+    out: dict = {"unlabeled_accuracy": truth, "audited": int((audited & state.labeled).sum()),
+                 "audit_share": share}  # fmt: skip
+    verdict: Verdict = current_accuracy(
+        state.features, state.targets, state.labeled, audited, probs,
+        multilabel=state.multilabel, config=config.task_model, seed=state.seed,
+    )  # fmt: skip
+    if verdict.estimate is not None:
         out |= {
-            "estimate": calibrated.value,
-            "estimate_low": calibrated.low,
-            "estimate_high": calibrated.high,
+            "estimate": verdict.estimate.value,
+            "estimate_low": verdict.estimate.low,
+            "estimate_high": verdict.estimate.high,
         }
-    audit = (
-        audit_accuracy(correct[in_audit]) if in_audit is not None and bool(in_audit.any()) else None
-    )
-    if audit is not None:
-        out["audit_estimate"] = audit.value
+    out["estimate_shown"] = verdict.trusted
     return out
 
 
@@ -417,7 +425,7 @@ def _record(
             "accuracy": round(metrics.accuracy, 6),
             "macro_f1": round(metrics.macro_f1, 6),
             "minority_recall": round(metrics.minority_recall, 6),
-            **{k: round(v, 6) for k, v in (estimates or {}).items()},
+            **{k: round(v, 6) if isinstance(v, float) else v for k, v in (estimates or {}).items()},
             "cold_start": bool(outcome.cold_start) if outcome is not None else False,
             "train_s": round(seconds.get("train", 0.0), 4),
             "select_s": round(seconds.get("select", 0.0), 4),
@@ -426,24 +434,41 @@ def _record(
     )
 
 
-def estimate_error(results: list[RunResult], key: str) -> dict[str, float | None]:
-    """Bias (mean of estimate - true test accuracy), spread (std) and how often the true
-    accuracy fell inside the estimate's 95% band, over every round of every seed."""
-    errors, inside = [], []
+def estimate_error(results: list[RunResult]) -> dict[str, float | int | None]:
+    """How the page's accuracy figure did against the truth it estimates (the round model's
+    accuracy on the items still unlabeled), over the rounds of every seed that trained a model:
+    over the rounds where the figure was shown (trusted), its bias (mean of figure - truth),
+    mean absolute error and how often the 95% band held the truth; how many rounds showed a
+    figure and how many showed none; and the same error and coverage over every round with an
+    estimate, shown or not (``*_all``)."""
+    shown_err, shown_in, all_err, all_in, withheld = [], [], [], [], 0
     for result in results:
         for row in result.rows:
-            if key in row:
-                errors.append(row[key] - row["accuracy"])
-                if key == "estimate":
-                    inside.append(row["estimate_low"] <= row["accuracy"] <= row["estimate_high"])
-    if not errors:
-        return {"bias": None, "spread": None, "band_coverage": None}
-    array = np.asarray(errors)
+            if "unlabeled_accuracy" not in row or row.get("cold_start"):
+                continue
+            truth = row["unlabeled_accuracy"]
+            if "estimate" in row:
+                inside = row["estimate_low"] <= truth <= row["estimate_high"]
+                all_err.append(row["estimate"] - truth)
+                all_in.append(inside)
+            if row.get("estimate_shown"):
+                shown_err.append(row["estimate"] - truth)
+                shown_in.append(inside)
+            else:
+                withheld += 1
+
+    def mean(values, digits=4):
+        return round(float(np.mean(values)), digits) if values else None
+
     return {
-        "bias": round(float(array.mean()), 4),
-        "spread": round(float(array.std()), 4),
-        "band_coverage": round(float(np.mean(inside)), 3) if inside else None,
-        "rounds": int(array.size),
+        "bias": mean(shown_err),
+        "mae": mean(np.abs(shown_err)),
+        "band_coverage": mean(shown_in, 3),
+        "shown": len(shown_err),
+        "withheld": withheld,
+        "mae_all": mean(np.abs(all_err)),
+        "band_coverage_all": mean(all_in, 3),
+        "estimated": len(all_err),
     }
 
 
@@ -649,14 +674,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)  # callers in the same process keep their setting
 
 
-def is_span_run(args: argparse.Namespace) -> bool:
-    """True for a span data set, or a Label Studio export whose label config has ``<Labels>``."""
+def run_kind(args: argparse.Namespace) -> str:
+    """The task kind a run simulates: ``spans`` or ``boxes`` for their data sets or for a Label
+    Studio export whose label config has ``<Labels>`` or ``<RectangleLabels>``; else
+    ``choices``."""
+    from benchmarks.box_data import BOX_DATASETS
     from benchmarks.span_data import SPAN_DATASETS
 
     if args.dataset in SPAN_DATASETS:
-        return True
+        return "spans"
+    if args.dataset in BOX_DATASETS:
+        return "boxes"
     if not args.label_config:
-        return False
+        return "choices"
     from autoal_backend.kinds import parse_label_config
     from autoal_backend.label_config import UnsupportedConfigError
 
@@ -664,24 +694,27 @@ def is_span_run(args: argparse.Namespace) -> bool:
         spec = parse_label_config(Path(args.label_config).read_text())
     except (OSError, UnsupportedConfigError) as exc:
         raise SystemExit(f"--label-config {args.label_config}: {exc}") from None
-    return spec.kind == "spans"
+    return spec.kind
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    if is_span_run(args):
+    kind = run_kind(args)
+    if kind != "choices":
+        from benchmarks.box_simulate import run_box_benchmark
         from benchmarks.span_simulate import run_span_benchmark
         from model.selectors import mixture_names
         from model.strategies import strategy_names
 
-        valid = mixture_names() + strategy_names("spans")
+        valid = mixture_names() + strategy_names(kind)
         names = (
             valid
             if args.strategies.strip() == "all"
             else [n.strip() for n in args.strategies.split(",") if n.strip()]
         )
-        return run_span_benchmark(args, names, selector_options_for(names, args.selector_option))
+        run = run_span_benchmark if kind == "spans" else run_box_benchmark
+        return run(args, names, selector_options_for(names, args.selector_option))
     strategies = parse_strategies(args.strategies)
     options = selector_options_for(strategies, args.selector_option)
     if args.batch < 1 or args.rounds < 1 or args.seeds < 1:

@@ -49,6 +49,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 # As the backend's entry point (_wsgi.py) does, before torch loads: idle OpenMP threads sleep.
 # Set OMP_WAIT_POLICY=ACTIVE to measure OpenMP's default spinning instead.
@@ -291,6 +292,69 @@ def one_span_round(states, offsets, texts, answers, types: int, budget: int, see
     return time.perf_counter() - start, time.process_time() - cpu_start, stages
 
 
+def synthetic_box_scenes(n: int, grid: int, channels: int, classes: int, labeled: int, seed: int) -> tuple[list, list]:  # fmt: skip
+    """``n`` synthetic feature maps [grid, grid, channels] (seeded Gaussian: a round's cost
+    depends on their shape, not their content) with the image size (320, 320), and for the
+    first ``labeled`` their gold boxes (1-4 per image, as an annotation gives them)."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.randn(n, grid, grid, channels, generator=generator)
+    parts = [(maps[i], (320, 320)) for i in range(n)]
+    answers: list = []
+    for i in range(n):
+        if i >= labeled:
+            answers.append(None)
+            continue
+        boxes = []
+        for _ in range(int(torch.randint(1, 5, (1,), generator=generator))):
+            x0, y0 = (float(v) for v in torch.rand(2, generator=generator) * 0.7)
+            w, h = (float(v) for v in torch.rand(2, generator=generator) * 0.25 + 0.05)
+            boxes.append(
+                (
+                    x0,
+                    y0,
+                    x0 + w,
+                    y0 + h,
+                    f"c{int(torch.randint(classes, (1,), generator=generator))}",
+                )
+            )
+        answers.append(boxes)
+    return parts, answers
+
+
+def one_box_round(parts, answers, classes: int, budget: int, seed: int, validation_folds: int,
+                  device: torch.device, selector_name: str, shortlist: int) -> tuple[float, float, dict[str, float]]:  # fmt: skip
+    """One backend round of a box project once its images are embedded: the kind's pool (the
+    maps standardised, the boxes as heat targets), ``run_round`` (the detector head, decoding
+    every image, the box portfolio, the selector, validation) and the ranking with every
+    pushed task's box regions; (wall s, CPU s, stages)."""
+    from autoal_backend.kinds.boxes import BoxSpec
+    from autoal_backend.rounds.sync import TaskView
+    from autoal_backend.settings import Settings
+    from model.active_round import RoundConfig
+    from model.pool import PoolState
+    from model.selectors import make_selector
+    from model.task_model import standardise
+
+    spec = BoxSpec("objects", "image", "image", tuple(f"c{c}" for c in range(classes)))
+    settings = Settings(push_window=budget, shortlist=shortlist)
+    config = RoundConfig(validation_folds=validation_folds)
+    timer = StrategyTimer(None, device)
+    stages: dict[str, float] = {}
+    start, cpu_start = time.perf_counter(), time.process_time()
+    t = time.perf_counter()
+    targets, pool = spec.targets(answers, parts, device)
+    pooled = pool.maps.float().mean(dim=(1, 2))
+    labeled = torch.tensor([a is not None for a in answers], device=device)
+    state = PoolState(features=standardise(pooled), targets=targets, labeled=labeled,
+                      labeled_round=torch.where(labeled, 0, -1), multilabel=True, budget=budget, seed=seed,
+                      ids=torch.arange(len(answers), device=device), shortlist=shortlist, kind="boxes", parts=pool)  # fmt: skip
+    stages["standardise"] = time.perf_counter() - t
+    views = [TaskView(i, {"id": i, "data": {"image": ""}}, None) for i in range(len(answers))]
+    selector = make_selector(selector_name, device=device, kind="boxes")
+    timed_round(state, selector, config, spec, settings, views, timer, stages, device)
+    return time.perf_counter() - start, time.process_time() - cpu_start, stages
+
+
 def measure_pool(
     pool: int,
     labeled: int,
@@ -307,12 +371,20 @@ def measure_pool(
     kind: str = "choices",
 ) -> dict:
     """Every repeat of the round on one pool size (run in a fresh process by ``main``);
-    ``kind`` ``spans``: texts of 5-40 words, ``classes`` entity types."""
+    ``kind`` ``spans``: texts of 5-40 words, ``classes`` entity types; ``boxes``: images as
+    16 x 16 x 96 feature maps (``mobilenet_v2_maps`` at 256 pixels), ``classes`` classes."""
     from model.device import resolve_device
 
     device = resolve_device(device_name)
     budget = max(1, min(budget, pool))  # as the backend: the window never exceeds the pool
-    if kind == "spans":
+    if kind == "boxes":
+        scenes = synthetic_box_scenes(pool + labeled, 16, 96, classes, labeled, seed)
+
+        def round_once():
+            return one_box_round(
+                *scenes, classes, budget, seed, validation_folds, device, selector, shortlist
+            )
+    elif kind == "spans":
         texts = synthetic_span_texts(pool + labeled, dim, classes, labeled, seed)
 
         def round_once():
@@ -444,10 +516,19 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
 
     device = resolve_device(device_name)
     modality = encoder_modality(name)
-    encoder = get_encoder(name, device)
-    if modality == "text":
+    encoder: Any = get_encoder(name, device)
+    maps = hasattr(encoder, "encode_maps")
+    raw_items: list
+    if maps:  # a box project's encoder: photos of the size the scenes are generated at
+        from autoal_backend.kinds.boxes import BoxSpec
+
+        pngs = benchmark_images(items, 320, seed)
+        raw_items = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
+        values = ["data:image/png;base64," + base64.b64encode(b).decode() for b in pngs]
+        spec: Any = BoxSpec("objects", "image", "image", ("a", "b"))
+    elif modality == "text":
         texts = benchmark_texts(items, seed)
-        raw_items: list = texts
+        raw_items = texts
         values = texts
         spec = LabelSpec("label", "text", "text", "text", ("a", "b"), False)
     else:
@@ -465,12 +546,13 @@ def measure_encoder(name: str, items: int, repeats: int, seed: int, device_name:
     )
     # Never contacted: data URIs and inline texts need no request.
     client = LabelStudioClient("http://127.0.0.1:9", "unused-token")
-    encoder.encode(raw_items[: min(16, items)])  # warm-up: first-call allocations, lazy init
+    run = encoder.encode_maps if maps else encoder.encode
+    run(raw_items[: min(16, items)])  # warm-up: first-call allocations, lazy init
     raw_s, path_s = [], []
     for _ in range(repeats):
         synchronise(device)
         start = time.perf_counter()
-        encoder.encode(raw_items)
+        run(raw_items)
         synchronise(device)
         raw_s.append(time.perf_counter() - start)
         with tempfile.TemporaryDirectory(prefix="autoal-speed-") as root:
@@ -671,8 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kind",
         default="choices",
-        choices=("choices", "spans"),
-        help="spans: a round of a span project (texts of 5-40 words, --classes entity types)",
+        choices=("choices", "spans", "boxes"),
+        help="spans: a round of a span project (texts of 5-40 words, --classes entity types); "
+        "boxes: a round of a box project (16 x 16 x 96 feature maps, --classes classes)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
