@@ -102,7 +102,7 @@ PARSERS: dict[str, Callable[[str], ProjectSpec]] = {
     "RectangleLabels": parse_box_config,
 }
 SUPPORTED = (
-    "one <Choices> over one <Image> or <Text>, one <Labels> over one <Text>, or one "
+    "<Choices> over one <Image> or <Text>, one <Labels> over one <Text>, or one "
     "<RectangleLabels> over one <Image>"
 )
 
@@ -118,12 +118,12 @@ def parse_label_config(config: str) -> ProjectSpec:
         named = ", ".join(f"{t} ({OTHER_REGIONS[t]})" if t in OTHER_REGIONS else t for t in unknown)
         raise UnsupportedConfigError(
             f"unsupported control tag(s) {named}: this backend cannot learn from them; supported "
-            f"are {SUPPORTED}"
+            f"are one {SUPPORTED}"
         )
     if not known:
-        raise UnsupportedConfigError(f"expected {SUPPORTED}; got no control tag")
+        raise UnsupportedConfigError(f"expected exactly one {SUPPORTED}; got no control tag")
     if len(known) != 1:
         raise UnsupportedConfigError(
-            f"control tags {', '.join(known)}: a project must hold one kind, {SUPPORTED}"
+            f"control tags {', '.join(known)}: a project must hold one kind, one {SUPPORTED}"
         )
     return PARSERS[known[0]](config)

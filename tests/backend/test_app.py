@@ -88,10 +88,10 @@ def test_predict_serves_latest_ranking_in_task_order(setup):
             {
                 "project": "7.1",
                 "schema": "<View><Image name='i' value='$i'/>"
-                "<RectangleLabels name='r' toName='i'><Label value='a'/></RectangleLabels></View>",
+                "<PolygonLabels name='r' toName='i'><Label value='a'/></PolygonLabels></View>",
             },
             422,
-            "RectangleLabels",
+            "PolygonLabels (polygons)",
         ),
         ("/setup", {"project": "7.1", "schema": "<View"}, 422, "not valid XML"),
         ("/predict", {"project": "7.1"}, 400, "'tasks'"),

@@ -40,9 +40,9 @@ def test_multiple_choice_over_image_uses_aliases_in_config_order():
         ("", "empty"),
         ("<View><Text name='t' value='$t'/>", "not valid XML"),
         (
-            "<View><Image name='i' value='$i'/><RectangleLabels name='r' toName='i'>"
-            "<Label value='a'/></RectangleLabels></View>",
-            "RectangleLabels",
+            "<View><Image name='i' value='$i'/><KeyPointLabels name='r' toName='i'>"
+            "<Label value='a'/></KeyPointLabels></View>",
+            "KeyPointLabels (key points)",
         ),
         (
             "<View><Audio name='a' value='$a'/><Choices name='c' toName='a'>"
