@@ -47,7 +47,9 @@ class Metrics:
         running: int,
         pending: list[int] | None = None,
         progress: dict[int, dict] | None = None,
+        accuracy: dict[int, dict] | None = None,
     ) -> str:
+        """The text exposition; ``accuracy``: {project: ``rounds.history.accuracy_headline``}."""
         lines: list[str] = []
         with self._lock:
             for name, kind, text, values, label, fmt in (
@@ -88,6 +90,7 @@ class Metrics:
                 lines.append(
                     f'autoal_embedding_progress{{project="{pid}"}} {p["done"] / p["total"]:.4f}'
                 )
+        lines += accuracy_lines(accuracy or {})
         lines += [
             "# HELP autoal_queue_depth Projects waiting for a round.",
             "# TYPE autoal_queue_depth gauge",
@@ -97,3 +100,32 @@ class Metrics:
             f"autoal_round_running {running}",
         ]
         return "\n".join(lines) + "\n"
+
+
+def accuracy_lines(accuracy: dict[int, dict]) -> list[str]:
+    """The latest model's accuracy on the unlabeled tasks per project: the figure and its 95%
+    band where it is trusted; where it is not, no figure and a 1 under the reason's code (the
+    sentence is in the project's JSON, /api/projects/<id>)."""
+    lines = []
+    for name, key, text in (
+        ("autoal_accuracy_unlabeled", "value", "Accuracy of the latest model on the unlabeled tasks (trusted figures only)."),
+        ("autoal_accuracy_unlabeled_low", "low", "Low end of its 95% band."),
+        ("autoal_accuracy_unlabeled_high", "high", "High end of its 95% band."),
+    ):  # fmt: skip
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        lines += [
+            f'{name}{{project="{pid}"}} {figure[key]:.4f}'
+            for pid, figure in sorted(accuracy.items())
+            if figure.get("value") is not None
+        ]
+    lines += [
+        "# HELP autoal_accuracy_unlabeled_withheld 1 where no figure is trusted yet, by reason "
+        "(too_few_audits, band_too_wide, no_model, not_measured, no_figure, no_round).",
+        "# TYPE autoal_accuracy_unlabeled_withheld gauge",
+    ]
+    lines += [
+        f'autoal_accuracy_unlabeled_withheld{{project="{pid}",reason="{figure.get("code") or "unknown"}"}} 1'
+        for pid, figure in sorted(accuracy.items())
+        if figure.get("value") is None
+    ]
+    return lines

@@ -17,6 +17,7 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e5e5e5;vertical-a
 th{background:#f0f0f0;font-weight:600}
 .card{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:12px 14px;margin:10px 0}
 .chart{width:100%;max-width:900px;height:auto}
+.headline{font-size:18px;font-weight:600;margin:14px 0}
 .status{font-weight:600}.warn{color:#a15c00}.error{color:#b00020}.muted{color:#666}
 .bar{display:inline-block;height:9px;margin-right:1px;vertical-align:middle}
 img.thumb{width:64px;height:64px;object-fit:contain;background:#eee}
@@ -46,7 +47,8 @@ def projects_page(rows: list[dict]) -> str:
                      "(project &gt; Settings &gt; Model).</div>")  # fmt: skip
         return _page("AutoAL backend", "".join(lines))
     lines.append("<table><tr><th>project</th><th>labeled</th><th>unlabeled</th><th>rounds</th>"
-                 "<th>last round</th><th>strategy</th><th>status</th></tr>")  # fmt: skip
+                 "<th>last round</th><th>strategy</th><th>accuracy on unlabeled</th>"
+                 "<th>status</th></tr>")  # fmt: skip
     for row in rows:
         status = row["status"]
         lines.append(
@@ -54,7 +56,7 @@ def projects_page(rows: list[dict]) -> str:
             f'<span class="muted">{escape(", ".join(row["labels"][:8]))}</span></td>'
             f"<td>{row['labeled']}</td><td>{row['unlabeled'] if row['unlabeled'] is not None else ''}</td>"
             f"<td>{row['rounds']}</td><td>{escape(row['last_round'] or 'none yet')}</td>"
-            f"<td>{escape(row['strategy'] or '')}</td>"
+            f"<td>{escape(row['strategy'] or '')}</td>{_accuracy_cell(row['accuracy'])}"
             f'<td class="status">{escape(status["text"])}</td></tr>'
         )
     lines.append("</table>")
@@ -62,17 +64,20 @@ def projects_page(rows: list[dict]) -> str:
     return _page("AutoAL backend", "".join(lines), refresh=busy)
 
 
+def _accuracy_cell(accuracy: dict) -> str:
+    """The projects list's accuracy: the figure and its band, or "not yet" with the reason."""
+    if accuracy.get("value") is None:
+        return f'<td class="muted" title="{escape(accuracy["reason"] or "")}">not yet</td>'
+    return (f'<td>{accuracy["value"]:.0%} <span class="muted">({accuracy["low"]:.0%}-'
+            f'{accuracy["high"]:.0%})</span></td>')  # fmt: skip
+
+
 def _curve_chart(curve: dict) -> str:
     series = [
         Series(
-            "estimate (calibrated)",
-            [(p["labeled"], p["value"]) for p in curve["calibrated"]],
-            [(p["labeled"], p["low"], p["high"]) for p in curve["calibrated"]],
-        ),
-        Series(
-            "audit (random tasks)",
-            [(p["labeled"], p["value"]) for p in curve["audit"]],
-            [(p["labeled"], p["low"], p["high"]) for p in curve["audit"]],
+            "on unlabeled tasks",
+            [(p["labeled"], p["value"]) for p in curve["unlabeled"]],
+            [(p["labeled"], p["low"], p["high"]) for p in curve["unlabeled"]],
         ),
         Series(
             "cross-validated",
@@ -140,6 +145,11 @@ def project_page(overview: dict) -> str:
         out.append(f'<p class="error" id="last-error">Last failed round ({escape(error["when"])}){retry}: '
                    f'{escape(error["message"])}</p>')  # fmt: skip
     out.append("</div>")
+    accuracy = row["accuracy"]
+    shown = "shown" if accuracy.get("value") is not None else "withheld"
+    out.append(
+        f'<p class="headline" id="accuracy" data-state="{shown}">{escape(accuracy["text"])}</p>'
+    )
 
     curve = overview["learning_curve"]
     out += [

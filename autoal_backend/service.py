@@ -26,6 +26,7 @@ from autoal_backend.metrics import Metrics
 from autoal_backend.projects import Projects
 from autoal_backend.protocol import LabelStudioProtocol
 from autoal_backend.rounds.embed import EncoderFactory
+from autoal_backend.rounds.history import accuracy_headline
 from autoal_backend.rounds.runner import RoundError, RoundRunner, RoundSkipped
 from autoal_backend.rounds.sync import project_state
 from autoal_backend.settings import Settings
@@ -382,4 +383,8 @@ class Backend(LabelStudioProtocol):
             int(self.worker.running is not None),
             self.worker.pending_projects(),
             self.runner.progress(),
+            {
+                pid: accuracy_headline(self.store.load_history(pid))
+                for pid in self.store.project_ids()
+            },
         )

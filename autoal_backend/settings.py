@@ -93,6 +93,10 @@ PROJECT_SETTINGS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AUTOAL_TEXT_ENCODER": ("text_encoder", _as_encoder),
     "AUTOAL_SET_SAMPLING": ("set_sampling", _as_bool),
     "AUTOAL_AUDIT_FRACTION": ("audit_fraction", lambda n, raw: _as_fraction(n, raw, 0.5)),
+    "AUTOAL_AUDIT_UNTIL_TRUSTED": (
+        "audit_until_trusted",
+        lambda n, raw: _as_fraction(n, raw, 1.0),
+    ),
     "AUTOAL_SPAN_MIN_SCORE": ("span_min_score", lambda n, raw: _as_fraction(n, raw, 1.0)),
     "AUTOAL_BOX_MIN_SCORE": ("box_min_score", lambda n, raw: _as_fraction(n, raw, 1.0)),
     "AUTOAL_MAX_BOXES": ("max_boxes", lambda n, raw: _as_int(n, raw, 1, MAX_BOXES)),
@@ -104,7 +108,8 @@ PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_IMAGE_ENCODER": "",
     "AUTOAL_TEXT_ENCODER": "",
     "AUTOAL_SET_SAMPLING": "true",
-    "AUTOAL_AUDIT_FRACTION": "0",
+    "AUTOAL_AUDIT_FRACTION": "0.1",
+    "AUTOAL_AUDIT_UNTIL_TRUSTED": "0.5",
     "AUTOAL_SPAN_MIN_SCORE": "0.5",
     "AUTOAL_BOX_MIN_SCORE": "0.3",
     "AUTOAL_MAX_BOXES": "20",
@@ -134,7 +139,10 @@ class Settings:
     reconcile_seconds: int = 60
     allowed_hosts: tuple[str, ...] = ()
     max_body_mb: int = 64
-    audit_fraction: float = 0.0
+    # The share of the queue served at random (audit tasks, model.estimate): once the
+    # accuracy figure is trusted, and until then.
+    audit_fraction: float = 0.1
+    audit_until_trusted: float = 0.5
     # Span projects: predicted spans below this confidence are not shown to annotators.
     span_min_score: float = 0.5
     # Box projects: predicted boxes below this score are not shown, nor more than max_boxes.

@@ -269,13 +269,16 @@ def run_strategy(
     result = RunResult(name, seed)
     labels = torch.full((num_items,), -1, dtype=torch.int64, device=device)
     labeled_round = torch.full((num_items,), -1, dtype=torch.int64, device=device)
-    audited = torch.zeros(num_items, dtype=torch.bool, device=device)
+    # Tasks served at random: the round whose queue drew them (-1: the cold start's) and how
+    # many tasks that queue held (0: not audited).
+    audit_round = torch.full((num_items,), -1, dtype=torch.int64)
+    audit_pool = torch.zeros(num_items, dtype=torch.int64)
     first = torch.as_tensor(initial_labels(num_items, initial, seed), device=device)
     labels[first] = pool_labels[first]
     labeled_round[first] = 0
     share = audit_share(False, audit_fraction, audit_until_trusted)
     # The initial labels are random: the share the cold-start queue audits counts as audited.
-    audited[first[: round(share * first.numel())]] = True
+    audit_pool[first[: round(share * first.numel())].cpu()] = num_items
     ids = torch.arange(num_items, device=device)
     round_index = 0
     try:
@@ -305,7 +308,9 @@ def run_strategy(
             order, audit = interleave_audit(order.cpu(), share, state.seed)
             order = order.to(device)
             picked = served(order, batch, serve_window, state.seed)
-            estimates = page_estimates(model, state, pool_labels, audited, config, share)
+            estimates = page_estimates(
+                model, state, pool_labels, audit_round, audit_pool, config, share
+            )
             _record(
                 result,
                 name,
@@ -327,7 +332,10 @@ def run_strategy(
                     "info": _json_safe(outcome.selection.info),
                 }
             )
-            audited[order[audit.to(device)][torch.isin(order[audit.to(device)], picked)]] = True
+            served_at_random = order[audit.to(device)]
+            drawn = served_at_random[torch.isin(served_at_random, picked)].cpu()
+            audit_round[drawn] = round_index
+            audit_pool[drawn] = int((labels < 0).sum())
             labels[picked] = pool_labels[picked]
             labeled_round[picked] = round_index + 1
             share = audit_share(
@@ -380,21 +388,24 @@ def page_estimates(
     model: TaskModel,
     state,
     pool_labels: torch.Tensor,
-    audited: torch.Tensor,
+    audit_round: torch.Tensor,
+    audit_pool: torch.Tensor,
     config: RoundConfig,
     share: float,
 ) -> dict:
     """The project page's accuracy figure for ``model`` (``model.estimate.current_accuracy``
-    from the labeled items of ``state``, ``audited`` [N] marking those served at random) and
-    the truth it estimates: ``model``'s accuracy on the items still unlabeled."""
+    from the labeled items of ``state``; ``audit_round`` and ``audit_pool`` [N] say which were
+    served at random, from which round's queue and how large it was) and the truth it
+    estimates: ``model``'s accuracy on the items still unlabeled."""
     probs = model.predict_proba(state.features)
     unlabeled = ~state.labeled
     truth = float((probs.argmax(dim=1) == pool_labels)[unlabeled].float().mean())
-    out: dict = {"unlabeled_accuracy": truth, "audited": int((audited & state.labeled).sum()),
-                 "audit_share": share}  # fmt: skip
+    audited = int(((audit_pool > 0) & state.labeled.cpu()).sum())
+    out: dict = {"unlabeled_accuracy": truth, "audited": audited, "audit_share": share}
     verdict: Verdict = current_accuracy(
-        state.features, state.targets, state.labeled, audited, probs,
-        multilabel=state.multilabel, config=config.task_model, seed=state.seed,
+        state.features, state.targets, state.labeled, state.labeled_round, audit_round,
+        audit_pool, probs, multilabel=state.multilabel, config=config.task_model,
+        seed=state.seed,
     )  # fmt: skip
     if verdict.estimate is not None:
         out |= {
@@ -458,7 +469,7 @@ def estimate_error(results: list[RunResult]) -> dict[str, float | int | None]:
                 withheld += 1
 
     def mean(values, digits=4):
-        return round(float(np.mean(values)), digits) if values else None
+        return round(float(np.mean(values)), digits) if len(values) else None
 
     return {
         "bias": mean(shown_err),
@@ -643,7 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--audit-fraction",
         type=float,
         default=0.0,
-        help="serve this share of the queue at random, as AUTOAL_AUDIT_FRACTION does (0: none)",
+        help="serve this share of the queue at random once the accuracy figure is trusted, as "
+        "AUTOAL_AUDIT_FRACTION does (0: none)",
+    )
+    parser.add_argument(
+        "--audit-until-trusted",
+        type=float,
+        default=0.0,
+        help="serve this share of the queue at random while the accuracy figure is not trusted "
+        "yet, as AUTOAL_AUDIT_UNTIL_TRUSTED does (0: --audit-fraction throughout)",
     )
     parser.add_argument(
         "--shortlist",
@@ -721,8 +740,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise SystemExit("--batch, --rounds and --seeds must be at least 1")
     if args.first_seed < 0:
         raise SystemExit(f"--first-seed must be 0 or more, got {args.first_seed}")
-    if not 0.0 <= args.audit_fraction < 1.0:
-        raise SystemExit(f"--audit-fraction must lie in [0, 1), got {args.audit_fraction}")
+    for flag, value in (("--audit-fraction", args.audit_fraction),
+                        ("--audit-until-trusted", args.audit_until_trusted)):  # fmt: skip
+        if not 0.0 <= value <= 1.0:
+            raise SystemExit(f"{flag} must lie in [0, 1], got {value}")
     if args.serve_window is not None and args.serve_window < 1:
         raise SystemExit(f"--serve-window must be at least 1, got {args.serve_window}")
     if args.shortlist < 0:
@@ -792,6 +813,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     options=options[name],
                     serve_window=args.serve_window,
                     audit_fraction=args.audit_fraction,
+                    audit_until_trusted=args.audit_until_trusted,
                     shortlist=args.shortlist,
                 )
             except StrategyFailed as failure:
@@ -837,12 +859,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
         report["serve_window"] = args.serve_window
     if args.shortlist:
         report["shortlist"] = args.shortlist
-    report["estimate_error"] = {n: estimate_error(rs, "estimate") for n, rs in runs.items()}
-    if args.audit_fraction > 0:
+    report["estimate_error"] = {n: estimate_error(rs) for n, rs in runs.items()}
+    if args.audit_fraction > 0 or args.audit_until_trusted > 0:
         report["audit_fraction"] = args.audit_fraction
-        report["audit_estimate_error"] = {
-            n: estimate_error(rs, "audit_estimate") for n, rs in runs.items()
-        }
+        report["audit_until_trusted"] = args.audit_until_trusted
     if any(options.values()):
         report["selector_options"] = {n: _json_safe(o) for n, o in options.items() if o}
     matched = labels_to_match_random(runs)

@@ -20,9 +20,10 @@ HISTORY_TOP = 20
 
 
 def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str, settings: Settings,
-         views: list[TaskView]) -> tuple[Ranking, list[dict], list[dict]]:  # fmt: skip
+         views: list[TaskView], audit: float = 0.0) -> tuple[Ranking, list[dict], list[dict]]:  # fmt: skip
     """Scores for every candidate (lower = sooner), predictions for the top window only,
-    and the top tasks with their main strategy for the history.
+    and the top tasks with their main strategy for the history. ``audit``: the share of the
+    queue served at random (``history.round_audit_share``), cold-start queues included.
 
     Each prediction's regions carry the model's probability for the choice they select
     (``score`` per region; one region per chosen label when multi-label); the
@@ -48,24 +49,24 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
     )
     # Lowest score first, ties by position (a stable sort), as sorted() by (score, i) would.
     order = torch.argsort(queue_keys, stable=True).tolist()
-    audit: set[int] = set()
-    if settings.audit_fraction > 0 and result.probs is not None:
+    audited: set[int] = set()
+    if audit > 0:
         # A share of the queue served at random: its labels judge the model without bias.
-        mixed, is_audit = interleave_audit(torch.tensor(order), settings.audit_fraction, state.seed)
+        mixed, is_audit = interleave_audit(torch.tensor(order), audit, state.seed)
         order = mixed.tolist()
-        audit = {ids[i] for i, flag in zip(order, is_audit.tolist(), strict=True) if flag}
+        audited = {ids[i] for i, flag in zip(order, is_audit.tolist(), strict=True) if flag}
         spread = sorted(scores)
         for position, i in enumerate(order):
             scores[i] = spread[position]
         ranking.scores = dict(zip(ids, scores, strict=True))
-        ranking.audit = audit
+        ranking.audit = audited
     window = order[: settings.push_window]
     predictions = []
     for position, i in enumerate(window):
         # What annotators see (span and box projects hide the regions their model doubts), and the
         # reason naming exactly that.
         shown, shown_confidence = spec.shown(picked[i], confidence[i], settings)
-        reason = "served at random to measure accuracy (audit)" if ids[i] in audit else why[i]
+        reason = "served at random to measure accuracy (audit)" if ids[i] in audited else why[i]
         why_line = why_text(version, reason, spec.names(shown, texts[i]), shown_confidence, position,
                             len(ids), trained=result.model is not None)  # fmt: skip
         predictions.append(
@@ -90,7 +91,7 @@ def rank(state: PoolState, result: RoundResult, spec: ProjectSpec, version: str,
                     selection.strategy_names, selection.contributions[i].tolist(), strict=True
                 )
             },
-            "audit": ids[i] in audit,
+            "audit": ids[i] in audited,
         }
         for i in window[:HISTORY_TOP]
     ]

@@ -19,7 +19,12 @@ import torch
 from autoal_backend.kinds import ProjectSpec
 from autoal_backend.ls_client import LabelStudioClient
 from autoal_backend.rounds.embed import Embedder, EmbeddingUnavailable, EncoderFactory
-from autoal_backend.rounds.history import accuracy_estimate, history_entry
+from autoal_backend.rounds.history import (
+    accuracy_figure,
+    audits_labeled,
+    history_entry,
+    round_audit_share,
+)
 from autoal_backend.rounds.pool import build_pool
 from autoal_backend.rounds.push import clean_up, push, save_record
 from autoal_backend.rounds.rank import AUTO_WINDOW, auto_window, rank
@@ -180,7 +185,8 @@ class RoundRunner:
             raise RoundError(
                 f"project {project_id}: every readable task is labeled; nothing to rank"
             )
-        estimate = accuracy_estimate(self.store, project_id, state, views, round_number, spec)
+        history = self.store.load_history(project_id)
+        previous = self.store.load_ranking(project_id)
         selector, strategy = self.selector(project_id, settings, spec)
         settings = replace(settings, strategy=strategy)
         config = RoundConfig(min_labels=settings.min_labels, validation_folds=3)
@@ -190,7 +196,8 @@ class RoundRunner:
         result = run_round(state, selector, replace(config, validation_folds=0))
         seconds.update(result.seconds)
 
-        ranking, predictions, top = rank(state, result, spec, version, settings, views)
+        share = round_audit_share(history, settings, spec)
+        ranking, predictions, top = rank(state, result, spec, version, settings, views, share)
         self.set_stage(project_id, "pushing", predictions=len(predictions))
         t = time.perf_counter()
         push(client, self.store, record, version, predictions, settings)
@@ -202,6 +209,12 @@ class RoundRunner:
             result.validation_accuracy = cross_validated_accuracy(state, config)
             if result.validation_accuracy is not None:
                 seconds["validate"] = time.perf_counter() - t
+        # The model's accuracy on the unlabeled tasks, judged by the audited ones (after the
+        # push too: two cross-fits the queue need not wait for).
+        t = time.perf_counter()
+        audits = audits_labeled(previous, views, history)
+        figure = accuracy_figure(state, result, spec, history, audits, config)
+        seconds["estimate"] = time.perf_counter() - t
 
         exported = None
         if result.model is not None:
@@ -236,8 +249,9 @@ class RoundRunner:
         entry["full_sync"] = full_sync
         entry["disagreements"] = disagreements(views, spec)
         entry["push_window"] = settings.push_window
-        if estimate is not None:
-            entry["accuracy_estimate"] = estimate
+        entry["audit_share"] = share
+        entry["audits"] = audits
+        entry["accuracy"] = figure
         self.store.append_history(project_id, entry)
         log.info(
             "project %s round %s: %s labeled, %s pushed as %s in %.2f s",

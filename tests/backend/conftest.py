@@ -37,6 +37,10 @@ def make_settings(tmp_path, **overrides) -> Settings:
         "AUTOAL_PUSH_WINDOW": "10",
         "AUTOAL_MIN_LABELS": "4",
         "DEVICE": "cpu",
+        # The queue orders these tests assert are the strategy's: no task served at random
+        # (the audit share has its own tests in test_loop.py).
+        "AUTOAL_AUDIT_FRACTION": "0",
+        "AUTOAL_AUDIT_UNTIL_TRUSTED": "0",
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(env)

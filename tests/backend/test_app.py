@@ -176,6 +176,16 @@ def test_history_metrics_and_versions(setup):
     assert 'autoal_rounds_total{project="7"} 2' in text
     assert "autoal_queue_depth 0" in text
     assert "autoal_round_seconds_sum" in text
+    # No task was served at random (the tests' settings): no figure, and why, in /metrics and
+    # in the JSON API.
+    assert 'autoal_accuracy_unlabeled_withheld{project="7",reason="too_few_audits"} 1' in text
+    assert 'autoal_accuracy_unlabeled{project="7"}' not in text
+    [row] = client.get("/api/projects").get_json()["projects"]
+    accuracy = client.get("/api/projects/7").get_json()["project"]["accuracy"]
+    assert row["accuracy"] == accuracy
+    assert accuracy["value"] is None and accuracy["code"] == "too_few_audits"
+    assert accuracy["model_version"] == round_version(7, 2) and accuracy["audited"] == 0
+    assert accuracy["text"] == f"No accuracy figure yet: {accuracy['reason']}."
 
 
 def test_basic_auth_guards_all_but_webhook_and_health(tmp_path, ls):

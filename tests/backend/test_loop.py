@@ -269,3 +269,90 @@ def test_an_auto_window_follows_the_labels_that_arrive_between_rounds(tmp_path, 
     entry = backend.store.load_history(7)[-1]
     assert entry["push_window"] == 14 and entry["pushed"] == 14
     assert len(ls.versions(7)) == 1 and list(ls.versions(7).values()) == [14]
+
+
+def test_tasks_served_at_random_until_the_accuracy_figure_is_trusted(tmp_path, ls):
+    """A cold-start queue serves every other task at random; once ten of them are labeled the
+    round's figure (the model's accuracy on the unlabeled tasks) is trusted, the page, the
+    API and /metrics show it, and the next queue serves one task in ten at random."""
+    text_project(ls, 7, labeled=2, unlabeled=120)
+    settings = make_settings(
+        tmp_path, AUTOAL_AUDIT_FRACTION="0.1", AUTOAL_AUDIT_UNTIL_TRUSTED="0.5"
+    )
+    backend = make_backend(settings, ls)
+    run(backend, 7)
+    first = backend.store.load_history(7)[-1]
+    assert first["cold_start"] and first["audit_share"] == 0.5
+    assert first["accuracy"]["trusted"] is False and first["accuracy"]["code"] == "no_model"
+    ranking = backend.ranking(7)
+    order = sorted(ranking.scores, key=ranking.scores.get)
+    assert len(ranking.audit) == 60 and set(order[1::2]) == ranking.audit  # every 2nd position
+    overview = backend_overview(backend, 7)
+    assert overview["value"] is None and overview["code"] == "no_model"
+
+    # Annotators label the first 24 of the queue, 12 of them served at random.
+    for task_id in order[:24]:
+        text = next(t for t in ls.tasks[7] if t["id"] == task_id)["data"]["text"]
+        ls.annotate(7, task_id, ["pos" if "a" in text else "neg"])
+    run(backend, 7)
+    second = backend.store.load_history(7)[-1]
+    assert second["audits"] == {"round": 1, "pool": 120, "tasks": sorted(order[1:24:2])}
+    figure = second["accuracy"]
+    assert figure["audited"] == 12 and figure["labeled"] == 26
+    assert figure["trusted"] is True, figure
+    estimate = figure["estimate"]
+    assert estimate["low"] <= estimate["value"] <= estimate["high"] and estimate["value"] > 0.9
+    assert estimate["high"] - estimate["low"] <= 0.2
+    truth = sum(
+        ranking_guess == ("pos" if "a" in t["data"]["text"] else "neg")
+        for t in ls.tasks[7]
+        if not t["annotations"]
+        for ranking_guess in backend.ranking(7).choices[t["id"]]
+    ) / sum(not t["annotations"] for t in ls.tasks[7])
+    assert estimate["low"] <= truth <= estimate["high"]
+    # Round 2's queue was sized by round 1's verdict (no figure): every other task at random,
+    # and the annotators are told so.
+    assert second["audit_share"] == 0.5
+    reasons = {p["task"]: p["result"][0]["meta"]["text"][0] for p in ls.predictions}
+    second_order = sorted(backend.ranking(7).scores, key=backend.ranking(7).scores.get)
+    assert "served at random to measure accuracy" in reasons[second_order[1]]
+    assert "served at random" not in reasons[second_order[0]]
+    headline = backend_overview(backend, 7)
+    assert headline["value"] == estimate["value"] and headline["audited"] == 12
+    assert headline["text"].startswith("The model's guesses are right on about")
+    metrics = backend.metrics_text()
+    assert f'autoal_accuracy_unlabeled{{project="7"}} {estimate["value"]:.4f}' in metrics
+    assert "autoal_accuracy_unlabeled_withheld{" not in metrics
+
+    ls.annotate(7, order[24], ["pos"])
+    run(backend, 7)
+    assert backend.store.load_history(7)[-1]["audit_share"] == 0.1
+    assert len(backend.ranking(7).audit) == len(backend.ranking(7).scores) // 10
+
+
+def backend_overview(backend, project_id):
+    from autoal_backend.overview import project_row
+
+    return project_row(backend, project_id)["accuracy"]
+
+
+def test_projects_without_a_measured_figure_serve_nothing_at_random_and_say_why(tmp_path):
+    from types import SimpleNamespace
+
+    from autoal_backend.rounds.history import NOT_MEASURED, accuracy_headline, round_audit_share
+
+    settings = make_settings(
+        tmp_path, AUTOAL_AUDIT_FRACTION="0.1", AUTOAL_AUDIT_UNTIL_TRUSTED="0.5"
+    )
+    assert round_audit_share([], settings, SimpleNamespace(kind="spans")) == 0.0
+    assert round_audit_share([], settings, SimpleNamespace(kind="choices")) == 0.5
+    trusted = [{"accuracy": {"trusted": True}}]
+    assert round_audit_share(trusted, settings, SimpleNamespace(kind="choices")) == 0.1
+
+    history = [{"round": 3, "model_version": "v", "accuracy": {"estimate": None, "trusted": False,
+                "reason": NOT_MEASURED, "code": "not_measured", "audited": 0, "labeled": 9}}]  # fmt: skip
+    headline = accuracy_headline(history)
+    assert headline["value"] is None and headline["code"] == "not_measured"
+    assert headline["reason"] == NOT_MEASURED
+    assert accuracy_headline([])["code"] == "no_round"
+    assert accuracy_headline([{"round": 1}])["code"] == "no_figure"

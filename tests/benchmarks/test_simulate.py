@@ -88,6 +88,33 @@ def test_run_is_reproducible_and_labels_the_batch_each_round(one_thread):
     assert [r["round"] for r in first.rows] == [0, 1, 2]
 
 
+def test_audited_rounds_carry_the_figure_and_the_truth_it_estimates(one_thread):
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(300) % 3
+    features = torch.randn(300, 5, generator=generator) + 3 * torch.nn.functional.one_hot(labels, 5)
+    kwargs = dict(initial=20, batch=10, rounds=3, config=RoundConfig(), device=torch.device("cpu"))
+    result = run_strategy("margin", 0, features, labels, features[:30], labels[:30], 3,
+                          audit_fraction=0.1, audit_until_trusted=0.5, **kwargs)  # fmt: skip
+    rows = result.rows[:-1]  # the last point is the final model's: no queue, no figure
+    # The cold start's random share of the initial labels, then five of every ten served.
+    assert [r["audited"] for r in rows] == [10, 15, 20]
+    assert rows[0]["audit_share"] == 0.5
+    for row in rows:
+        assert 0.0 <= row["unlabeled_accuracy"] <= 1.0
+        assert row["estimate_low"] <= row["estimate"] <= row["estimate_high"]
+    error = simulate.estimate_error([result])
+    assert error["shown"] + error["withheld"] == 3 and error["estimated"] == 3
+    shown = [r for r in rows if r["estimate_shown"]]
+    assert error["shown"] == len(shown)
+    if shown:
+        assert error["mae"] == pytest.approx(
+            np.mean([abs(r["estimate"] - r["unlabeled_accuracy"]) for r in shown]), abs=1e-4
+        )
+        # Once trusted, the next queue serves the steady share.
+        after = rows[rows.index(shown[0]) + 1 :]
+        assert all(r["audit_share"] == 0.1 for r in after)
+
+
 def test_first_seed_extends_a_run_with_the_seeds_a_longer_run_would_have(tmp_path):
     blobs_npz(tmp_path / "blobs.npz")
 
@@ -160,7 +187,10 @@ def test_simulate_end_to_end(tmp_path, capsys):
         "estimate_error",
     }
     for error in report["estimate_error"].values():
-        assert set(error) == {"bias", "spread", "band_coverage", "rounds"} and error["rounds"] == 4
+        # No task served at random: every round withholds the figure.
+        assert error == {"bias": None, "mae": None, "band_coverage": None, "shown": 0,
+                         "withheld": 4, "mae_all": None, "band_coverage_all": None,
+                         "estimated": 0}  # fmt: skip
     assert report["dataset"] == "blobs"
     # Random reaches its own final accuracy by the end at the latest.
     assert 10 <= report["labels_to_match_random"]["random"] <= 20

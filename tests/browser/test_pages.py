@@ -109,7 +109,15 @@ def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_
         g.get_attribute("data-series")
         for g in curve.find_elements(By.CSS_SELECTOR, "g[data-series]")
     ]
-    assert "estimate (calibrated)" in curve_series and "cross-validated" in curve_series
+    # No task was served at random (the tests' settings): no figure is drawn, and the
+    # headline says why in one sentence instead of a number.
+    assert "on unlabeled tasks" not in curve_series and "cross-validated" in curve_series
+    headline = driver.find_element(By.ID, "accuracy")
+    assert headline.get_attribute("data-state") == "withheld"
+    assert headline.text == (
+        "No accuracy figure yet: 0 of the 10 tasks served at random that an accuracy figure "
+        "needs are labeled so far."
+    )
     label_series = {
         g.get_attribute("data-series")
         for g in labels.find_elements(By.CSS_SELECTOR, "g[data-series]")
@@ -126,7 +134,7 @@ def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_
     top = history[-1]["top"][0]
     assert first.find_element(By.CSS_SELECTOR, "td.reason").text == top["strategy"]
     assert f"task {top['task']}" in first.text
-    assert "prequential" in driver.find_element(By.ID, "curve").text  # what the curve is built from
+    assert "served at random" in driver.find_element(By.ID, "curve").text  # what it is built from
     assert driver.find_element(By.ID, "status").get_attribute("data-state") == "idle"
     driver.save_screenshot(str(RESULTS / "project.png"))
     assert (RESULTS / "project.png").stat().st_size > 10_000
