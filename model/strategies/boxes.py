@@ -12,6 +12,9 @@ and 1 - score for no object.
 - ``box_margin``: 1 - the smallest gap between a detection's two most probable outcomes.
 - ``box_bald``: BALD (mutual information) of the detections' distributions under MC-dropout
   passes of the head, summed over the image's detections.
+- ``box_mean_std``: mean-STD (Kampffmeyer et al. 2016) at the detections: the standard
+  deviation of each class's heat value over MC-dropout passes, averaged over the classes,
+  summed over the image's detections.
 - ``box_stability``: localisation instability (after Kao et al. 2018, who perturb the image;
   here the head's dropout perturbs the model): 1 - the IoU between a detection's box and its
   box under each dropout pass, averaged over passes and weighted by the detections' scores.
@@ -164,6 +167,20 @@ def box_bald(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     dist = outcome_distribution(heat[:, candidates])  # [P, M, k, C + 1]
     mutual = entropy(dist.mean(dim=0)) - entropy(dist).mean(dim=0)  # [M, k]
     return aggregate(mutual.clamp_min(0.0), counted(detections.scores[candidates]), "sum")
+
+
+@register(
+    "box_mean_std",
+    needs_model=True,
+    kinds=BOXES,
+    description="MC-dropout standard deviation of the detections' class heat, summed per image",
+)
+def box_mean_std(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
+    require_candidates(candidates, "box_mean_std")
+    _, detections = trained_detections(state, "box_mean_std")
+    heat, _ = mc_at_detections(state, "box_mean_std")
+    spread = heat[:, candidates].std(dim=0).mean(dim=-1)  # [M, k]
+    return aggregate(spread, counted(detections.scores[candidates]), "sum")
 
 
 def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -163,7 +163,7 @@ def trained_pool():
     return kind.trained(pool, kind.fit(pool, None, pool.seed))
 
 
-@pytest.mark.parametrize("name", list(BOX_PORTFOLIO) + ["box_mean_entropy"])
+@pytest.mark.parametrize("name", list(BOX_PORTFOLIO) + ["box_mean_entropy", "box_stability"])
 def test_every_box_strategy_scores_a_toy_pool(name, trained_pool):
     state = trained_pool
     candidates = state.unlabeled_indices()
