@@ -28,7 +28,13 @@ from dataclasses import dataclass
 import torch
 
 from autoal_backend.label_config import UnsupportedConfigError, load_interface
-from model.kinds.boxes import MapPool, box_iou, map_standardisation, standardise_maps
+from model.kinds.boxes import (
+    DETECTION_FLOOR,
+    MapPool,
+    box_iou,
+    map_standardisation,
+    standardise_maps,
+)
 
 # (x0, y0, x1, y1) fractions of the image, then the label.
 Box = tuple[float, float, float, float, str]
@@ -159,10 +165,12 @@ class BoxSpec:
     def predict(
         self, result, candidates: torch.Tensor, texts: list[str | None]
     ) -> tuple[list, list, list]:
-        """Per candidate: its detections as keys (``box_key``: percent box, image size and
-        label), best first, each one's class probability, and the certainty of the whole
-        guess: the product over its detections of max(score, 1 - score), the chance that every
-        "object here" and "no object here" it implies is right. Nothing in a cold start."""
+        """Per candidate: its detections as keys (``box_key``: the box, the image's size and
+        the label), best first, those scoring at least ``DETECTION_FLOOR`` (and always the best
+        one: the ranking stays small), each one's class probability; and the certainty of the
+        whole guess: the product over all its detections of max(score, 1 - score), the chance
+        that every "object here" and "no object here" it implies is right. Nothing in a cold
+        start."""
         m = candidates.numel()
         pool = result.parts
         if result.model is None or not isinstance(pool, MapPool) or pool.detections is None:
@@ -174,8 +182,9 @@ class BoxSpec:
             boxes, classes, scores = detections.image(row)
             width, height = (int(v) for v in sizes[row]) if sizes is not None else (0, 0)
             keys, values = [], []
+            kept = max(1, int((scores >= DETECTION_FLOOR).sum()))  # scores are sorted
             for box, label, score in zip(
-                boxes.tolist(), classes.tolist(), scores.tolist(), strict=True
+                boxes[:kept].tolist(), classes[:kept].tolist(), scores[:kept].tolist(), strict=True
             ):
                 keys.append(box_key((*box, self.labels[label]), width, height))
                 values.append(round(float(score), 6))

@@ -52,6 +52,9 @@ WEIGHT_DECAY = 1e-4
 # Detections kept per image (COCO's limit; the strategies, the metric and the most boxes a
 # prediction may show, ``AUTOAL_MAX_BOXES``): scenes with more objects lose the weakest.
 DETECTIONS = 100
+# Detections scoring below this are not objects to anyone: the strategies do not count them and
+# the backend does not keep them as guesses (an image's best detection always counts).
+DETECTION_FLOOR = 0.05
 # Images per forward pass over the pool: [images, G * G, hidden] stays small.
 IMAGE_BLOCK = 256
 # The initial heat bias, log(0.01 / 0.99): every cell starts as "probably empty" (focal loss).

@@ -26,7 +26,7 @@ and 1 - score for no object.
 import torch
 
 from model.errors import EmptyPoolError
-from model.kinds.boxes import IMAGE_BLOCK, BoxModel, Detections, MapPool
+from model.kinds.boxes import DETECTION_FLOOR, IMAGE_BLOCK, BoxModel, Detections, MapPool
 from model.pool import PoolState
 from model.seeding import generator
 from model.strategies import register
@@ -34,7 +34,6 @@ from model.strategies.badge import badge_picks
 from model.strategies.common import canonical_order, picks_on_top, require_candidates, restore_order
 
 BOXES = ("boxes",)
-DETECTION_FLOOR = 0.05
 MC_PASSES = 10
 BADGE_DIMS = 32
 MC_CACHE = "box_mc"

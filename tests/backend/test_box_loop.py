@@ -89,6 +89,12 @@ def test_predict_answers_box_regions_from_the_ranking(tmp_path):
     assert reply["model_version"] == round_version(5, 1)
     found = {(centre_cell(r["value"]), r["value"]["rectanglelabels"][0]) for r in reply["result"]}
     assert found == {((c, r), colour) for c, r, colour in scene(30)}
+    ranking = backend.ranking(5)
+    # the guesses kept: each image's detections from .05 up, and always its best one
+    assert all(
+        scores and all(s >= 0.05 for s in scores[1:]) for scores in ranking.confidence.values()
+    )
+    assert all(scores == sorted(scores, reverse=True) for scores in ranking.confidence.values())
 
 
 def test_box_settings_apply_per_project(tmp_path):
