@@ -12,7 +12,7 @@ export AUTOAL_LS_VENV := $(LS_VENV)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-window bench-chaos bench-speed bench-latency clean
+.PHONY: install label-studio browser test test-fast lint demo meta-train bench-simulate bench-large bench-oracle bench-loo bench-loo-large bench-window bench-chaos bench-speed bench-latency docker-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,11 @@ bench-speed: install
 
 bench-latency: install label-studio
 	$(PY) -m benchmarks.queue_latency --tasks 10000
+
+## make docker-check: build docker/Dockerfile from a local Debian base (podman) and run one round
+## with the image against a real Label Studio (buildah run); docs/docker.md. Not part of make test.
+docker-check: install label-studio
+	PY=$(PY) docker/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
