@@ -34,18 +34,24 @@ def main(paths: list[str]) -> None:
             entry["matched"][name] = (report.get("labels_to_match_random") or {}).get(name)
     for dataset, entry in merged.items():
         aubc = entry["aubc"]
-        print(f"\n{dataset}\n\n| strategy | AUBC mAP@.5 | per seed | boxes labeled | images to reach random's mAP@220 |")
+        print(
+            f"\n{dataset}\n\n| strategy | AUBC mAP@.5 | per seed | boxes labeled | images to reach random's mAP@220 |"
+        )
         print("|---|---|---|---|---|")
         for name in sorted(aubc, key=lambda n: -statistics.mean(aubc[n])):
             seeds = aubc[name]
             matched = entry["matched"].get(name)
-            print(f"| {name} | {statistics.mean(seeds):.3f} | {', '.join(f'{s:.3f}' for s in seeds)} "
-                  f"| {entry['boxes'][name]:.0f} | {'not reached' if matched is None else f'{matched:.0f}'} |")
+            print(
+                f"| {name} | {statistics.mean(seeds):.3f} | {', '.join(f'{s:.3f}' for s in seeds)} "
+                f"| {entry['boxes'][name]:.0f} | {'not reached' if matched is None else f'{matched:.0f}'} |"
+            )
         singles = [n for n in aubc if n not in ("autoal", "uniform")]
         best = max(singles, key=lambda n: statistics.mean(aubc[n]))
         auto = aubc["autoal"]
-        print(f"\nAutoAL - random {paired(auto, aubc['random'])}; - uniform {paired(auto, aubc['uniform'])}; "
-              f"- best single ({best}) {paired(auto, aubc[best])}")
+        print(
+            f"\nAutoAL - random {paired(auto, aubc['random'])}; - uniform {paired(auto, aubc['uniform'])}; "
+            f"- best single ({best}) {paired(auto, aubc[best])}"
+        )
 
 
 if __name__ == "__main__":
