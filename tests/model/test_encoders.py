@@ -110,10 +110,13 @@ def test_cache_ignores_an_uncommitted_shard(tmp_path):
 
 
 def test_registry_names_and_unknown_name():
-    assert {"mobilenet_v2", "minilm", "pixels", "efficientnet_lite0"} <= set(encoder_names())
+    assert {"mobilenet_v2", "mobilenet_v2_maps", "minilm", "pixels", "efficientnet_lite0"} <= set(
+        encoder_names()
+    )
     assert set(DEFAULT_ENCODERS.values()) <= set(encoder_names())
     with pytest.raises(
-        UnknownNameError, match="valid: efficientnet_lite0, minilm, mobilenet_v2, pixels"
+        UnknownNameError,
+        match="valid: efficientnet_lite0, minilm, mobilenet_v2, mobilenet_v2_maps, pixels",
     ):
         get_encoder("resnet")
 

@@ -30,9 +30,9 @@ SPAN_ONLY = [n for n in SPAN_PORTFOLIO if n not in PORTFOLIO]
 
 
 def test_kinds_are_registered_and_unknown_names_listed():
-    assert kind_names() == ["choices", "spans"]
-    with pytest.raises(UnknownNameError, match="valid: choices, spans"):
-        get_kind("boxes")
+    assert kind_names() == ["boxes", "choices", "spans"]
+    with pytest.raises(UnknownNameError, match="valid: boxes, choices, spans"):
+        get_kind("polygons")
 
 
 def test_span_portfolio_takes_the_choices_roles_in_order():
