@@ -108,8 +108,8 @@ PROJECT_SETTING_DEFAULTS = {
     "AUTOAL_IMAGE_ENCODER": "",
     "AUTOAL_TEXT_ENCODER": "",
     "AUTOAL_SET_SAMPLING": "true",
-    "AUTOAL_AUDIT_FRACTION": "0.1",
-    "AUTOAL_AUDIT_UNTIL_TRUSTED": "0.5",
+    "AUTOAL_AUDIT_FRACTION": "0.05",
+    "AUTOAL_AUDIT_UNTIL_TRUSTED": "0.25",
     "AUTOAL_SPAN_MIN_SCORE": "0.5",
     "AUTOAL_BOX_MIN_SCORE": "0.3",
     "AUTOAL_MAX_BOXES": "20",
@@ -141,8 +141,8 @@ class Settings:
     max_body_mb: int = 64
     # The share of the queue served at random (audit tasks, model.estimate): once the
     # accuracy figure is trusted, and until then.
-    audit_fraction: float = 0.1
-    audit_until_trusted: float = 0.5
+    audit_fraction: float = 0.05
+    audit_until_trusted: float = 0.25
     # Span projects: predicted spans below this confidence are not shown to annotators.
     span_min_score: float = 0.5
     # Box projects: predicted boxes below this score are not shown, nor more than max_boxes.

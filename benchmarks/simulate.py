@@ -569,7 +569,29 @@ def summary_markdown(report: dict, runs: dict[str, list[RunResult]], header: dic
     for name, error in report.get("failed", {}).items():
         lines.append(f"| {name} | failed | {error} | | | | |")
     lines.append("")
+    lines += figure_lines(report.get("estimate_error", {}))
     return "\n".join(lines)
+
+
+def figure_lines(errors: dict[str, dict]) -> list[str]:
+    """The page's accuracy figure against the truth it estimates, per strategy: in how many
+    trained rounds it was shown, its mean absolute error and band coverage there."""
+    if not any(e.get("estimated") for e in errors.values()):
+        return ["The accuracy figure: no task was served at random, so no round showed one.", ""]
+    lines = [
+        "The accuracy figure (the round model's accuracy on the unlabeled items, from the "
+        "items served at random) against the truth, over the rounds that showed it:",
+        "",
+        "| strategy | rounds shown / withheld | mean abs. error | bias | band coverage |",
+        "|---|---|---|---|---|",
+    ]
+    for name, e in errors.items():
+        if not e.get("shown"):
+            lines.append(f"| {name} | 0 / {e['withheld']} | | | |")
+            continue
+        lines.append(f"| {name} | {e['shown']} / {e['withheld']} | {e['mae']:.3f} "
+                     f"| {e['bias']:+.3f} | {e['band_coverage']:.0%} |")  # fmt: skip
+    return lines + [""]
 
 
 def parse_strategies(text: str) -> list[str]:

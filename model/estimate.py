@@ -42,21 +42,29 @@ from model.task_model import TaskModel, TaskModelConfig
 # 95% band at most this far either side of it (then its mean error is about .04).
 MIN_AUDITS = 10
 TRUSTED_HALF_WIDTH = 0.10
-# Folds of the cross-fits: few enough that each fold model trains on nearly every label.
-FOLDS = 5
+# Folds of the cross-fits: each fold model misses a tenth of the audited labels at most, so
+# it stays close to the current model; the folds are also the clusters of the band.
+FOLDS = 10
 # Temperatures tried by fit_temperature (log-spaced; 1 = the model as it is).
-TEMPERATURES = torch.exp(torch.linspace(math.log(0.25), math.log(8.0), 61, dtype=torch.float64))
+TEMPERATURES = torch.exp(torch.linspace(math.log(0.25), math.log(32.0), 71, dtype=torch.float64))
+# A trusted figure's band, as measured, may be this much wider than the certainty predicts.
+WIDEST_HALF_WIDTH = 0.15
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """An accuracy estimate: ``value`` in [0, 1], its 95% band, and the number of labels
-    behind it."""
+    """An accuracy estimate: ``value`` in [0, 1], its 95% band, the number of labels behind
+    it, and ``expected_half``: the band's half width that the model's own (calibrated)
+    certainty predicts for that many labels. The expected half width does not depend on which
+    audited guesses happened to be right, so a rule that shows a figure by it does not favour
+    lucky samples (a band measured on the sample is narrowest when most guesses were right,
+    for accuracies above one half)."""
 
     value: float
     low: float
     high: float
     n: float
+    expected_half: float = 0.0
 
     def to_json(self) -> dict:
         return {k: round(v, 4) for k, v in (("value", self.value), ("low", self.low),
@@ -147,15 +155,15 @@ def out_of_fold(
     config: TaskModelConfig,
     seed: int,
     folds: int = FOLDS,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities [h, C] for the ``held`` rows (bool [L]) of the labeled ``features``
     [L, d] and ``targets`` [L, C], each from a model trained on every row but its fold of the
-    held ones (rows not held train every fold's model). The fold models train at once
-    (``TaskModel.fit_weighted``)."""
+    held ones (rows not held train every fold's model), and each held row's fold [h]. The
+    fold models train at once (``TaskModel.fit_weighted``)."""
     rows = torch.nonzero(held).flatten()
     h = rows.numel()
     if h == 0:
-        return torch.zeros(0, targets.shape[1])
+        return torch.zeros(0, targets.shape[1]), torch.zeros(0, dtype=torch.int64)
     k = max(1, min(folds, h))
     fold_of = torch.full((held.numel(),), -1, dtype=torch.int64)
     fold_of[rows[torch.randperm(h, generator=generator(seed))]] = torch.arange(h) % k
@@ -169,7 +177,7 @@ def out_of_fold(
         mine = torch.nonzero(held_fold == f).flatten()
         if mine.numel():
             out[mine] = model.predict_proba(features[rows[mine]]).float().cpu()
-    return out
+    return out, held_fold.cpu()
 
 
 def unlabeled_accuracy(
@@ -178,6 +186,7 @@ def unlabeled_accuracy(
     audit_certainty: torch.Tensor,
     drawn_from: torch.Tensor | None = None,
     labeled_since: torch.Tensor | None = None,
+    fold: torch.Tensor | None = None,
 ) -> Estimate | None:
     """The difference estimate of the accuracy on the unlabeled pool: the mean calibrated
     certainty of its guesses ``pool_certainty`` [m] plus the mean residual (right - certainty)
@@ -185,12 +194,15 @@ def unlabeled_accuracy(
     [a]) say the pool has.
 
     An audited task was drawn from the pool as it was then, ``drawn_from`` [a] tasks, of which
-    the queue has labeled some since (the model's hardest, mostly): their summed residual
-    (out of fold), ``labeled_since`` [a], is known, so each audit's word on today's pool is
-    (drawn_from * residual - labeled_since) / m. Without them (None) every audit is taken to
-    come from today's pool. The band: a t interval on those per-audit values whose variance
-    is at least what the certainty predicts (the pool's mean certainty * (1 - certainty)).
-    None without an unlabeled task or an audit."""
+    the queue has labeled some since: their summed residual (out of fold), ``labeled_since``
+    [a], is known, so each audit's word on today's pool is (drawn_from * residual -
+    labeled_since) / m. Without them (None) every audit is taken to come from today's pool.
+
+    The band: a t interval on those per-audit values. Audits judged by the same fold model
+    (``fold`` [a]) share that model's luck, so the variance is the larger of the plain one and
+    the one over the folds' means (cluster-robust, with as many degrees of freedom as folds
+    less one), and at least what the certainty itself predicts (the pool's mean certainty *
+    (1 - certainty)). None without an unlabeled task or an audit."""
     a, m = audit_right.numel(), pool_certainty.numel()
     if a == 0 or m == 0:
         return None
@@ -199,21 +211,36 @@ def unlabeled_accuracy(
     scale = torch.ones(a, dtype=torch.float64) if drawn_from is None else drawn_from.double() / m
     since = torch.zeros(a, dtype=torch.float64) if labeled_since is None else labeled_since.double()
     word = scale * residual - since / m  # [a]: each audit's estimate of today's mean residual
-    spread = float(word.var(unbiased=True)) if a > 1 else 0.0
+    mean = float(word.mean())
     floor = float((pool * (1 - pool)).mean() * (scale * scale).mean())
-    half = t_quantile(a - 1) * math.sqrt(max(spread, floor) / a)
-    value = min(1.0, max(0.0, float(pool.mean()) + float(word.mean())))
-    return Estimate(value, max(0.0, value - half), min(1.0, value + half), float(a))
+    variance = max(float(word.var(unbiased=True)) if a > 1 else 0.0, floor) / a  # of the mean
+    dof = a - 1
+    groups = fold.unique() if fold is not None else torch.zeros(0)
+    if groups.numel() >= 2:
+        # Cluster-robust: sum over folds of (fold total - its size * mean)^2, G / (G - 1).
+        g = groups.numel()
+        totals = torch.stack([(word[fold == k] - mean).sum() for k in groups])
+        variance = max(variance, float((totals * totals).sum()) / (a * a) * g / (g - 1))
+        dof = min(dof, g - 1)
+    half = t_quantile(dof) * math.sqrt(variance)
+    expected = t_quantile(dof) * math.sqrt(floor / a)
+    value = min(1.0, max(0.0, float(pool.mean()) + mean))
+    return Estimate(value, max(0.0, value - half), min(1.0, value + half), float(a), expected)
 
 
 def verdict(estimate: Estimate | None, audited: int) -> Verdict:
     """Whether ``estimate`` may be shown, and if not, why (``audited``: the audited tasks
-    labeled so far)."""
+    labeled so far). Shown: from ``MIN_AUDITS`` audits on, when the band the certainty
+    predicts is at most ``TRUSTED_HALF_WIDTH`` either side and the band measured at most
+    ``WIDEST_HALF_WIDTH`` (the page shows the measured one)."""
     if estimate is None or audited < MIN_AUDITS:
         return Verdict(estimate, False, f"{audited} of the {MIN_AUDITS} tasks served at random "
                        "that an accuracy figure needs are labeled so far", "too_few_audits")  # fmt: skip
-    half = (estimate.high - estimate.low) / 2
-    if half > TRUSTED_HALF_WIDTH:
+    # The band before it was cut at 0 or 1: a figure of .99 whose band reaches 1.15 is as
+    # unsure as one of .8 with a band of .65-.95, however narrow [.84, 1] looks.
+    measured = max(estimate.value - estimate.low, estimate.high - estimate.value)
+    if estimate.expected_half > TRUSTED_HALF_WIDTH or measured > WIDEST_HALF_WIDTH:
+        half = max(estimate.expected_half, measured)
         return Verdict(estimate, False, f"the {audited} tasks served at random so far pin the "
                        f"accuracy down to ±{half:.0%} only; a figure needs ±"
                        f"{TRUSTED_HALF_WIDTH:.0%}", "band_too_wide")  # fmt: skip
@@ -254,13 +281,15 @@ def current_accuracy(
     x, y = features[rows.to(features.device)], targets[rows.to(targets.device)]
     y_cpu = y.float().cpu()
     everyone = torch.ones(rows.numel(), dtype=torch.bool)
-    all_probs = out_of_fold(x, y, everyone, multilabel=multilabel, config=config, seed=seed + 1)
+    all_probs, _ = out_of_fold(
+        x, y, everyone, multilabel=multilabel, config=config, seed=seed + 1, folds=5
+    )
     temperature = fit_temperature(all_probs, y_cpu, multilabel)
     residual = is_right(all_probs, y_cpu, multilabel).double() - certainty(
         all_probs, multilabel, temperature
     )  # [L]: every labeled task's out-of-fold residual
     held = audited[rows]
-    audit_probs = out_of_fold(x, y, held, multilabel=multilabel, config=config, seed=seed)
+    audit_probs, fold = out_of_fold(x, y, held, multilabel=multilabel, config=config, seed=seed)
     arrived = labeled_round.cpu()[rows]  # [L]
     drawn = audit_round.cpu()[rows][held]  # [a]
     since = torch.stack([residual[arrived > d].sum() for d in drawn.tolist()])
@@ -270,6 +299,7 @@ def current_accuracy(
         certainty(audit_probs, multilabel, temperature),
         audit_pool.cpu()[rows][held],
         since,
+        fold,
     )
     return verdict(estimate, count)
 

@@ -104,6 +104,9 @@ def test_audited_rounds_carry_the_figure_and_the_truth_it_estimates(one_thread):
         assert row["estimate_low"] <= row["estimate"] <= row["estimate_high"]
     error = simulate.estimate_error([result])
     assert error["shown"] + error["withheld"] == 3 and error["estimated"] == 3
+    table = "\n".join(simulate.figure_lines({"margin": error}))
+    assert f"| margin | {error['shown']} / {error['withheld']} |" in table
+    assert "no round showed one" in simulate.figure_lines({"margin": {"estimated": 0}})[0]
     shown = [r for r in rows if r["estimate_shown"]]
     assert error["shown"] == len(shown)
     if shown:

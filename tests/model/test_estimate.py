@@ -112,23 +112,46 @@ def test_audits_from_a_larger_pool_subtract_what_the_queue_labeled_since():
     assert plain.value == pytest.approx(0.75)
 
 
+def test_audits_judged_by_lucky_fold_models_widen_the_band():
+    # 40 audits, half right, in 10 folds: once each fold holds two right and two wrong, once
+    # every right one sits in five folds (as if those fold models were luckier than the rest).
+    pool = torch.full((1000,), 0.5)
+    right = torch.tensor([1.0, 0.0] * 20)
+    claim = torch.full((40,), 0.5)
+    even = unlabeled_accuracy(pool, right, claim, fold=torch.arange(40) // 4)
+    lucky = unlabeled_accuracy(pool, right, claim, fold=torch.arange(40) % 10)
+    plain = unlabeled_accuracy(pool, right, claim)
+    assert even.value == lucky.value == plain.value == pytest.approx(0.5)
+    # Even folds: the plain variance, with 9 degrees of freedom instead of 39.
+    assert even.high - even.low == pytest.approx(
+        (plain.high - plain.low) * t_quantile(9) / t_quantile(39)
+    )
+    assert lucky.high - lucky.low > 1.5 * (even.high - even.low)
+
+
 def test_no_estimate_without_audits_or_unlabeled_tasks():
     assert unlabeled_accuracy(torch.full((5,), 0.5), torch.zeros(0), torch.zeros(0)) is None
     assert unlabeled_accuracy(torch.zeros(0), torch.ones(3), torch.ones(3)) is None
 
 
 def test_the_verdict_shows_only_a_narrow_band_from_enough_audits():
-    narrow = Estimate(0.8, 0.75, 0.85, 40)
-    wide = Estimate(0.8, 0.6, 1.0, 40)
+    narrow = Estimate(0.8, 0.75, 0.85, 40, expected_half=0.05)
     few = verdict(narrow, MIN_AUDITS - 1)
     assert not few.trusted and few.code == "too_few_audits"
     assert f"{MIN_AUDITS - 1} of the {MIN_AUDITS}" in few.reason
-    broad = verdict(wide, 40)
-    assert not broad.trusted and broad.code == "band_too_wide" and "±20%" in broad.reason
     shown = verdict(narrow, 40)
     assert shown.trusted and shown.reason is None and shown.code is None
-    edge = Estimate(0.8, 0.8 - TRUSTED_HALF_WIDTH, 0.8 + TRUSTED_HALF_WIDTH, 40)
+    # What the certainty predicts decides, not how lucky the sample was ...
+    lucky = verdict(Estimate(0.8, 0.75, 0.85, 40, expected_half=0.12), 40)
+    assert not lucky.trusted and lucky.code == "band_too_wide" and "±12%" in lucky.reason
+    edge = Estimate(0.8, 0.8 - TRUSTED_HALF_WIDTH, 0.8 + TRUSTED_HALF_WIDTH, 40, TRUSTED_HALF_WIDTH)
     assert verdict(edge, 40).trusted
+    # ... but a measured band much wider than predicted is not shown either.
+    wide = verdict(Estimate(0.8, 0.6, 1.0, 40, expected_half=0.08), 40)
+    assert not wide.trusted and "±20%" in wide.reason
+    # Cut at 1, [.83, 1] looks narrow; the band around .99 is +-16 points.
+    cut = verdict(Estimate(0.99, 0.83, 1.0, 30, expected_half=0.09), 30)
+    assert not cut.trusted and cut.code == "band_too_wide" and "±16%" in cut.reason
     assert verdict(None, 0).to_json() == {
         "estimate": None,
         "trusted": False,
@@ -136,6 +159,21 @@ def test_the_verdict_shows_only_a_narrow_band_from_enough_audits():
         "needs are labeled so far",
         "code": "too_few_audits",
     }
+
+
+def test_the_expected_band_does_not_depend_on_which_guesses_were_right():
+    pool = torch.full((2000,), 0.7)
+    claim = torch.full((50,), 0.7)
+    gen = torch.Generator().manual_seed(3)
+    lucky = unlabeled_accuracy(pool, (torch.rand(50, generator=gen) < 0.9).float(), claim)
+    unlucky = unlabeled_accuracy(pool, (torch.rand(50, generator=gen) < 0.5).float(), claim)
+    assert lucky.value > unlucky.value + 0.2
+    assert (
+        lucky.expected_half
+        == unlucky.expected_half
+        == pytest.approx(t_quantile(49) * math.sqrt(0.7 * 0.3 / 50))
+    )
+    assert (lucky.high - lucky.low) < (unlucky.high - unlucky.low)  # the measured band does
 
 
 def blobs(
@@ -160,8 +198,8 @@ def test_out_of_fold_judges_each_held_task_by_a_model_that_never_saw_it():
     held[outliers] = True
     targets[outliers] = torch.tensor([0.0, 1.0])
     config = TaskModelConfig(dropout=0.0, steps=800, lr=0.05, weight_decay=0.0)
-    unseen = out_of_fold(features, targets, held, multilabel=False, config=config, seed=0)
-    assert unseen.shape == (5, 2)
+    unseen, fold = out_of_fold(features, targets, held, multilabel=False, config=config, seed=0)
+    assert unseen.shape == (5, 2) and sorted(fold.tolist()) == [0, 1, 2, 3, 4]
     for position, row in enumerate(outliers.tolist()):
         others = torch.arange(80) != row
         alone = TaskModel.fit(features[others], targets[others], config=config, seed=0)
@@ -170,9 +208,9 @@ def test_out_of_fold_judges_each_held_task_by_a_model_that_never_saw_it():
     seen = TaskModel.fit(features, targets, config=config, seed=0).predict_proba(features[held])
     assert bool(is_right(seen, targets[held], False).all())  # learned in-sample
     assert is_right(unseen, targets[held], False).float().mean() < 0.8  # not out of sample
-    none = out_of_fold(features, targets, torch.zeros(80, dtype=torch.bool), multilabel=False,
-                       config=config, seed=0)  # fmt: skip
-    assert none.shape == (0, 2)
+    none, no_fold = out_of_fold(features, targets, torch.zeros(80, dtype=torch.bool),
+                                multilabel=False, config=config, seed=0)  # fmt: skip
+    assert none.shape == (0, 2) and no_fold.numel() == 0
 
 
 def simulated_project(audited_count: int, seed: int = 5):
