@@ -9,7 +9,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import requests
 
@@ -23,6 +24,23 @@ TASK_PAGE = 5000
 IDEMPOTENT = {"GET", "PATCH", "DELETE"}
 RETRIES = 2
 RETRY_DELAY_S = 0.5
+# The project counts a round reads (``GET /api/projects/{id}/?include=...``): Label Studio
+# computes only these, and answers only these fields plus the ones named here.
+ROUND_PROJECT_FIELDS = (
+    "id",
+    "label_config",
+    "model_version",
+    "task_number",
+    "total_annotations_number",
+    "skipped_annotations_number",
+    "num_tasks_with_annotations",
+)
+# Annotated tasks re-read by id in one export; more than this (a bulk edit) are re-read by one
+# export of every annotated task: the ids go in the URL (``ids[]=...``, ~15 characters each).
+EXPORT_IDS_MAX = 200
+# What a task row says about its annotations: Label Studio sets ``updated_at`` whenever one of
+# them is saved (created, edited) and recounts the two counters when one is deleted or skipped.
+STAMP_FIELDS = ("updated_at", "total_annotations", "cancelled_annotations")
 
 
 class LabelStudioError(RuntimeError):
@@ -40,6 +58,62 @@ class LabelStudioUnavailable(LabelStudioError):
 
 class ProjectNotFound(LabelStudioError):
     """Label Studio answers 404 (or 403) for the project: it does not exist for our token."""
+
+
+def task_filter(*items: tuple[str, int], conjunction: str = "and") -> str:
+    """A Data Manager ``query`` whose items are ``(column, n)``: that column greater than n."""
+    return json.dumps(
+        {
+            "filters": {
+                "conjunction": conjunction,
+                "items": [
+                    {"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
+                     "value": int(value)}
+                    for column, value in items
+                ],
+            }
+        }
+    )  # fmt: skip
+
+
+def stamp(task: Mapping) -> tuple:
+    """A task's annotation stamp (``STAMP_FIELDS``): equal stamps, same annotations."""
+    return tuple(task.get(name) for name in STAMP_FIELDS)
+
+
+def annotated_stamps(rows: list[dict], project: Mapping | None) -> dict[int, tuple] | None:
+    """{task id: stamp} of the annotated tasks among ``rows``, or None when their counters do
+    not add up to the project's own counts of annotations and skips (Label Studio counts those
+    from the annotations themselves): a task counter it did not update must not hide one."""
+    if project is None:
+        return None
+    annotated = [
+        t for t in rows
+        if isinstance(t, dict) and type(t.get("id")) is int
+        and (t.get("total_annotations") or t.get("cancelled_annotations"))
+    ]  # fmt: skip
+    counted = (
+        sum(int(t.get("total_annotations") or 0) for t in annotated),
+        sum(int(t.get("cancelled_annotations") or 0) for t in annotated),
+    )
+    wanted = (project.get("total_annotations_number"), project.get("skipped_annotations_number"))
+    return {t["id"]: stamp(t) for t in annotated} if counted == wanted else None
+
+
+@dataclass
+class AnnotationCache:
+    """What the last sync read of one project's annotations.
+
+    Attributes:
+        key: what the caller said they were read under (the label config): another key, and
+            every annotated task is read again.
+        stamps: {task id: its ``stamp`` when its annotations were exported}.
+        annotations: {task id: its annotations, as the export gave them}.
+    """
+
+    key: str
+    stamps: dict[int, tuple] = field(default_factory=dict)
+    annotations: dict[int, list] = field(default_factory=dict)
 
 
 def is_jwt(key: str) -> bool:
@@ -60,6 +134,9 @@ class LabelStudioClient:
         self._access: str | None = None
         self._lock = threading.Lock()
         self.session = session or requests.Session()
+        # {project id: the annotations the last sync read}: a sync exports only the annotated
+        # tasks whose stamp changed since. In memory only: a restart reads them all once.
+        self._annotations: dict[int, AnnotationCache] = {}
 
     def __repr__(self) -> str:
         return f"LabelStudioClient({self.url!r})"
@@ -136,11 +213,13 @@ class LabelStudioClient:
         return response
 
     # --- calls --------------------------------------------------------------------------
-    def get_project(self, project_id: int) -> dict:
+    def get_project(self, project_id: int, fields: Iterable[str] | None = None) -> dict:
         """The project as Label Studio has it (label config, model_version, counts);
-        ProjectNotFound when our token cannot see it."""
+        ProjectNotFound when our token cannot see it. ``fields``: only these (and only the
+        counts among them are computed: on 10k tasks 0.06 s instead of 0.09 s for all eight)."""
+        params = {"include": ",".join(fields)} if fields is not None else None
         try:
-            return self.request("GET", f"/api/projects/{project_id}/").json()
+            return self.request("GET", f"/api/projects/{project_id}/", params=params).json()
         except LabelStudioError as exc:
             if exc.status in (403, 404):
                 raise ProjectNotFound(
@@ -158,28 +237,23 @@ class LabelStudioClient:
         per task: measured on 1.23.2 with 10k tasks, 4.3 s against 18.7 s
         (``fields=task_only``) and 35 s for a full JSON export; the ``after_id`` filter
         answers in 0.07 s."""
+        query = task_filter(("id", after_id)) if after_id is not None else None
+        return self.list_tasks(project_id, ("id", "data"), query, page_size)
+
+    def list_tasks(
+        self, project_id: int, fields: Iterable[str], query: str | None = None,
+        page_size: int = TASK_PAGE,
+    ) -> list[dict]:  # fmt: skip
+        """The task rows (only ``fields`` of each) that match the Data Manager ``query``
+        (every task when None), in pages."""
         params: dict[str, object] = {
             "project": project_id,
             "fields": "task_only",
-            "include": "id,data",
+            "include": ",".join(fields),
             "page_size": page_size,
         }
-        if after_id is not None:
-            params["query"] = json.dumps(
-                {
-                    "filters": {
-                        "conjunction": "and",
-                        "items": [
-                            {
-                                "filter": "filter:tasks:id",
-                                "operator": "greater",
-                                "type": "Number",
-                                "value": int(after_id),
-                            }
-                        ],
-                    }
-                }
-            )
+        if query is not None:
+            params["query"] = query
         tasks: list[dict] = []
         page = 1
         while True:
@@ -194,6 +268,18 @@ class LabelStudioClient:
             if len(batch) < page_size or (isinstance(total, int) and len(tasks) >= total):
                 return tasks
             page += 1
+
+    def list_new_and_annotated(
+        self, project_id: int, after_id: int, page_size: int = TASK_PAGE
+    ) -> list[dict]:
+        """In one listing, the tasks with an id above ``after_id`` (created since) and every
+        task with an annotation or a skip, each with its data and ``STAMP_FIELDS``: on 10k
+        tasks with 300 labeled, 0.14 s where the export of the 300 took 0.53 s (1.23.2)."""
+        query = task_filter(
+            ("id", after_id), ("total_annotations", 0), ("cancelled_annotations", 0),
+            conjunction="or",
+        )  # fmt: skip
+        return self.list_tasks(project_id, ("id", "data", *STAMP_FIELDS), query, page_size)
 
     def count_tasks(self, project_id: int) -> int:
         """How many tasks the project has (one tiny page; Label Studio returns the total)."""
@@ -213,13 +299,17 @@ class LabelStudioClient:
             raise LabelStudioError("GET /api/tasks/: the reply has no integer 'total'")
         return total
 
-    def export_annotated(self, project_id: int) -> list[dict]:
+    def export_annotated(self, project_id: int, ids: Iterable[int] | None = None) -> list[dict]:
         """The tasks that have at least one annotation, with all their annotations (JSON
-        export without ``download_all_tasks``): grows with the labels, not with the pool."""
+        export without ``download_all_tasks``): grows with the labels, not with the pool.
+        ``ids``: only those of these tasks (at most ``EXPORT_IDS_MAX``: they go in the URL)."""
+        params: dict[str, object] = {"exportType": "JSON", "download_all_tasks": "false"}
+        if ids is not None:
+            params["ids[]"] = [int(i) for i in ids]
         response = self.request(
             "GET",
             f"/api/projects/{project_id}/export",
-            params={"exportType": "JSON", "download_all_tasks": "false"},
+            params=params,
             timeout=max(TIMEOUT_S, 300),
         )
         tasks = response.json()
@@ -235,34 +325,80 @@ class LabelStudioClient:
         project_id: int,
         page_size: int = TASK_PAGE,
         known: dict[int, dict] | None = None,
+        project: Mapping | None = None,
+        annotations_key: str = "",
     ) -> tuple[list[dict], bool]:
         """Every task as {id, data, annotations}, and whether the task list was read in full.
 
         ``known`` ({id: data} from the previous sync) makes it incremental: only tasks
         created since are listed, and a task count tells whether any was deleted (then the
-        list is read in full). Annotations always come fresh from the annotated-only export.
+        list is read in full). ``project``: Label Studio's project as the caller read it just
+        before (``ROUND_PROJECT_FIELDS``); its counts replace a count request and check the
+        annotated tasks' counters, and only the annotated tasks whose stamp changed since the
+        last sync (under the same ``annotations_key``) are exported again; without it, or when
+        the counts disagree, every annotated task is exported. A full listing always comes
+        with a full export.
         """
         data: dict[int, dict] | None = None
+        rows: list[dict] | None = None
         if known:
-            fresh = self.list_task_data(project_id, page_size, after_id=max(known))
+            if project is not None and isinstance(project.get("task_number"), int):
+                rows = self.list_new_and_annotated(project_id, max(known), page_size)
+                count = int(project["task_number"])
+            else:
+                rows = self.list_task_data(project_id, page_size, after_id=max(known))
+                count = self.count_tasks(project_id)
             merged = dict(known)
             merged.update(
-                {t["id"]: t.get("data") or {} for t in fresh if isinstance(t, dict) and "id" in t}
-            )
-            if len(merged) == self.count_tasks(project_id):
+                {t["id"]: t.get("data") or {}
+                 for t in rows if isinstance(t, dict) and "id" in t and t["id"] not in known}
+            )  # fmt: skip
+            if len(merged) == count:
                 data = merged
         full = data is None
         if data is None:
+            rows = None
             data = {
                 t["id"]: t.get("data") or {}
                 for t in self.list_task_data(project_id, page_size)
                 if isinstance(t, dict) and "id" in t
             }
         tasks = {i: {"id": i, "data": d, "annotations": []} for i, d in data.items()}
-        for annotated in self.export_annotated(project_id):
-            if isinstance(annotated, dict) and annotated.get("id") in tasks:
-                tasks[annotated["id"]]["annotations"] = annotated.get("annotations") or []
+        annotated = self._annotated(project_id, rows, project, annotations_key)
+        for task_id, annotations in annotated.items():
+            if task_id in tasks:
+                tasks[task_id]["annotations"] = annotations
         return list(tasks.values()), full
+
+    def _annotated(self, project_id: int, rows: list[dict] | None, project: Mapping | None,
+                   key: str) -> dict[int, list]:  # fmt: skip
+        """{task id: annotations} of every annotated task. ``rows``: this sync's listing with
+        each annotated task's stamp (None: export them all); when its counters add up
+        (``annotated_stamps``), only the tasks whose stamp differs from what the last sync
+        read under the same ``key`` are exported."""
+        with self._lock:
+            cache = self._annotations.get(project_id)
+        stamps = annotated_stamps(rows, project) if rows is not None else None
+        fresh = AnnotationCache(key)
+        if cache is None or cache.key != key or stamps is None:
+            exported = self.export_annotated(project_id)
+        else:
+            changed = sorted(i for i, s in stamps.items() if cache.stamps.get(i) != s)
+            if len(changed) > EXPORT_IDS_MAX:
+                exported = self.export_annotated(project_id)
+            else:
+                exported = self.export_annotated(project_id, changed) if changed else []
+                # Unchanged tasks keep what was read; a task no longer annotated drops out.
+                for task_id in stamps.keys() - set(changed):
+                    fresh.stamps[task_id] = cache.stamps[task_id]
+                    fresh.annotations[task_id] = cache.annotations[task_id]
+        for task in exported:
+            if isinstance(task, dict) and type(task.get("id")) is int:
+                fresh.stamps[task["id"]] = stamp(task)
+                fresh.annotations[task["id"]] = task.get("annotations") or []
+        with self._lock:
+            self._annotations[project_id] = fresh
+        return dict(fresh.annotations)
 
     def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
         """Bulk-create ``predictions`` ([{task, result, score, model_version}]); returns how
@@ -279,7 +415,12 @@ class LabelStudioClient:
         return created
 
     def update_project(self, project_id: int, **fields: object) -> dict:
-        return self.request("PATCH", f"/api/projects/{project_id}/", json=fields).json()
+        """Set ``fields`` of the project. Label Studio answers with its id only
+        (``include=id``): a full answer counts every task's annotations and predictions for a
+        reply nobody reads (on 10k tasks 0.08 s against 0.14 s, measured on 1.23.2)."""
+        return self.request(
+            "PATCH", f"/api/projects/{project_id}/", json=fields, params={"include": "id"}
+        ).json()
 
     def model_versions(self, project_id: int) -> dict[str, int]:
         """{model_version: number of predictions} stored in the project."""

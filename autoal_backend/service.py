@@ -17,6 +17,7 @@ import torch
 from autoal_backend.errors import RequestError
 from autoal_backend.label_config import UnsupportedConfigError
 from autoal_backend.ls_client import (
+    ROUND_PROJECT_FIELDS,
     LabelStudioClient,
     LabelStudioError,
     LabelStudioUnavailable,
@@ -216,7 +217,8 @@ class Backend(LabelStudioProtocol):
         client = self.client_for(project_id)
         record = self.store.load_record(project_id)
         try:
-            project = client.get_project(project_id)
+            # Only what a round reads: Label Studio then counts only these.
+            project = client.get_project(project_id, ROUND_PROJECT_FIELDS)
         except ProjectNotFound as exc:
             self._drop_unknown(project_id, record, exc)
             return
@@ -354,7 +356,7 @@ class Backend(LabelStudioProtocol):
             if record is None:
                 continue
             try:
-                project = self.client_for(project_id).get_project(project_id)
+                project = self.client_for(project_id).get_project(project_id, ROUND_PROJECT_FIELDS)
             except LabelStudioUnavailable:
                 return owed  # the outage is handled by the rounds' retries
             except LabelStudioError as exc:

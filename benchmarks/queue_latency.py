@@ -17,8 +17,9 @@ than a few seconds per task):
    version (checked), i.e. the queue is served from the new ranking.
 
 The latency is t1 - t0 (polling every ``--poll`` seconds adds at most that much). The backend's
-own round history gives where the time went (sync = Label Studio's export of every task, embed,
-train, select, validate, push = prediction import + project update + stale-version delete).
+own round history gives where the time went (sync = the new tasks and the changed annotations
+read from Label Studio, embed, train, select, push = prediction import + project update, then
+off the annotators' path: validate, estimate, delete = the replaced version's predictions).
 The last line printed is ``{"tasks": N, "median_seconds": s, ...}``.
 """
 
@@ -172,13 +173,14 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
     """Median seconds of each Label Studio call a round makes, through the backend's own
     client, on the benchmark's project (run after the latency measurement: it imports and
     deletes probe predictions and points the project at them for a moment)."""
-    from autoal_backend.ls_client import TASK_PAGE, LabelStudioClient
+    from autoal_backend.ls_client import ROUND_PROJECT_FIELDS, TASK_PAGE, LabelStudioClient
 
     client = LabelStudioClient(url, token)
     original = client.get_project(project_id)["model_version"]
     tasks = client.list_task_data(project_id, TASK_PAGE)
     known = {t["id"]: t.get("data") or {} for t in tasks}
     ids = sorted(known)
+    annotated = [t["id"] for t in client.export_annotated(project_id)]
     result = [
         {
             "from_name": "sentiment",
@@ -188,11 +190,23 @@ def measure_label_studio_calls(url: str, token: str, project_id: int, repeats: i
         }
     ]
     calls: dict[str, Callable[[int], object]] = {
+        "read the project, all counts": lambda _: client.get_project(project_id),
+        "read the project, the round's fields": lambda _: client.get_project(
+            project_id, ROUND_PROJECT_FIELDS
+        ),
         "list every task (paged)": lambda _: client.list_task_data(project_id, TASK_PAGE),
         "count tasks": lambda _: client.count_tasks(project_id),
         "export annotated tasks": lambda _: client.export_annotated(project_id),
+        "export one annotated task by id": lambda _: client.export_annotated(
+            project_id, annotated[-1:]
+        ),
         "sync, full": lambda _: client.sync_tasks(project_id),
-        "sync, incremental": lambda _: client.sync_tasks(project_id, known=known),
+        # Before 2026-12-05: new tasks, a count, then every annotated task exported.
+        "sync, incremental (old)": lambda _: client.sync_tasks(project_id, known=known),
+        # A round's sync now: this listing, then the export of the tasks whose stamp changed.
+        "list new + annotated tasks (stamps)": lambda _: client.list_new_and_annotated(
+            project_id, max(known)
+        ),
     }
 
     def import_probe(r: int, size: int) -> object:

@@ -26,7 +26,7 @@ from autoal_backend.rounds.history import (
     round_audit_share,
 )
 from autoal_backend.rounds.pool import build_pool
-from autoal_backend.rounds.push import clean_up, push, save_record
+from autoal_backend.rounds.push import clean_up, delete_stale, push, save_record
 from autoal_backend.rounds.rank import AUTO_WINDOW, auto_window, rank
 from autoal_backend.rounds.sync import disagreements, project_state, round_fingerprint, sync_tasks
 from autoal_backend.settings import Settings, SettingsError
@@ -132,16 +132,16 @@ class RoundRunner:
 
         self.set_stage(project_id, "syncing")
         try:
-            return self._run(record, spec, settings, client, force, started)
+            return self._run(record, spec, settings, client, force, started, project)
         finally:
             self.set_stage(project_id, None)
 
     def _run(self, record: ProjectRecord, spec: ProjectSpec, settings: Settings, client: LabelStudioClient,
-             force: bool, started: float) -> RoundReport:  # fmt: skip
+             force: bool, started: float, project: dict | None) -> RoundReport:  # fmt: skip
         project_id = record.project_id
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        views, full_sync = sync_tasks(client, self.store, record, spec)
+        views, full_sync = sync_tasks(client, self.store, record, spec, project)
         seconds["sync"] = time.perf_counter() - t
         fingerprint = round_fingerprint(record, settings, views)
         if fingerprint == record.fingerprint and not force:
@@ -186,7 +186,6 @@ class RoundRunner:
                 f"project {project_id}: every readable task is labeled; nothing to rank"
             )
         history = self.store.load_history(project_id)
-        previous = self.store.load_ranking(project_id)
         selector, strategy = self.selector(project_id, settings, spec)
         settings = replace(settings, strategy=strategy)
         config = RoundConfig(min_labels=settings.min_labels, validation_folds=3)
@@ -212,6 +211,7 @@ class RoundRunner:
         # The model's accuracy on the unlabeled tasks, judged by the audited ones (after the
         # push too: two cross-fits the queue need not wait for).
         t = time.perf_counter()
+        previous = self.store.load_ranking(project_id)  # the last round's: saved below
         audits = audits_labeled(previous, views, history)
         figure = accuracy_figure(state, result, spec, history, audits, config)
         seconds["estimate"] = time.perf_counter() - t
@@ -229,6 +229,10 @@ class RoundRunner:
         self.store.save_model(project_id, exported)
         self.store.save_selector(project_id, saved_state(selector))
         self.store.save_ranking(project_id, ranking)
+        # Last: an annotator's /next waits while Label Studio deletes (rounds/push.py).
+        t = time.perf_counter()
+        record.stale_versions = delete_stale(client, project_id, record.stale_versions)
+        seconds["delete"] = time.perf_counter() - t
         # Unreadable tasks are retried by the next round even when nothing else changed.
         record.fingerprint = fingerprint if not skipped else ""
         save_record(self.store, record)

@@ -20,28 +20,41 @@ FULL_SYNC_EVERY = 20
 
 
 def sync_tasks(client: LabelStudioClient, store: ProjectStore, record: ProjectRecord,
-               spec: ProjectSpec) -> tuple[list["TaskView"], bool]:  # fmt: skip
+               spec: ProjectSpec, project: dict | None = None,
+               ) -> tuple[list["TaskView"], bool]:  # fmt: skip
     """The project's tasks as views, and whether the whole task list was read. Every
-    ``FULL_SYNC_EVERY`` rounds the list is read in full, which also catches task data edited in
-    place (new and deleted tasks are caught every round)."""
+    ``FULL_SYNC_EVERY`` rounds the list is read in full, with every annotated task's
+    annotations, which also catches task data (and annotations) edited in place without
+    Label Studio touching the task (new and deleted tasks, new, edited and deleted annotations
+    are caught every round). ``project``: Label Studio's project as the round read it at its
+    start (``ROUND_PROJECT_FIELDS``): its counts spare a request, and let the sync export only
+    the annotated tasks that changed (``LabelStudioClient.sync_tasks``)."""
     project_id = record.project_id
     full_due = (record.round + 1) % FULL_SYNC_EVERY == 0
     known = None if full_due else store.load_task_index(project_id, spec.data_key)
-    tasks, full_sync = client.sync_tasks(project_id, known=known)
+    # Annotations read under another label config are read again: Label Studio's Labels
+    # Manager renames a label inside every annotation without touching the tasks.
+    tasks, full_sync = client.sync_tasks(
+        project_id, known=known, project=project, annotations_key=record.label_config
+    )
     if full_sync or known is None or len(tasks) != len(known):
         store.save_task_index(project_id, spec.data_key, {t["id"]: t["data"] for t in tasks})
     return view_tasks(tasks, spec), full_sync
 
 
+# Label Studio's counts of a project that change when there is something to learn.
+STATE_COUNTS = (
+    "task_number",
+    "total_annotations_number",
+    "skipped_annotations_number",
+    "num_tasks_with_annotations",
+)
+
+
 def project_state(project: dict) -> dict[str, int]:
-    """Label Studio's counts of a project that change when there is something to learn."""
-    keys = (
-        "task_number",
-        "total_annotations_number",
-        "skipped_annotations_number",
-        "num_tasks_with_annotations",
-    )
-    return {k: int(project[k]) for k in keys if isinstance(project.get(k), int)}
+    """Label Studio's counts of a project that change when there is something to learn
+    (``STATE_COUNTS``; ``ROUND_PROJECT_FIELDS`` asks for them)."""
+    return {k: int(project[k]) for k in STATE_COUNTS if isinstance(project.get(k), int)}
 
 
 def round_fingerprint(record: ProjectRecord, settings: Settings, views: list["TaskView"]) -> str:

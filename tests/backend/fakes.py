@@ -2,6 +2,7 @@
 backend makes, served by Flask and reached through a requests adapter, so the real client code
 runs) and a deterministic encoder."""
 
+import hashlib
 import io
 import json
 import threading
@@ -66,10 +67,13 @@ class FakeLabelStudio:
         self.predictions: list[dict] = []
         self.files: dict[str, bytes] = {}
         self.calls: list[tuple[str, str]] = []
+        self.call_args: list[dict[str, list[str]]] = []  # each call's query, as calls
         self.fail_import = False
         self.locked_replies = 0  # answer this many requests with 500 "database is locked"
         self.down = False  # every request fails to connect, as when Label Studio is stopped
         self.delay_s = 0.0  # every request takes this long (a slow Label Studio)
+        # {task id: (total, cancelled)}: counters Label Studio failed to update for that task.
+        self.stale_counters: dict[int, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.app = self._make_app()
 
@@ -125,6 +129,26 @@ class FakeLabelStudio:
             }
         )
 
+    def stamp(self, task: dict) -> dict:
+        """The task's ``updated_at`` and annotation counters as Label Studio lists them. Label
+        Studio sets ``updated_at`` whenever an annotation is saved: here a digest of the
+        annotations stands for it, unless a test set the task's own ``updated_at`` (a write
+        that Label Studio does not stamp, such as the Labels Manager's bulk rename)."""
+        annotations = task["annotations"]
+        updated = (
+            task.get("updated_at")
+            or hashlib.sha1(json.dumps(annotations, sort_keys=True).encode()).hexdigest()
+        )
+        total, cancelled = self.stale_counters.get(task["id"], (
+            sum(not a.get("was_cancelled") for a in annotations),
+            sum(bool(a.get("was_cancelled")) for a in annotations),
+        ))  # fmt: skip
+        return {
+            "updated_at": updated,
+            "total_annotations": total,
+            "cancelled_annotations": cancelled,
+        }
+
     def delete_task(self, project_id: int, task_id: int) -> None:
         self.tasks[project_id] = [t for t in self.tasks[project_id] if t["id"] != task_id]
 
@@ -147,6 +171,7 @@ class FakeLabelStudio:
         @app.before_request
         def record_and_auth():
             self.calls.append((request.method, request.path))
+            self.call_args.append(request.args.to_dict(flat=False))
             if self.locked_replies > 0:
                 self.locked_replies -= 1
                 return jsonify(detail="database is locked"), 500
@@ -172,6 +197,13 @@ class FakeLabelStudio:
                 abort(404)
             return self.projects[pid]
 
+        def only_included(fields: dict) -> dict:
+            """Label Studio's ``include``: only the fields named (all when absent)."""
+            if "include" not in request.args:
+                return fields
+            names = request.args["include"].split(",")
+            return {k: v for k, v in fields.items() if k in names}
+
         @app.get("/api/projects/<int:pid>/")
         def get_project(pid: int):
             project = dict(project_or_404(pid))
@@ -182,7 +214,7 @@ class FakeLabelStudio:
                 skipped_annotations_number=sum(bool(a["was_cancelled"]) for a in annotations),
                 num_tasks_with_annotations=sum(bool(t["annotations"]) for t in self.tasks[pid]),
             )
-            return jsonify(project)
+            return jsonify(only_included(project))
 
         @app.patch("/api/projects/<int:pid>/")
         def patch_project(pid: int):
@@ -198,7 +230,7 @@ class FakeLabelStudio:
                     }
                 ), 400
             project.update(fields)
-            return jsonify(project)
+            return jsonify(only_included({"id": pid, **project}))
 
         @app.get("/api/projects/<int:pid>/export")
         def export(pid: int):
@@ -206,18 +238,28 @@ class FakeLabelStudio:
             tasks = self.tasks[pid]
             if request.args.get("download_all_tasks", "false") != "true":
                 tasks = [t for t in tasks if t["annotations"]]
-            return app.response_class(json.dumps(tasks), mimetype="application/json")
+            if "ids[]" in request.args:
+                ids = {int(i) for i in request.args.getlist("ids[]")}
+                tasks = [t for t in tasks if t["id"] in ids]
+            rows = [{**t, **self.stamp(t)} for t in tasks]
+            return app.response_class(json.dumps(rows), mimetype="application/json")
 
         @app.get("/api/tasks/")
         def list_tasks():
             pid = int(request.args["project"])
             project_or_404(pid)
             page, size = int(request.args.get("page", 1)), int(request.args.get("page_size", 100))
-            tasks = self.tasks[pid]
-            if "query" in request.args:  # the one filter the backend uses: id greater than
-                item = json.loads(request.args["query"])["filters"]["items"][0]
-                assert (item["filter"], item["operator"]) == ("filter:tasks:id", "greater")
-                tasks = [t for t in tasks if t["id"] > item["value"]]
+            tasks = [{**t, **self.stamp(t)} for t in self.tasks[pid]]
+            if "query" in request.args:  # the filters the backend uses: columns greater than n
+                filters = json.loads(request.args["query"])["filters"]
+                tests = []
+                for item in filters["items"]:
+                    column = item["filter"].removeprefix("filter:tasks:")
+                    assert column in ("id", "total_annotations", "cancelled_annotations"), item
+                    assert item["operator"] == "greater", item
+                    tests.append((column, item["value"]))
+                match = any if filters["conjunction"] == "or" else all
+                tasks = [t for t in tasks if match(t[c] > v for c, v in tests)]
             chunk = tasks[(page - 1) * size : page * size]
             if page > 1 and not chunk:
                 abort(404)  # Label Studio answers 404 past the last page

@@ -9,6 +9,7 @@ import requests
 
 from autoal_backend.app import create_app
 from autoal_backend.ls_client import LabelStudioClient, LabelStudioUnavailable
+from autoal_backend.rounds import runner
 from autoal_backend.store import round_version
 from autoal_backend.worker import Backoff, Worker
 from tests.backend.conftest import make_backend, make_settings, text_project
@@ -171,7 +172,7 @@ def test_reconcile_catches_up_on_annotations_made_while_the_backend_was_down(tmp
     restarted.worker.stop()
 
 
-@pytest.mark.parametrize("crash_at", ["import", "update"])
+@pytest.mark.parametrize("crash_at", ["import", "update", "validate"])
 def test_a_push_cut_short_leaves_at_most_the_current_version(tmp_path, ls, crash_at, monkeypatch):
     text_project(ls, 7, labeled=12, unlabeled=20)
     settings = make_settings(tmp_path)
@@ -199,9 +200,14 @@ def test_a_push_cut_short_leaves_at_most_the_current_version(tmp_path, ls, crash
         if "model_version" in fields:
             raise Killed()
 
+    def die(*args, **kwargs):
+        raise Killed()
+
     monkeypatch.setattr(ls_client.LabelStudioClient, "import_predictions", import_then_die)
     if crash_at == "update":
         monkeypatch.setattr(ls_client.LabelStudioClient, "update_project", update_then_die)
+    if crash_at == "validate":  # pushed; the version it replaces is deleted at the round's end
+        monkeypatch.setattr(runner, "cross_validated_accuracy", die)
     with pytest.raises(Killed):
         backend._run_round(7)
     assert set(ls.versions(7)) == {round_version(7, 1), round_version(7, 2)}
@@ -212,6 +218,29 @@ def test_a_push_cut_short_leaves_at_most_the_current_version(tmp_path, ls, crash
     live = ls.projects[7]["model_version"]
     assert set(ls.versions(7)) == {live}
     restarted.worker.stop()
+
+
+def test_the_replaced_version_is_deleted_after_the_rounds_other_work(tmp_path, ls, monkeypatch):
+    """Label Studio's delete holds its database (an annotator's /next waits): the round
+    deletes the version its push replaced only once the validation and the saves are done."""
+    text_project(ls, 7, labeled=12, unlabeled=20)
+    backend = make_backend(make_settings(tmp_path), ls)
+    backend._run_round(7)
+    ls.annotate(7, 713, ["neg"])
+    seen = []
+    validate = runner.cross_validated_accuracy
+
+    def validate_and_look(*args, **kwargs):
+        seen.append(set(ls.versions(7)))
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "cross_validated_accuracy", validate_and_look)
+    backend._run_round(7)
+    assert seen == [{round_version(7, 1), round_version(7, 2)}]
+    assert set(ls.versions(7)) == {round_version(7, 2)} == {ls.projects[7]["model_version"]}
+    assert ls.calls[-1][0] == "DELETE"  # the round's last call to Label Studio
+    assert backend.store.load_record(7).stale_versions == []
+    assert "delete" in backend.store.load_history(7)[-1]["seconds"]
 
 
 def test_webhooks_for_unknown_projects_store_nothing_and_cannot_change_a_config(tmp_path, ls):

@@ -1,10 +1,17 @@
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from autoal_backend.ls_client import LabelStudioClient, LabelStudioError, is_jwt
+from autoal_backend.ls_client import (
+    ROUND_PROJECT_FIELDS,
+    LabelStudioClient,
+    LabelStudioError,
+    is_jwt,
+)
+from autoal_backend.rounds.sync import STATE_COUNTS
 from autoal_backend.settings import Settings, SettingsError
 from tests.backend.fakes import LS_URL, TEXT_CONFIG, FakeLabelStudio
 
@@ -174,3 +181,168 @@ def test_idempotent_calls_retry_a_locked_database_but_imports_do_not(monkeypatch
             1, [{"task": 10, "result": [], "score": 0.0, "model_version": "v"}]
         )
     assert ls.predictions == []
+
+
+def round_sync(client, ls, known, key=TEXT_CONFIG):
+    """A sync as a round makes it: the project read first (only the round's fields)."""
+    project = client.get_project(1, ROUND_PROJECT_FIELDS)
+    ls.calls.clear()
+    ls.call_args.clear()
+    return client.sync_tasks(1, known=known, project=project, annotations_key=key)
+
+
+def exported_ids(ls) -> list[list[int] | None]:
+    """The ids each export asked for (None: every annotated task)."""
+    return [
+        sorted(int(i) for i in args["ids[]"]) if "ids[]" in args else None
+        for (method, path), args in zip(ls.calls, ls.call_args, strict=True)
+        if path.endswith("/export")
+    ]
+
+
+def by_id(tasks: list[dict]) -> dict[int, dict]:
+    return {t["id"]: t for t in tasks}
+
+
+def test_the_round_reads_only_the_project_fields_it_uses():
+    assert set(STATE_COUNTS) <= set(ROUND_PROJECT_FIELDS)
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    ls.add_task(1, 10, {"text": "a"}, ["pos"])
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    project = client.get_project(1, ROUND_PROJECT_FIELDS)
+    assert set(project) == set(ROUND_PROJECT_FIELDS)
+    assert project["label_config"] == TEXT_CONFIG and project["task_number"] == 1
+    assert ls.call_args[-1]["include"] == [",".join(ROUND_PROJECT_FIELDS)]
+    assert client.update_project(1, model_version="") == {"id": 1}
+    assert ls.call_args[-1]["include"] == ["id"]
+
+
+def test_a_round_sync_exports_only_the_annotated_tasks_that_changed():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(8):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"] if i < 4 else None)
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    first, full = client.sync_tasks(1)
+    known = {t["id"]: t["data"] for t in first}
+    # Nothing read yet by this client under the key: every annotated task is exported.
+    tasks, full = round_sync(client, ls, known)
+    assert full is False and exported_ids(ls) == [None]
+    assert ("GET", "/api/tasks/") in ls.calls and len(ls.calls) == 2  # no count request
+    ls.annotate(1, 15, ["neg"])  # a new label
+    ls.annotate(1, 11, ["neg"])  # a second annotator on a labeled task
+    ls.annotate(1, 16, ["pos"], cancelled=True)  # a skip
+    ls.add_task(1, 30, {"text": "new"})
+    tasks, full = round_sync(client, ls, known)
+    assert full is False and exported_ids(ls) == [[11, 15, 16]]
+    tasks = by_id(tasks)
+    assert sorted(tasks) == [*range(10, 18), 30] and tasks[30]["data"] == {"text": "new"}
+    assert len(tasks[11]["annotations"]) == 2 and tasks[16]["annotations"][0]["was_cancelled"]
+    assert tasks[12]["annotations"][0]["result"][0]["value"] == {"choices": ["pos"]}
+    # Nothing changed: no export at all.
+    tasks_again, _ = round_sync(client, ls, known | {30: {"text": "new"}})
+    assert exported_ids(ls) == [] and by_id(tasks_again) == tasks
+
+
+def test_edited_and_deleted_annotations_are_read_again():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(5):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"])
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    known = {t["id"]: t["data"] for t in client.sync_tasks(1)[0]}
+    round_sync(client, ls, known)
+    ls.tasks[1][2]["annotations"][0]["result"][0]["value"]["choices"] = ["neg"]  # edited
+    ls.tasks[1][3]["annotations"].clear()  # its only annotation deleted
+    tasks, _ = round_sync(client, ls, known)
+    assert exported_ids(ls) == [[12]]  # 13 is no longer annotated: nothing to export
+    tasks = by_id(tasks)
+    assert tasks[12]["annotations"][0]["result"][0]["value"] == {"choices": ["neg"]}
+    assert tasks[13]["annotations"] == [] and tasks[10]["annotations"]
+
+
+def test_counters_that_do_not_add_up_or_another_key_mean_a_full_export():
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(5):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"}, ["pos"] if i < 3 else None)
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    known = {t["id"]: t["data"] for t in client.sync_tasks(1)[0]}
+    round_sync(client, ls, known)
+    # Label Studio did not count task 13's new annotation: the listing would miss it.
+    ls.annotate(1, 13, ["neg"])
+    ls.stale_counters[13] = (0, 0)
+    tasks, _ = round_sync(client, ls, known)
+    assert exported_ids(ls) == [None] and by_id(tasks)[13]["annotations"]
+    # A bulk rename that Label Studio does not stamp is read again under a new label config.
+    ls.stale_counters.clear()
+    round_sync(client, ls, known)
+    ls.tasks[1][0]["updated_at"] = "frozen"
+    round_sync(client, ls, known)
+    ls.tasks[1][0]["annotations"][0]["result"][0]["value"]["choices"] = ["neg"]
+    tasks, _ = round_sync(client, ls, known)
+    assert exported_ids(ls) == [] and by_id(tasks)[10]["annotations"][0]["result"][0]["value"] == {
+        "choices": ["pos"]
+    }  # unseen: Label Studio gave no sign of it
+    tasks, _ = round_sync(client, ls, known, key=TEXT_CONFIG + " ")
+    assert exported_ids(ls) == [None]
+    assert by_id(tasks)[10]["annotations"][0]["result"][0]["value"] == {"choices": ["neg"]}
+
+
+def test_many_changed_tasks_are_read_by_one_full_export(monkeypatch):
+    from autoal_backend import ls_client
+
+    monkeypatch.setattr(ls_client, "EXPORT_IDS_MAX", 2)
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    for i in range(6):
+        ls.add_task(1, 10 + i, {"text": f"t{i}"})
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    known = {t["id"]: t["data"] for t in client.sync_tasks(1)[0]}
+    round_sync(client, ls, known)
+    for task_id in (10, 11):
+        ls.annotate(1, task_id, ["pos"])
+    round_sync(client, ls, known)
+    assert exported_ids(ls) == [[10, 11]]
+    for task_id in (12, 13, 14):
+        ls.annotate(1, task_id, ["neg"])
+    tasks, _ = round_sync(client, ls, known)
+    assert exported_ids(ls) == [None]
+    assert {t["id"] for t in tasks if t["annotations"]} == {10, 11, 12, 13, 14}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_round_sync_sees_what_a_full_sync_sees_after_any_edits(seed):
+    """Random projects edited at random between rounds: what the incremental sync returns
+    equals what a fresh client's full sync returns, every round."""
+    rng = random.Random(seed)
+    ls = FakeLabelStudio()
+    ls.add_project(1, TEXT_CONFIG)
+    next_id = 10
+    for _ in range(12):
+        ls.add_task(1, next_id, {"text": f"t{next_id}"}, rng.choice([None, ["pos"], ["neg"]]))
+        next_id += 1
+    client = LabelStudioClient(LS_URL, ls.token, session=ls.session())
+    known = {t["id"]: t["data"] for t in client.sync_tasks(1)[0]}
+    for _ in range(15):
+        for _ in range(rng.randint(0, 4)):
+            task = rng.choice(ls.tasks[1])
+            action = rng.choice(["label", "skip", "edit", "delete", "new", "drop"])
+            if action == "label":
+                ls.annotate(1, task["id"], [rng.choice(["pos", "neg"])])
+            elif action == "skip":
+                ls.annotate(1, task["id"], [], cancelled=True)
+            elif action == "edit" and task["annotations"]:
+                task["annotations"][-1]["result"][0]["value"]["choices"] = ["neg"]
+            elif action == "delete" and task["annotations"]:
+                task["annotations"].pop(rng.randrange(len(task["annotations"])))
+            elif action == "new":
+                ls.add_task(1, next_id, {"text": f"t{next_id}"}, rng.choice([None, ["pos"]]))
+                next_id += 1
+            elif action == "drop" and len(ls.tasks[1]) > 3:
+                ls.delete_task(1, task["id"])
+        tasks, _ = round_sync(client, ls, known)
+        truth, _ = LabelStudioClient(LS_URL, ls.token, session=ls.session()).sync_tasks(1)
+        assert by_id(tasks) == by_id(truth)
+        known = {t["id"]: t["data"] for t in tasks}
