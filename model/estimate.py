@@ -16,16 +16,18 @@ unlabeled pool.
 The first term is exact arithmetic on every unlabeled task, the second corrects its bias with
 the labels, so the estimate is unbiased whatever the certainty is worth; a certainty that
 predicts right from wrong only narrows the band. Each audited task is judged **out of fold**
-(``audit_out_of_fold``): by a model trained on every label except a fold of the audited
-ones, i.e. (nearly) the current model, not the one that was current when the task was served.
-So audits from every round pool without drift. The certainty is the model's, softened by one
-temperature fitted on out-of-fold guesses of all labeled tasks (``fit_temperature``).
+(``out_of_fold``): by a model trained on every label except a fold of the audited ones,
+i.e. (nearly) the current model, not the one that was current when the task was served. So
+audits from every round pool without drift. The certainty is the model's, softened by one
+temperature fitted on out-of-fold guesses of the tasks the queue chose (``fit_temperature``).
 
-The band is a t interval whose variance is at least what the calibrated certainty itself
-predicts (a handful of audits that all agree says little), and a figure is **trusted** only
-from ``MIN_AUDITS`` audited tasks on and with a band at most ``TRUSTED_HALF_WIDTH`` either side:
-the page shows no number before that, and the queue audits more (``audit_share``). Measured on
-every packaged data set in docs/benchmarks.md.
+The band is a t interval, cluster-robust over the folds, whose variance is at least what the
+calibrated certainty itself predicts (a handful of audits that all agree says little). A
+figure is **trusted** from ``MIN_AUDITS`` audited tasks on, once the band the certainty
+predicts for them is at most ``TRUSTED_HALF_WIDTH`` either side (a rule that reads nothing
+of which audited guesses were right, so it does not favour lucky samples): the page shows no
+number before that, and the queue audits more (``audit_share``). Measured on every packaged
+data set in docs/benchmarks.md; the screens in docs/experiments/2026-12-05-accuracy-figure.md.
 """
 
 from __future__ import annotations
@@ -270,7 +272,8 @@ def current_accuracy(
     A task counts as audited where ``audit_pool`` > 0; the tasks labeled since its draw are
     those with ``labeled_round`` > its ``audit_round``. Two cross-fits: over all labeled tasks
     (the temperature, and the residuals of the tasks labeled since each draw), and over the
-    audited ones (to judge them by nearly the current model)."""
+    audited ones (to judge them by nearly the current model). The temperature is fitted on
+    the tasks the queue chose (all labeled ones while fewer than ``MIN_AUDITS`` are)."""
     labeled = labeled.cpu()
     audited = (audit_pool.cpu() > 0) & labeled
     count = int(audited.sum())
@@ -284,11 +287,15 @@ def current_accuracy(
     all_probs, _ = out_of_fold(
         x, y, everyone, multilabel=multilabel, config=config, seed=seed + 1, folds=5
     )
-    temperature = fit_temperature(all_probs, y_cpu, multilabel)
+    held = audited[rows]
+    # The temperature from the labels the queue chose: the audited ones would make it (and
+    # with it the band a figure is shown by) depend on whether their guesses happened to be
+    # right, and shown figures would then favour lucky samples.
+    chosen = ~held if int((~held).sum()) >= MIN_AUDITS else torch.ones_like(held)
+    temperature = fit_temperature(all_probs[chosen], y_cpu[chosen], multilabel)
     residual = is_right(all_probs, y_cpu, multilabel).double() - certainty(
         all_probs, multilabel, temperature
     )  # [L]: every labeled task's out-of-fold residual
-    held = audited[rows]
     audit_probs, fold = out_of_fold(x, y, held, multilabel=multilabel, config=config, seed=seed)
     arrived = labeled_round.cpu()[rows]  # [L]
     drawn = audit_round.cpu()[rows][held]  # [a]
