@@ -63,8 +63,6 @@ def _require_vision_synth():
 
 def generated_scenes(name: str, count: int = SCENES, seed: int = 0) -> BoxCorpus:
     """``count`` scenes of the generated set ``name`` (``BOX_DATASETS``), the same for a seed."""
-    from PIL import Image
-
     s = _require_vision_synth()
     if name == "boxes-shapes":
         shapes = tuple(s.DEFAULT_SHAPES)
@@ -82,6 +80,15 @@ def generated_scenes(name: str, count: int = SCENES, seed: int = 0) -> BoxCorpus
         )  # fmt: skip
     else:
         raise SystemExit(f"unknown box data set {name!r}; choose from {', '.join(BOX_DATASETS)}")
+    return render_scenes(name, config, shapes, count, seed)
+
+
+def render_scenes(name: str, config, shapes: tuple, count: int, seed: int) -> BoxCorpus:
+    """``count`` scenes drawn by vision-synth with ``config`` (a ``SyntheticConfig`` whose
+    classes are ``shapes``), the same for a seed: images and boxes in fractions."""
+    from PIL import Image
+
+    s = _require_vision_synth()
     classes = tuple(str(shape.value) for shape in shapes)
     generator = s.SyntheticGenerator(config)
     rng = np.random.default_rng(seed)

@@ -65,10 +65,13 @@ class BoxSplit:
     num_classes: int
 
 
-def split_boxes(data: EmbeddedBoxes, seed: int = 0) -> BoxSplit:
+def split_boxes(data: EmbeddedBoxes, seed: int = 0, test_size: int | None = None) -> BoxSplit:
+    """Test and pool images drawn with ``seed``; ``test_size`` test images (default: a
+    quarter, at most ``MAX_TEST``)."""
     n = len(data.corpus.images)
     order = np.random.default_rng(seed).permutation(n)
-    test_size = min(MAX_TEST, int(round(n * TEST_FRACTION)))
+    if test_size is None:
+        test_size = min(MAX_TEST, int(round(n * TEST_FRACTION)))
     test, pool = order[:test_size].tolist(), order[test_size:].tolist()
     stats = standardisation(data.pooled[pool])
     map_stats = map_standardisation(data.maps[pool])

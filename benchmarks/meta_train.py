@@ -3,13 +3,16 @@
     python -m benchmarks.meta_train --out model/selectors/autoal/prior.json
     python -m benchmarks.meta_train --exclude mnist --out benchmarks/priors/loo-mnist.json
     python -m benchmarks.meta_train --validate
+    python -m benchmarks.meta_train --kind boxes --out model/selectors/autoal/prior-boxes.json
 
 ``--exclude FAMILY`` leaves a family out (the leave-one-data-set-out protocol: the prior judged
 on MNIST never saw MNIST or anything derived from it). ``--validate`` measures, for each
 included family in turn, a prior trained on the others: the true gain over the uniform mixture
 of the batches it would pick on the held-out family's recorded rounds (by the recorded truth),
 next to the best single weight vector in hindsight. Deterministic: one thread, seeded, the same
-episodes give the same file. The last line on stdout is a JSON summary.
+episodes give the same file. The last line on stdout is a JSON summary. ``--kind boxes``
+trains the box prior on box episodes (``benchmarks.box_episodes``: its families, its
+portfolio, the mAP@.5 gain).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -40,13 +44,39 @@ from model.selectors.autoal.prior import (
 from model.strategies import PORTFOLIO
 
 DEFAULT_EPISODES = Path.home() / ".cache" / "autoal-backend" / "episodes"
-GAINS = ("accuracy_gain", "macro_f1_gain", "log_likelihood_gain")
+GAINS = ("accuracy_gain", "macro_f1_gain", "log_likelihood_gain", "map50_gain")
+
+
+@dataclass(frozen=True)
+class KindEpisodes:
+    """Where a kind's episodes live and how its prior is trained from them."""
+
+    families: tuple[str, ...]
+    regimes: tuple[str, ...]  # () when the episodes are not split by regime
+    portfolio: tuple[str, ...]
+    root: Path
+    gain: str
+    rounds: Callable[[list[dict], str], list[TrainingRound]]
+
+
+def kind_episodes(kind: str) -> KindEpisodes:
+    if kind == "boxes":
+        from benchmarks import box_episodes
+        from model.kinds.boxes import BOX_PORTFOLIO
+
+        return KindEpisodes(box_episodes.FAMILIES, (), BOX_PORTFOLIO, box_episodes.DEFAULT_OUT,
+                            "map50_gain", box_episodes.training_rounds)  # fmt: skip
+    if kind == "choices":
+        return KindEpisodes(FAMILIES, tuple(REGIMES), tuple(PORTFOLIO), DEFAULT_EPISODES,
+                            "accuracy_gain", training_rounds)  # fmt: skip
+    raise SystemExit(f"no episodes for kind {kind!r}; valid: choices, boxes")
 
 
 def episode_files(root: Path, families: list[str], regimes: list[str]) -> list[Path]:
-    """Every cached episode of ``families`` x ``regimes``, in a fixed order."""
+    """Every cached episode of ``families`` x ``regimes`` (no regimes: ``root/family``), in a
+    fixed order."""
     paths = []
-    for regime in regimes:
+    for regime in regimes or [""]:
         for family in families:
             paths += sorted((root / regime / family).glob("*.pt"))
     return paths
@@ -58,19 +88,20 @@ def by_group_mean(values: torch.Tensor, rounds: list[TrainingRound]) -> float:
     return float((values * weights).sum() / weights.sum())
 
 
-def validate(rounds: list[TrainingRound], config: PriorTrainingConfig) -> dict:
+def validate(rounds: list[TrainingRound], config: PriorTrainingConfig,
+             portfolio: tuple[str, ...] = PORTFOLIO) -> dict:  # fmt: skip
     """Leave each family out in turn: the held-out true gain over uniform of the actions a
     prior trained on the others chooses, next to the best single action in hindsight (chosen
     on the held-out rounds themselves)."""
     families = sorted({r.group.split("/")[0] for r in rounds})
-    names = action_names(list(PORTFOLIO))
+    names = action_names(list(portfolio))
     report = {}
     for family in families:
         train = [r for r in rounds if r.group.split("/")[0] != family]
         test = [r for r in rounds if r.group.split("/")[0] == family]
         if not train or not test:
             continue
-        prior = train_prior(train, list(PORTFOLIO), config)
+        prior = train_prior(train, list(portfolio), config)
         fixed = torch.stack([r.gains for r in test])  # [R, A]
         weights = torch.tensor([r.weight for r in test])
         per_action = (fixed * weights[:, None]).sum(dim=0) / weights.sum()
@@ -92,12 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.meta_train", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--episodes", default=str(DEFAULT_EPISODES), help="the episode cache")
-    parser.add_argument("--families", default="all", help=f"of {', '.join(FAMILIES)}")
+    parser.add_argument("--kind", default="choices", help="choices, or boxes")
+    parser.add_argument("--episodes", default=None, help="the episode cache (default: the kind's)")
+    parser.add_argument("--families", default="all", help="of the kind's families, or all")
     parser.add_argument("--exclude", default="", help="families left out (comma-separated)")
-    parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--regimes", default=None, help=f"choices: of {', '.join(REGIMES)}")
     parser.add_argument(
-        "--gain", default="accuracy_gain", choices=GAINS, help="the truth to maximise"
+        "--gain", default=None, choices=GAINS, help="the truth to maximise (default: the kind's)"
     )
     parser.add_argument("--out", default=None, help="where to write the prior (JSON)")
     parser.add_argument("--validate", action="store_true", help="leave-one-family-out check")
@@ -111,23 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)  # deterministic reductions, and the heads are small
-    root = Path(args.episodes).expanduser()
-    families = list(FAMILIES) if args.families == "all" else parse_counts(args.families)
+    kind = kind_episodes(args.kind)
+    root = Path(args.episodes or kind.root).expanduser()
+    gain = args.gain or kind.gain
+    families = list(kind.families) if args.families == "all" else parse_counts(args.families)
     excluded = set(parse_counts(args.exclude))
-    unknown = sorted((set(families) | excluded) - set(FAMILIES))
+    unknown = sorted((set(families) | excluded) - set(kind.families))
     if unknown:
-        raise SystemExit(f"unknown families {unknown}; valid: {', '.join(FAMILIES)}")
+        raise SystemExit(f"unknown families {unknown}; valid: {', '.join(kind.families)}")
     families = [f for f in families if f not in excluded]
-    regimes = parse_counts(args.regimes)
+    regimes = parse_counts(args.regimes) if args.regimes else list(kind.regimes)
     paths = episode_files(root, families, regimes)
     if not paths:
         raise SystemExit(
             f"no episodes under {root} for {families} x {regimes}: run `python -m benchmarks.episodes` "
-            "(or `make meta-train`) first"
+            "(`python -m benchmarks.box_episodes` for boxes; or `make meta-train`) first"
         )
     started = time.perf_counter()
     episodes = load_episodes(paths)
-    rounds = training_rounds(episodes, args.gain)
+    rounds = kind.rounds(episodes, gain)
+    portfolio = list(kind.portfolio)
     config = PriorTrainingConfig(
         **{f.name: getattr(args, f.name) for f in fields(PriorTrainingConfig)}
     )
@@ -138,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "regimes": regimes,
     }
     if args.validate:
-        summary["validation"] = validate(rounds, config)
+        summary["validation"] = validate(rounds, config, tuple(portfolio))
     if args.out:
         command = "python -m benchmarks.meta_train " + " ".join(
             argv if argv is not None else sys.argv[1:]
@@ -151,12 +186,15 @@ def main(argv: list[str] | None = None) -> int:
                 "regimes": regimes,
                 "episodes": len(paths),
                 "episode_files": [str(p.relative_to(root)) for p in paths[:1]] + ["..."],
-                "generator": "python -m benchmarks.episodes (see make meta-train)",
-                "gain": args.gain,
+                "kind": args.kind,
+                "generator": "python -m benchmarks.box_episodes"
+                if args.kind == "boxes"
+                else "python -m benchmarks.episodes (see make meta-train)",
+                "gain": gain,
             },
             "seed": config.seed,
         }
-        prior = train_prior(rounds, list(PORTFOLIO), config, meta)
+        prior = train_prior(rounds, portfolio, config, meta)
         prior.save(args.out)
         summary["out"] = args.out
         summary["training"] = asdict(config)

@@ -20,7 +20,10 @@ and lost 0.018 AUBC to the uniform mixture on MNIST, where k-means alone and the
 mixture were both better.
 
 The trained prior ships as ``prior.json`` (a few kilobytes: weights, the feature
-standardisation, the actions, and how it was made); ``make meta-train`` reproduces it.
+standardisation, the actions, and how it was made); ``make meta-train`` reproduces it. A task
+kind may ship its own, trained on that kind's episodes (``prior-boxes.json``:
+``benchmarks.box_episodes``); ``default`` means it for a pool of that kind's portfolio, and the
+choices prior, read through the kind's roles, for a kind without one.
 """
 
 from __future__ import annotations
@@ -150,12 +153,23 @@ class Prior:
 _LOADED: dict[tuple[str, float], Prior] = {}
 
 
-def load_prior(spec: str) -> Prior | None:
+def default_prior_path(portfolio: list[str] | tuple[str, ...] | None = None) -> Path:
+    """The shipped prior for ``portfolio``: a kind's own (``prior-<kind>.json``) when one was
+    trained for exactly this portfolio, else the choices prior (``prior.json``)."""
+    if portfolio is not None:
+        for path in sorted(PRIOR_FILE.parent.glob("prior-*.json")):
+            if json.loads(path.read_text()).get("portfolio") == list(portfolio):
+                return path
+    return PRIOR_FILE
+
+
+def load_prior(spec: str, portfolio: list[str] | tuple[str, ...] | None = None) -> Prior | None:
     """The prior named by an AutoAL ``prior`` setting: ``none`` -> None, ``default`` -> the
-    shipped file, anything else a path. Loaded once per file version."""
+    shipped file for ``portfolio`` (``default_prior_path``), anything else a path. Loaded
+    once per file version."""
     if spec == "none":
         return None
-    path = PRIOR_FILE if spec == "default" else Path(spec)
+    path = default_prior_path(portfolio) if spec == "default" else Path(spec)
     if not path.is_file():
         raise FileNotFoundError(
             f"AutoAL prior {spec!r}: no file at {path}"

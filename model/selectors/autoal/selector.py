@@ -82,12 +82,14 @@ class AutoALSelector:
         self.device = torch.device(device) if device is not None else None
         self.config = AutoALConfig(**{**self.defaults, **options})
         self.portfolio = resolve_portfolio(portfolio, "AutoAL")
-        self.prior = load_prior(self.config.prior)
+        self.prior = load_prior(self.config.prior, self.portfolio)
         # A kind's portfolio takes the places of the choices portfolio member by member
-        # (``model.kinds``): a prior trained on choices episodes reads it through those roles.
-        if self.prior is not None and self.prior.portfolio != [
-            prior_role(n) for n in self.portfolio
-        ]:
+        # (``model.kinds``): a prior trained on choices episodes reads it through those roles;
+        # one trained on the kind's own episodes names its strategies.
+        if self.prior is not None and self.prior.portfolio not in (
+            list(self.portfolio),
+            [prior_role(n) for n in self.portfolio],
+        ):
             raise ValueError(
                 f"the AutoAL prior {self.config.prior!r} was trained for portfolio "
                 f"{self.prior.portfolio}, not {self.portfolio}; use prior=none for another one"

@@ -1,0 +1,298 @@
+"""Labeling episodes of box (object detection) tasks, with the true value of every choice AutoAL's
+prior could make: what ``benchmarks.episodes`` is for choices, for the box prior.
+
+    python -m benchmarks.box_episodes --families all --episodes 4 --workers 2 \\
+        --out ~/.cache/autoal-backend/episodes-boxes
+
+A task is drawn from one vision-synth shape **family** (``primitives``, ``symbols``,
+``animals``, ``letters``): 2 to 8 of its shapes as the classes, a background (texture, noise,
+gradient or a plain colour), up to 3-10 objects per image of varied sizes, and 0-2 unlabeled
+distractor shapes from another family; 600 pool and 200 test scenes, embedded as the backend
+embeds uploads (``mobilenet_v2_maps``). The family is the unit of the leave-one-data-set-out
+protocol: the harness's ``boxes-shapes`` are primitives, ``boxes-symbols`` symbols, so a prior
+judged on one of them is trained without its family (``benchmarks.meta_train --kind boxes
+--exclude primitives``).
+
+An episode runs the backend's box round with ground truth: 20 random images, then 10 rounds of
+20. In the rounds of ``TRUTH_ROUNDS`` it records the round's state features
+(``model.selectors.autoal.state``, computed on the box pool exactly as the backend does) and,
+for each action of the prior (the uniform mixture, each strategy alone, the uniform mixture
+without each), the batch its priority picks and the **true** mAP@.5 on the test scenes of the
+detector retrained on the labeled images plus that batch (every action's detector with the same
+seed, so the gains differ by the batch only). A behaviour policy then labels the batch of one
+action drawn at random. Detector fits dominate the cost (19 per recorded round); rounds are
+recorded more densely early, where the prior's choices differ most. Episodes are deterministic
+functions of (family, index) and cached one file each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.box_data import BoxCorpus, embed_box_corpus, render_scenes
+from benchmarks.box_simulate import BoxSplit, split_boxes, test_map
+from benchmarks.episodes import episode_seed, parse_counts
+from model.kinds import get_kind
+from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, make_box_pool
+from model.ranking import rank_order
+from model.selectors.autoal.prior import TrainingRound, action_names, action_weights
+from model.selectors.autoal.state import round_features
+from model.strategies import score_matrix
+from model.task_model import TaskModelConfig
+
+FAMILIES = ("primitives", "symbols", "animals", "letters")
+POOL_SCENES = 600
+TEST_SCENES = 200
+SCENE_PIXELS = 320
+INITIAL = 20
+BATCH = 20
+ROUNDS = 10
+TRUTH_ROUNDS = (0, 1, 2, 3, 5, 7)
+DEFAULT_OUT = Path.home() / ".cache" / "autoal-backend" / "episodes-boxes"
+REGIME = "boxes"  # the group tag of the training rounds (one regime)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """How one box task's scenes are drawn (everything vision-synth is told)."""
+
+    family: str
+    shapes: tuple[str, ...]
+    background: str
+    max_objects: int
+    min_size: float
+    max_size: float
+    distractors: int
+    data_seed: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.family} classes={len(self.shapes)} bg={self.background} "
+            f"objects<={self.max_objects} size={self.min_size:.2f}-{self.max_size:.2f} "
+            f"distractors={self.distractors}"
+        )
+
+
+def _synth():
+    from benchmarks.box_data import _require_vision_synth
+
+    return _require_vision_synth()
+
+
+def sample_spec(family: str, rng: np.random.Generator) -> SceneSpec:
+    """One random box task of ``family``."""
+    s = _synth()
+    members = [str(m.value) for m in next(f for f in s.SHAPE_FAMILIES if f.name == family).members]
+    count = int(rng.integers(2, min(8, len(members)) + 1))
+    shapes = tuple(str(m) for m in rng.permutation(members)[:count])
+    min_size = float(rng.uniform(0.05, 0.12))
+    return SceneSpec(
+        family=family,
+        shapes=shapes,
+        background=str(rng.choice(["texture", "noise", "gradient", "solid"])),
+        max_objects=int(rng.integers(3, 11)),
+        min_size=min_size,
+        max_size=float(min_size + rng.uniform(0.08, 0.2)),
+        distractors=int(rng.integers(0, 3)),
+        data_seed=int(rng.integers(1 << 30)),
+    )
+
+
+def scene_corpus(spec: SceneSpec) -> BoxCorpus:
+    """The pool and test scenes of ``spec`` (``POOL_SCENES + TEST_SCENES``)."""
+    s = _synth()
+    by_name = {str(m.value): m for f in s.SHAPE_FAMILIES for m in f.members}
+    shapes = tuple(by_name[n] for n in spec.shapes)
+    others = tuple(m for f in s.SHAPE_FAMILIES if f.name != spec.family for m in f.members)
+    rng = np.random.default_rng(spec.data_seed)
+    backgrounds = {
+        "texture": lambda: s.TextureBackground(),
+        "noise": lambda: s.NoiseBackground(sigma=float(rng.uniform(8, 32))),
+        "gradient": lambda: s.GradientBackground(),
+        "solid": lambda: s.SolidBackground(),
+    }
+    config = s.SyntheticConfig(
+        img_size=SCENE_PIXELS, min_objects=1, max_objects=spec.max_objects,
+        min_size_ratio=spec.min_size, max_size_ratio=spec.max_size,
+        background=backgrounds[spec.background](), shapes=shapes,
+        distractors=spec.distractors,
+        distractor_shapes=tuple(others[i] for i in rng.permutation(len(others))[:6]),
+    )  # fmt: skip
+    return render_scenes(spec.family, config, shapes, POOL_SCENES + TEST_SCENES, spec.data_seed)
+
+
+def build_split(spec: SceneSpec, cache_dir: Path | None = None) -> BoxSplit:
+    """Embedded scenes split into pool and test, standardised as the harness does."""
+    data = embed_box_corpus(scene_corpus(spec), cache_dir=cache_dir)
+    return split_boxes(data, seed=spec.data_seed, test_size=TEST_SCENES)
+
+
+def action_batches(scores: torch.Tensor, seed: int, batch: int) -> torch.Tensor:
+    """[A, B] the candidate positions each prior action's priority puts first."""
+    weights = action_weights(list(BOX_PORTFOLIO))  # [A, K]
+    return torch.stack([rank_order(scores @ w, seed)[:batch] for w in weights])
+
+
+def run_episode(split: BoxSplit, seed: int, rounds: int = ROUNDS,
+                truth_rounds: tuple[int, ...] = TRUTH_ROUNDS) -> dict:  # fmt: skip
+    """Simulate one episode; returns the recorded rounds and the episode's facts."""
+    rng = np.random.default_rng(seed)
+    kind = get_kind("boxes")
+    names = list(BOX_PORTFOLIO)
+    n = split.pool_features.shape[0]
+    labeled = torch.zeros(n, dtype=torch.bool)
+    labeled_round = torch.full((n,), -1, dtype=torch.long)
+    first = torch.as_tensor(rng.choice(n, INITIAL, replace=False))
+    labeled[first] = True
+    labeled_round[first] = 0
+    config = TaskModelConfig()
+    records = []
+    for index in range(rounds):
+        if int((~labeled).sum()) <= BATCH:
+            break
+        round_seed = seed * 1009 + index
+        boxes = [split.pool_boxes[i] if bool(labeled[i]) else None for i in range(n)]
+        state = make_box_pool(split.pool_features, split.pool_maps, boxes, split.num_classes,
+                              labeled_round=labeled_round, budget=BATCH, seed=round_seed)  # fmt: skip
+        if kind.cold_start(state, 1):
+            picked = torch.as_tensor(rng.choice(torch.nonzero(~labeled).flatten().numpy(), BATCH,
+                                                replace=False))  # fmt: skip
+        else:
+            model = kind.fit(state, config, round_seed)
+            state = kind.trained(state, model)
+            candidates = state.unlabeled_indices()
+            scores = score_matrix(state, names, candidates)  # [M, K]
+            batches = action_batches(scores, round_seed, BATCH)  # [A, B]
+            choice = int(rng.integers(batches.shape[0]))
+            if index in truth_rounds:
+                record = _truth(split, state, model, candidates, batches, round_seed)
+                record |= {
+                    "round": index,
+                    "features": round_features(state, scores, names, candidates),
+                    "choice": choice,
+                }
+                records.append(record)
+            picked = candidates[batches[choice]]
+        labeled[picked] = True
+        labeled_round[picked] = index + 1
+    return {"rounds": records, "pool": n, "classes": split.num_classes}
+
+
+def _truth(split: BoxSplit, state, model: BoxModel, candidates: torch.Tensor,
+           batches: torch.Tensor, seed: int) -> dict:  # fmt: skip
+    """Each action's true mAP@.5 after retraining with its batch (distinct batches fitted once)."""
+    gold = replace_boxes(state.parts, split.pool_boxes)
+    labeled = state.labeled_indices()
+    unique, inverse = torch.unique(torch.sort(batches, dim=1).values, dim=0, return_inverse=True)
+    after = []
+    for row in unique:
+        items = torch.cat((labeled, candidates[row]))
+        after.append(test_map(BoxModel.fit(gold, items, seed), split))
+    values = torch.tensor([after[i] for i in inverse.tolist()], dtype=torch.float64)
+    before = test_map(model, split)
+    return {
+        "map50": values,  # [A] in the order of action_names(BOX_PORTFOLIO)
+        "map50_gain": values - values[0],  # over the uniform mixture's batch
+        "before": before,
+        "labeled": int(labeled.numel()),
+        "distinct_batches": int(unique.shape[0]),
+    }
+
+
+def replace_boxes(pool, boxes: list[torch.Tensor]):
+    """``pool`` with every image's gold boxes (the truth fits label the candidate batches)."""
+    from dataclasses import replace
+
+    return replace(pool, boxes=list(boxes))
+
+
+def episode_path(out: Path, family: str, index: int) -> Path:
+    return out / family / f"{index:04d}.pt"
+
+
+def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> str:
+    """Make (or keep) one episode file; returns a one-line report. Runs in a worker process."""
+    torch.set_num_threads(1)
+    path = episode_path(Path(out), family, index)
+    if path.is_file():
+        return f"{path}: cached"
+    seed = episode_seed(REGIME, family, index)
+    started = time.perf_counter()
+    spec = sample_spec(family, np.random.default_rng(seed))
+    split = build_split(spec, Path(cache_dir) if cache_dir else None)
+    episode = run_episode(split, seed)
+    episode |= {"spec": asdict(spec), "family": family, "regime": REGIME, "index": index,
+                "portfolio": list(BOX_PORTFOLIO)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    torch.save(episode, temporary)
+    temporary.replace(path)
+    seconds = time.perf_counter() - started
+    return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
+
+
+def training_rounds(episodes: list[dict], gain: str = "map50_gain") -> list[TrainingRound]:
+    """The box prior's training rounds; each family weighs alike in the objective."""
+    rounds = [
+        TrainingRound(record["features"], record[gain].float(), f"{episode['family']}/{REGIME}")
+        for episode in episodes
+        for record in episode["rounds"]
+    ]
+    per_group: dict[str, int] = {}
+    for r in rounds:
+        per_group[r.group] = per_group.get(r.group, 0) + 1
+    for r in rounds:
+        r.weight = 1.0 / per_group[r.group]
+    return rounds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.box_episodes",
+        description="Simulated box labeling episodes with the true gain of every prior action.",
+    )
+    parser.add_argument("--families", default="all", help=f"of {', '.join(FAMILIES)}, or all")
+    parser.add_argument("--episodes", type=int, default=4, help="episodes per family")
+    parser.add_argument("--first", type=int, default=0, help="index of the first episode")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    families = list(FAMILIES) if args.families == "all" else parse_counts(args.families)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"unknown families {unknown}; valid: all, {', '.join(FAMILIES)}")
+    started = time.perf_counter()
+    # Interleaved: every family gets its first episode before any gets a second.
+    jobs = [(f, i) for i in range(args.first, args.first + args.episodes) for f in families]
+    out = str(Path(args.out).expanduser())
+    if args.workers <= 1:
+        reports = [generate_one(out, f, i, args.cache_dir) for f, i in jobs]
+        for report in reports:
+            print(report, file=sys.stderr, flush=True)
+    else:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(generate_one, out, f, i, args.cache_dir) for f, i in jobs]
+            for future in futures:
+                print(future.result(), file=sys.stderr, flush=True)
+    print(json.dumps({"episodes": len(jobs), "seconds": round(time.perf_counter() - started, 1),
+                      "actions": action_names(list(BOX_PORTFOLIO))}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
