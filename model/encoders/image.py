@@ -130,11 +130,11 @@ class PooledImageEncoder:
         self.name, _ = self.identity(image_size=self.image_size)
 
     @classmethod
-    def identity(cls, image_size: int = 112, **_: object) -> tuple[str, int]:
-        """(name, dim) for these options; see ``model.encoders.encoder_identity``."""
-        return cls.base_name + option_suffix(
-            cls._defaults, {"image_size": int(image_size)}
-        ), cls.dim
+    def identity(cls, image_size: int | None = None, **_: object) -> tuple[str, int]:
+        """(name, dim) for these options (the class's own defaults where not given); see
+        ``model.encoders.encoder_identity``."""
+        size = cls._defaults["image_size"] if image_size is None else image_size
+        return cls.base_name + option_suffix(cls._defaults, {"image_size": int(size)}), cls.dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

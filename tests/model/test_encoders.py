@@ -126,6 +126,11 @@ def test_identity_names_options_without_loading_weights():
     assert encoder_identity("pixels", side=8, batch_size=7) == ("pixels@side=8", 64)
     assert encoder_identity("mobilenet_v2") == ("mobilenet_v2", 1280)
     assert encoder_identity("mobilenet_v2", image_size=224) == ("mobilenet_v2@image_size=224", 1280)
+    # The map encoder's default is 256 px: its name says 112 only when 112 is asked for (a
+    # default read from the parent class once named 256-px maps "@image_size=112", so the two
+    # sizes shared one cache name).
+    assert encoder_identity("mobilenet_v2_maps") == ("mobilenet_v2_maps", 1280)
+    assert encoder_identity("mobilenet_v2_maps", image_size=112)[0].endswith("@image_size=112")
     with pytest.raises(UnknownNameError):
         encoder_identity("clip")
 
