@@ -39,8 +39,10 @@ def aubc(table: list[dict]) -> dict[int, float]:
 
 
 def main(root: Path) -> None:
-    print("| set | audit share (steady / until trusted) | rounds showing a figure | first shown "
-          "(median round; seeds) | mean abs. error | bias | band coverage | AUBC cost (paired) |")
+    print(
+        "| set | audit share (steady / until trusted) | rounds showing a figure | first shown "
+        "(median round; seeds) | mean abs. error | bias | band coverage | AUBC cost (paired) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in SETS:
         base = aubc(rows(root, "none", name))
@@ -50,7 +52,11 @@ def main(root: Path) -> None:
             seeds = sorted({r["seed"] for r in table})
             firsts = [min(int(r["round"]) for r in shown if r["seed"] == s)
                       for s in seeds if any(r["seed"] == s for r in shown)]  # fmt: skip
-            first = f"{statistics.median(firsts):.0f} ({len(firsts)}/{len(seeds)})" if firsts else "never"
+            first = (
+                f"{statistics.median(firsts):.0f} ({len(firsts)}/{len(seeds)})"
+                if firsts
+                else "never"
+            )
             if shown:
                 errors = [float(r["estimate"]) - float(r["unlabeled_accuracy"]) for r in shown]
                 inside = [float(r["estimate_low"]) <= float(r["unlabeled_accuracy"])
@@ -62,8 +68,10 @@ def main(root: Path) -> None:
             gain = aubc(table)
             diffs = [gain[s] - base[s] for s in gain]
             se = statistics.stdev(diffs) / math.sqrt(len(diffs))
-            print(f"| {name} | {label} | {len(shown)} / {len(table)} | {first} | {figures} | "
-                  f"{statistics.mean(diffs):+.4f} ± {se:.4f} |")
+            print(
+                f"| {name} | {label} | {len(shown)} / {len(table)} | {first} | {figures} | "
+                f"{statistics.mean(diffs):+.4f} ± {se:.4f} |"
+            )
 
 
 if __name__ == "__main__":

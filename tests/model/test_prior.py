@@ -153,3 +153,15 @@ def test_the_shipped_prior_loads_and_covers_the_portfolio():
     assert weights.shape == (len(PORTFOLIO),) and abs(float(weights.sum()) - 1.0) < 1e-5
     # Excluded from its training: nothing (the shipped prior is trained on every family).
     assert prior.meta["data"]["excluded"] == []
+
+
+def test_the_shipped_box_prior_is_autoals_default_for_box_pools_only():
+    from model.kinds.boxes import BOX_PORTFOLIO
+    from model.selectors.autoal.prior import default_prior_path
+
+    path = default_prior_path(BOX_PORTFOLIO)
+    assert path.name == "prior-boxes.json"
+    prior = load_prior("default", BOX_PORTFOLIO)
+    assert prior.portfolio == list(BOX_PORTFOLIO)
+    assert prior.meta["data"]["kind"] == "boxes" and prior.meta["data"]["excluded"] == []
+    assert default_prior_path(PORTFOLIO) == PRIOR_FILE
