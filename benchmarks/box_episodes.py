@@ -32,18 +32,18 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.box_data import BoxCorpus, embed_box_corpus, render_scenes
+from benchmarks.box_data import BoxCorpus, _require_vision_synth, embed_box_corpus, render_scenes
 from benchmarks.box_simulate import BoxSplit, split_boxes, test_map
 from benchmarks.episodes import episode_seed, parse_counts
 from model.kinds import get_kind
-from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, make_box_pool
+from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, MapPool, make_box_pool
 from model.ranking import rank_order
 from model.selectors.autoal.prior import TrainingRound, action_names, action_weights
 from model.selectors.autoal.state import round_features
@@ -84,8 +84,6 @@ class SceneSpec:
 
 
 def _synth():
-    from benchmarks.box_data import _require_vision_synth
-
     return _require_vision_synth()
 
 
@@ -209,10 +207,8 @@ def _truth(split: BoxSplit, state, model: BoxModel, candidates: torch.Tensor,
     }
 
 
-def replace_boxes(pool, boxes: list[torch.Tensor]):
+def replace_boxes(pool: MapPool, boxes: list[torch.Tensor]) -> MapPool:
     """``pool`` with every image's gold boxes (the truth fits label the candidate batches)."""
-    from dataclasses import replace
-
     return replace(pool, boxes=list(boxes))
 
 
