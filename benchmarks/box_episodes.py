@@ -41,7 +41,7 @@ import torch
 
 from benchmarks.box_data import BoxCorpus, _require_vision_synth, embed_box_corpus, render_scenes
 from benchmarks.box_simulate import BoxSplit, split_boxes, test_map
-from benchmarks.episodes import episode_seed, parse_counts
+from benchmarks.episodes import episode_seed, parse_counts, weigh_by_group
 from model.kinds import get_kind
 from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, MapPool, make_box_pool
 from model.ranking import rank_order
@@ -244,12 +244,7 @@ def training_rounds(episodes: list[dict], gain: str = "map50_gain") -> list[Trai
         for episode in episodes
         for record in episode["rounds"]
     ]
-    per_group: dict[str, int] = {}
-    for r in rounds:
-        per_group[r.group] = per_group.get(r.group, 0) + 1
-    for r in rounds:
-        r.weight = 1.0 / per_group[r.group]
-    return rounds
+    return weigh_by_group(rounds)
 
 
 def build_parser() -> argparse.ArgumentParser:

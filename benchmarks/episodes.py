@@ -450,6 +450,12 @@ def training_rounds(episodes: list[dict], gain: str = "accuracy_gain") -> list[T
         for episode in episodes
         for record in episode["rounds"]
     ]
+    return weigh_by_group(rounds)
+
+
+def weigh_by_group(rounds: list[TrainingRound]) -> list[TrainingRound]:
+    """``rounds`` with each group (family and regime) weighing alike in the objective, however
+    many rounds it holds."""
     per_group: dict[str, int] = {}
     for r in rounds:
         per_group[r.group] = per_group.get(r.group, 0) + 1
