@@ -27,13 +27,9 @@ functions of (family, index) and cached one file each.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +37,18 @@ import torch
 
 from benchmarks.box_data import BoxCorpus, _require_vision_synth, embed_box_corpus, render_scenes
 from benchmarks.box_simulate import BoxSplit, split_boxes, test_map
-from benchmarks.episodes import episode_seed, parse_counts, weigh_by_group
-from model.kinds import get_kind
+from benchmarks.episodes import episode_seed
+from benchmarks.kind_episodes import (
+    EpisodeTask,
+    generate_main,
+    save_episode,
+    unique_batches,
+)
+from benchmarks.kind_episodes import run_episode as run_episode_on
+from benchmarks.kind_episodes import training_rounds as kind_training_rounds
 from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, MapPool, make_box_pool
-from model.ranking import rank_order
-from model.selectors.autoal.prior import TrainingRound, action_names, action_weights
-from model.selectors.autoal.state import round_features
-from model.strategies import score_matrix
-from model.task_model import TaskModelConfig
+from model.pool import PoolState
+from model.selectors.autoal.prior import TrainingRound
 
 FAMILIES = ("primitives", "symbols", "animals", "letters")
 POOL_SCENES = 600
@@ -135,55 +135,23 @@ def build_split(spec: SceneSpec, cache_dir: Path | None = None) -> BoxSplit:
     return split_boxes(data, seed=spec.data_seed, test_size=TEST_SCENES)
 
 
-def action_batches(scores: torch.Tensor, seed: int, batch: int) -> torch.Tensor:
-    """[A, B] the candidate positions each prior action's priority puts first."""
-    weights = action_weights(list(BOX_PORTFOLIO))  # [A, K]
-    return torch.stack([rank_order(scores @ w, seed)[:batch] for w in weights])
-
-
 def run_episode(split: BoxSplit, seed: int, rounds: int = ROUNDS,
                 truth_rounds: tuple[int, ...] = TRUTH_ROUNDS) -> dict:  # fmt: skip
-    """Simulate one episode; returns the recorded rounds and the episode's facts."""
-    rng = np.random.default_rng(seed)
-    kind = get_kind("boxes")
-    names = list(BOX_PORTFOLIO)
+    """Simulate one episode (``benchmarks.kind_episodes.run_episode`` on the box pool)."""
     n = split.pool_features.shape[0]
-    labeled = torch.zeros(n, dtype=torch.bool)
-    labeled_round = torch.full((n,), -1, dtype=torch.long)
-    first = torch.as_tensor(rng.choice(n, INITIAL, replace=False))
-    labeled[first] = True
-    labeled_round[first] = 0
-    config = TaskModelConfig()
-    records = []
-    for index in range(rounds):
-        if int((~labeled).sum()) <= BATCH:
-            break
-        round_seed = seed * 1009 + index
+
+    def make_pool(labeled: torch.Tensor, labeled_round: torch.Tensor, seed: int) -> PoolState:
         boxes = [split.pool_boxes[i] if bool(labeled[i]) else None for i in range(n)]
-        state = make_box_pool(split.pool_features, split.pool_maps, boxes, split.num_classes,
-                              labeled_round=labeled_round, budget=BATCH, seed=round_seed)  # fmt: skip
-        if kind.cold_start(state, 1):
-            picked = torch.as_tensor(rng.choice(torch.nonzero(~labeled).flatten().numpy(), BATCH,
-                                                replace=False))  # fmt: skip
-        else:
-            model = kind.fit(state, config, round_seed)
-            state = kind.trained(state, model)
-            candidates = state.unlabeled_indices()
-            scores = score_matrix(state, names, candidates)  # [M, K]
-            batches = action_batches(scores, round_seed, BATCH)  # [A, B]
-            choice = int(rng.integers(batches.shape[0]))
-            if index in truth_rounds:
-                record = _truth(split, state, model, candidates, batches, round_seed)
-                record |= {
-                    "round": index,
-                    "features": round_features(state, scores, names, candidates),
-                    "choice": choice,
-                }
-                records.append(record)
-            picked = candidates[batches[choice]]
-        labeled[picked] = True
-        labeled_round[picked] = index + 1
-    return {"rounds": records, "pool": n, "classes": split.num_classes}
+        return make_box_pool(split.pool_features, split.pool_maps, boxes, split.num_classes,
+                             labeled_round=labeled_round, budget=BATCH, seed=seed)  # fmt: skip
+
+    def truth(state, model, candidates, batches, seed):
+        return _truth(split, state, model, candidates, batches, seed)
+
+    task = EpisodeTask("boxes", tuple(BOX_PORTFOLIO), n, make_pool, truth)
+    episode = run_episode_on(task, seed, initial=INITIAL, batch=BATCH, rounds=rounds,
+                             truth_rounds=truth_rounds)  # fmt: skip
+    return episode | {"classes": split.num_classes}
 
 
 def _truth(split: BoxSplit, state, model: BoxModel, candidates: torch.Tensor,
@@ -191,12 +159,12 @@ def _truth(split: BoxSplit, state, model: BoxModel, candidates: torch.Tensor,
     """Each action's true mAP@.5 after retraining with its batch (distinct batches fitted once)."""
     gold = replace_boxes(state.parts, split.pool_boxes)
     labeled = state.labeled_indices()
-    unique, inverse = torch.unique(torch.sort(batches, dim=1).values, dim=0, return_inverse=True)
+    unique, inverse = unique_batches(batches)
     after = []
     for row in unique:
         items = torch.cat((labeled, candidates[row]))
         after.append(test_map(BoxModel.fit(gold, items, seed), split))
-    values = torch.tensor([after[i] for i in inverse.tolist()], dtype=torch.float64)
+    values = torch.tensor([after[i] for i in inverse], dtype=torch.float64)
     before = test_map(model, split)
     return {
         "map50": values,  # [A] in the order of action_names(BOX_PORTFOLIO)
@@ -229,60 +197,19 @@ def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> st
     episode = run_episode(split, seed)
     episode |= {"spec": asdict(spec), "family": family, "regime": REGIME, "index": index,
                 "portfolio": list(BOX_PORTFOLIO)}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    torch.save(episode, temporary)
-    temporary.replace(path)
+    save_episode(path, episode)
     seconds = time.perf_counter() - started
     return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
 
 
 def training_rounds(episodes: list[dict], gain: str = "map50_gain") -> list[TrainingRound]:
     """The box prior's training rounds; each family weighs alike in the objective."""
-    rounds = [
-        TrainingRound(record["features"], record[gain].float(), f"{episode['family']}/{REGIME}")
-        for episode in episodes
-        for record in episode["rounds"]
-    ]
-    return weigh_by_group(rounds)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.box_episodes",
-        description="Simulated box labeling episodes with the true gain of every prior action.",
-    )
-    parser.add_argument("--families", default="all", help=f"of {', '.join(FAMILIES)}, or all")
-    parser.add_argument("--episodes", type=int, default=4, help="episodes per family")
-    parser.add_argument("--first", type=int, default=0, help="index of the first episode")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    return parser
+    return kind_training_rounds(episodes, gain, REGIME)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    families = list(FAMILIES) if args.families == "all" else parse_counts(args.families)
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        raise SystemExit(f"unknown families {unknown}; valid: all, {', '.join(FAMILIES)}")
-    started = time.perf_counter()
-    # Interleaved: every family gets its first episode before any gets a second.
-    jobs = [(f, i) for i in range(args.first, args.first + args.episodes) for f in families]
-    out = str(Path(args.out).expanduser())
-    if args.workers <= 1:
-        reports = [generate_one(out, f, i, args.cache_dir) for f, i in jobs]
-        for report in reports:
-            print(report, file=sys.stderr, flush=True)
-    else:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(generate_one, out, f, i, args.cache_dir) for f, i in jobs]
-            for future in futures:
-                print(future.result(), file=sys.stderr, flush=True)
-    print(json.dumps({"episodes": len(jobs), "seconds": round(time.perf_counter() - started, 1),
-                      "actions": action_names(list(BOX_PORTFOLIO))}))  # fmt: skip
-    return 0
+    return generate_main(argv, "python -m benchmarks.box_episodes", FAMILIES, DEFAULT_OUT,
+                         tuple(BOX_PORTFOLIO), generate_one)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ of the batches it would pick on the held-out family's recorded rounds (by the re
 next to the best single weight vector in hindsight. Deterministic: one thread, seeded, the same
 episodes give the same file. The last line on stdout is a JSON summary. ``--kind boxes``
 trains the box prior on box episodes (``benchmarks.box_episodes``: its families, its
-portfolio, the mAP@.5 gain).
+portfolio, the mAP@.5 gain), ``--kind spans`` the span prior on span episodes
+(``benchmarks.span_episodes``, the span-F1 gain).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from model.selectors.autoal.prior import (
 from model.strategies import PORTFOLIO
 
 DEFAULT_EPISODES = Path.home() / ".cache" / "autoal-backend" / "episodes"
-GAINS = ("accuracy_gain", "macro_f1_gain", "log_likelihood_gain", "map50_gain")
+GAINS = ("accuracy_gain", "macro_f1_gain", "log_likelihood_gain", "map50_gain", "span_f1_gain")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class KindEpisodes:
     root: Path
     gain: str
     rounds: Callable[[list[dict], str], list[TrainingRound]]
+    generator: str  # the command that makes the episodes
 
 
 def kind_episodes(kind: str) -> KindEpisodes:
@@ -65,11 +67,20 @@ def kind_episodes(kind: str) -> KindEpisodes:
         from model.kinds.boxes import BOX_PORTFOLIO
 
         return KindEpisodes(box_episodes.FAMILIES, (), BOX_PORTFOLIO, box_episodes.DEFAULT_OUT,
-                            "map50_gain", box_episodes.training_rounds)  # fmt: skip
+                            "map50_gain", box_episodes.training_rounds,
+                            "python -m benchmarks.box_episodes")  # fmt: skip
+    if kind == "spans":
+        from benchmarks import span_episodes
+        from model.strategies import SPAN_PORTFOLIO
+
+        return KindEpisodes(span_episodes.FAMILIES, (), tuple(SPAN_PORTFOLIO),
+                            span_episodes.DEFAULT_OUT, "span_f1_gain", span_episodes.training_rounds,
+                            "python -m benchmarks.span_episodes")  # fmt: skip
     if kind == "choices":
         return KindEpisodes(FAMILIES, tuple(REGIMES), tuple(PORTFOLIO), DEFAULT_EPISODES,
-                            "accuracy_gain", training_rounds)  # fmt: skip
-    raise SystemExit(f"no episodes for kind {kind!r}; valid: choices, boxes")
+                            "accuracy_gain", training_rounds,
+                            "python -m benchmarks.episodes (see make meta-train)")  # fmt: skip
+    raise SystemExit(f"no episodes for kind {kind!r}; valid: choices, boxes, spans")
 
 
 def episode_files(root: Path, families: list[str], regimes: list[str]) -> list[Path]:
@@ -123,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.meta_train", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--kind", default="choices", help="choices, or boxes")
+    parser.add_argument("--kind", default="choices", help="choices, boxes or spans")
     parser.add_argument("--episodes", default=None, help="the episode cache (default: the kind's)")
     parser.add_argument("--families", default="all", help="of the kind's families, or all")
     parser.add_argument("--exclude", default="", help="families left out (comma-separated)")
@@ -156,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = episode_files(root, families, regimes)
     if not paths:
         raise SystemExit(
-            f"no episodes under {root} for {families} x {regimes}: run `python -m benchmarks.episodes` "
-            "(`python -m benchmarks.box_episodes` for boxes; or `make meta-train`) first"
+            f"no episodes under {root} for {families} x {regimes}: run `{kind.generator}` first"
         )
     started = time.perf_counter()
     episodes = load_episodes(paths)
@@ -187,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 "episodes": len(paths),
                 "episode_files": [str(p.relative_to(root)) for p in paths[:1]] + ["..."],
                 "kind": args.kind,
-                "generator": "python -m benchmarks.box_episodes"
-                if args.kind == "boxes"
-                else "python -m benchmarks.episodes (see make meta-train)",
+                "generator": kind.generator,
                 "gain": gain,
             },
             "seed": config.seed,

@@ -205,16 +205,20 @@ _TEMPLATES = [
 _TYPES = ("company", "location", "person", "product")
 
 
-def load_synthetic_spans(seed: int = 0, count: int = 3000) -> SpanCorpus:
+def load_synthetic_spans(
+    seed: int = 0, count: int = 3000, templates: tuple[int, ...] | None = None
+) -> SpanCorpus:
     """Generated span tasks: 15 sentence templates filled with people, places, companies and
     products whose names overlap across types (Jordan, Paris, Austin, Ford, Orion), so the
-    type of a name depends on its context; a third of the templates hold no entity."""
+    type of a name depends on its context; a third of the templates hold no entity.
+    ``templates``: draw only from these (indices into the 15; default all)."""
     rng = random.Random(seed)
+    chosen = [_TEMPLATES[i] for i in templates] if templates is not None else _TEMPLATES
     fillers = {"LOC": _CITIES, "ORG": _COMPANIES, "PROD": _PRODUCTS}
     type_of = {"PER": "person", "LOC": "location", "ORG": "company", "PROD": "product"}
     texts, spans = [], []
     for _ in range(count):
-        template = rng.choice(_TEMPLATES)
+        template = rng.choice(chosen)
         text, found, rest = "", [], template
         while "{" in rest:
             before, _, after = rest.partition("{")

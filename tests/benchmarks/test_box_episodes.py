@@ -10,6 +10,7 @@ import torch
 from benchmarks import box_episodes, meta_train
 from benchmarks.box_simulate import BoxSplit
 from benchmarks.box_simulate import test_map as scene_map
+from benchmarks.kind_episodes import action_batches
 from model.kinds import boxes as box_kind
 from model.kinds import get_kind
 from model.kinds.boxes import BOX_PORTFOLIO, BoxModel, map_standardisation, standardise_maps
@@ -66,7 +67,7 @@ def test_an_episode_is_deterministic_and_the_truth_matches_a_separate_fit(split)
     state = kind.trained(state, model)
     candidates = state.unlabeled_indices()
     scores = score_matrix(state, list(BOX_PORTFOLIO), candidates)
-    batches = box_episodes.action_batches(scores, 7, box_episodes.BATCH)
+    batches = action_batches(scores, BOX_PORTFOLIO, 7, box_episodes.BATCH)
     record = box_episodes._truth(split, state, model, candidates, batches, 7)
     gold = box_episodes.replace_boxes(state.parts, split.pool_boxes)
     for action in (0, 1, ACTIONS - 1):
