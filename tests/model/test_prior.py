@@ -132,6 +132,32 @@ def test_prior_training_is_deterministic_and_round_trips_through_json(tmp_path):
     assert loaded.meta["command"] == "test" and loaded.portfolio == NAMES
 
 
+def test_the_gate_keeps_an_action_only_where_resembling_rounds_consistently_paid(tmp_path):
+    clear = regime_rounds()
+    gated = train_prior(
+        clear, NAMES, PriorTrainingConfig(steps=400, gate_z=2.0, gate_neighbours=10)
+    )
+    assert chosen_at(gated, 40.0) == "only kmeans" and chosen_at(gated, 600.0) == "only margin"
+    # The same average gains under ten times the noise: the ungated prior still leaves the
+    # mixture, the gated one finds the evidence too thin and keeps it.
+    noisy = regime_rounds(noise=0.05)
+    loose = train_prior(noisy, NAMES, PriorTrainingConfig(steps=400))
+    strict = train_prior(
+        noisy, NAMES, PriorTrainingConfig(steps=400, gate_z=2.0, gate_neighbours=10)
+    )
+    assert chosen_at(loose, 40.0) != "uniform"
+    assert chosen_at(strict, 40.0) == "uniform"
+    x = (strict.mean.clone() - strict.mean) / strict.std
+    assert strict.gate is not None and strict.gate.evidence(x, 1)[1] > 0
+    # The gate travels with the prior's JSON and decides the same way after loading.
+    path = tmp_path / "gated.json"
+    strict.save(path)
+    loaded = load_prior(str(path))
+    assert loaded.gate is not None and loaded.gate.neighbours == 10 and loaded.gate.z == 2.0
+    assert chosen_at(loaded, 40.0) == "uniform"
+    assert train_prior(noisy, NAMES, PriorTrainingConfig(steps=10)).gate is None
+
+
 def test_a_prior_of_other_features_is_refused(tmp_path):
     prior = train_prior(regime_rounds(count=4), NAMES, PriorTrainingConfig(steps=5))
     data = prior.to_json()

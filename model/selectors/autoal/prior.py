@@ -75,6 +75,50 @@ class PriorNet(nn.Module):
 
 
 @dataclass
+class Gate:
+    """Leave the uniform mixture only on evidence: the chosen action's true gain over the
+    mixture in the ``neighbours`` training rounds whose standardised state is nearest this
+    round's must be positive beyond ``z`` standard errors, else the mixture is used: where the
+    action paid in some resembling rounds and cost in others, the round falls back to the
+    mixture the prior starts from.
+
+    Attributes:
+        features: [R, F] the training rounds' standardised state features.
+        gains: [R, A] their true gain of each action over the uniform mixture.
+    """
+
+    features: torch.Tensor
+    gains: torch.Tensor
+    neighbours: int
+    z: float
+
+    def evidence(self, x: torch.Tensor, action: int) -> tuple[float, float]:
+        """Mean and standard error of ``action``'s gain in the rounds nearest ``x`` [F]."""
+        k = max(2, min(self.neighbours, self.features.shape[0]))
+        nearest = torch.cdist(x[None], self.features)[0].topk(k, largest=False).indices
+        gains = self.gains[nearest, action]
+        return float(gains.mean()), float(gains.std() / k**0.5)
+
+    def admits(self, x: torch.Tensor, action: int) -> bool:
+        mean, error = self.evidence(x, action)
+        return mean > self.z * error
+
+    def to_json(self) -> dict:
+        return {
+            "neighbours": self.neighbours,
+            "z": self.z,
+            "features": [[round(v, 4) for v in row] for row in self.features.tolist()],
+            "gains": [[round(v, 5) for v in row] for row in self.gains.tolist()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Gate:
+        return cls(torch.tensor(data["features"], dtype=torch.float32),
+                   torch.tensor(data["gains"], dtype=torch.float32),
+                   int(data["neighbours"]), float(data["z"]))  # fmt: skip
+
+
+@dataclass
 class Prior:
     """A trained prior: its portfolio (the order of the K strategy weights), the feature names
     and standardisation it was trained with, the network over ``action_names(portfolio)``, and
@@ -86,6 +130,7 @@ class Prior:
     std: torch.Tensor  # [F]
     net: PriorNet
     meta: dict = field(default_factory=dict)
+    gate: Gate | None = None
 
     @property
     def actions(self) -> list[str]:
@@ -98,8 +143,13 @@ class Prior:
         return self.net.eval()(x)
 
     def choose(self, features: torch.Tensor) -> int:
-        """The action for one round's raw state features [F] (the most probable)."""
-        return int(self.probabilities(features).argmax())
+        """The action for one round's raw state features [F]: the most probable, unless the
+        prior has a ``gate`` that finds too little evidence for it (then the uniform mixture)."""
+        action = int(self.probabilities(features).argmax())
+        if action == 0 or self.gate is None:
+            return action
+        x = (features.float().cpu() - self.mean) / self.std
+        return action if self.gate.admits(x, action) else 0
 
     def weights(self, features: torch.Tensor) -> torch.Tensor:
         """[F] -> [K]: the chosen action's strategy weights."""
@@ -116,6 +166,7 @@ class Prior:
             "std": self.std.tolist(),
             "net": {k: v.tolist() for k, v in self.net.state_dict().items()},
             "meta": self.meta,
+            **({"gate": self.gate.to_json()} if self.gate is not None else {}),
         }
 
     @classmethod
@@ -143,6 +194,7 @@ class Prior:
             std=torch.tensor(data["std"], dtype=torch.float32),
             net=net.eval(),
             meta=dict(data.get("meta") or {}),
+            gate=Gate.from_json(data["gate"]) if data.get("gate") else None,
         )
 
     def save(self, path: Path | str) -> None:
@@ -214,6 +266,9 @@ class PriorTrainingConfig:
             accuracy gain, to leave the uniform mixture.
         anchor_mass: the anchor's probability of the uniform mixture.
         seed: initialisation.
+        gate_z, gate_neighbours: with ``gate_z`` > 0 the prior keeps its training rounds and
+            leaves the mixture only where the chosen action's gain in the ``gate_neighbours``
+            nearest of them is above ``gate_z`` standard errors (``Gate``); 0: no gate.
     """
 
     hidden: int = 16
@@ -223,6 +278,8 @@ class PriorTrainingConfig:
     pull: float = 0.001
     anchor_mass: float = 0.6
     seed: int = 0
+    gate_z: float = 0.0
+    gate_neighbours: int = 30
 
 
 def standardisation(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,8 +337,9 @@ def train_prior(
             loss = -(weight * (expected - config.pull * kl)).sum()
             loss.backward()
             optimiser.step()
-    prior = Prior(list(portfolio), list(FEATURES), mean, std, net.eval(), {})
-    chosen = torch.stack([net(x[i : i + 1]).argmax() for i in range(len(rounds))]).flatten()
+    gate = Gate(x, gains, config.gate_neighbours, config.gate_z) if config.gate_z > 0 else None
+    prior = Prior(list(portfolio), list(FEATURES), mean, std, net.eval(), {}, gate)
+    chosen = torch.tensor([prior.choose(r.features) for r in rounds])
     counts = torch.bincount(chosen, minlength=a).tolist()
     prior.meta = {
         **(meta or {}),

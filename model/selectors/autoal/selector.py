@@ -133,10 +133,13 @@ class AutoALSelector:
         if self.prior is not None:
             features = round_features(state, scores, self.portfolio, candidates)
             probabilities = self.prior.probabilities(features)
-            action = int(probabilities.argmax())
+            action = self.prior.choose(features)
             base = action_weights(self.portfolio)[action].to(device)
             info["state"] = _named(list(FEATURES), features)
             info["prior_action"] = self.prior.actions[action]
+            if action != int(probabilities.argmax()):
+                # The gate found too little evidence for the most probable action.
+                info["prior_gated"] = self.prior.actions[int(probabilities.argmax())]
             info["prior_probabilities"] = _named(self.prior.actions, probabilities)
             info["prior_weights"] = _named(self.portfolio, base)
         seconds["prior"] = time.perf_counter() - start
