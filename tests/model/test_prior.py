@@ -191,3 +191,17 @@ def test_the_shipped_box_prior_is_autoals_default_for_box_pools_only():
     assert prior.portfolio == list(BOX_PORTFOLIO)
     assert prior.meta["data"]["kind"] == "boxes" and prior.meta["data"]["excluded"] == []
     assert default_prior_path(PORTFOLIO) == PRIOR_FILE
+
+
+def test_the_shipped_span_prior_is_autoals_default_for_span_pools_and_carries_its_gate():
+    from model.selectors.autoal.prior import default_prior_path
+    from model.strategies import SPAN_PORTFOLIO
+
+    assert default_prior_path(SPAN_PORTFOLIO).name == "prior-spans.json"
+    prior = load_prior("default", SPAN_PORTFOLIO)
+    assert prior.portfolio == list(SPAN_PORTFOLIO)
+    assert prior.meta["data"]["kind"] == "spans" and prior.meta["data"]["excluded"] == []
+    assert prior.gate is not None and prior.gate.z == 2.0
+    assert prior.gate.features.shape == (prior.meta["rounds"], len(FEATURES))
+    # At the mean training state the gated prior keeps the uniform mixture.
+    assert prior.actions[prior.choose(prior.mean)] == "uniform"
