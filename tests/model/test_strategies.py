@@ -21,8 +21,18 @@ MODEL_BASED = [n for n in ALL if get_strategy(n).needs_model]
 
 
 def test_registry_holds_the_whole_portfolio():
-    assert list(PORTFOLIO) == ALL
-    assert {n for n in ALL if not get_strategy(n).needs_model} == {"random", "kmeans", "coreset"}
+    # The portfolio first; outside it, the low-budget picks measured against it.
+    assert ALL[: len(PORTFOLIO)] == list(PORTFOLIO) and ALL[len(PORTFOLIO) :] == [
+        "probcover",
+        "typiclust",
+    ]
+    assert {n for n in ALL if not get_strategy(n).needs_model} == {
+        "random",
+        "kmeans",
+        "coreset",
+        "probcover",
+        "typiclust",
+    }
 
 
 def test_unknown_strategy_lists_the_valid_names(trained_pool):
@@ -264,7 +274,8 @@ def test_bald_is_zero_without_dropout(trained_pool):
 
 
 def test_only_the_pool_passing_strategies_are_sequential():
-    assert {n for n in ALL if get_strategy(n).sequential} == {"kmeans", "coreset", "badge"}
+    sequential = {"kmeans", "coreset", "badge", "probcover", "typiclust"}
+    assert {n for n in ALL if get_strategy(n).sequential} == sequential
 
 
 def test_shortlist_is_a_seeded_subset_of_the_candidate_set_whatever_their_order():
