@@ -26,6 +26,7 @@ import math
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,28 @@ def aubc(labeled: list[int], accuracy: list[float]) -> float:
     y = np.asarray(accuracy, dtype=np.float64)
     area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
     return area / float(x[-1] - x[0])
+
+
+def aubc_per_seed(points: Iterable[tuple[str, int, int, float]]) -> dict[str, dict[int, float]]:
+    """AUBC per strategy and seed from (strategy, seed, labeled, metric) rows in any order (the
+    rows of a run's ``rounds.csv`` or ``rounds.jsonl``)."""
+    curves: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    for name, seed, labeled, value in points:
+        curves.setdefault((name, seed), []).append((labeled, value))
+    out: dict[str, dict[int, float]] = {}
+    for (name, seed), curve in curves.items():
+        curve.sort()
+        out.setdefault(name, {})[seed] = aubc([p[0] for p in curve], [p[1] for p in curve])
+    return out
+
+
+def paired_text(a: dict[int, float], b: dict[int, float]) -> str:
+    """The mean paired per-seed difference a - b on their common seeds, with its t."""
+    seeds = sorted(set(a) & set(b))
+    d = [a[s] - b[s] for s in seeds]
+    mean = float(np.mean(d))
+    se = float(np.std(d, ddof=1)) / len(d) ** 0.5 if len(d) > 1 else 0.0
+    return f"{mean:+.4f} ({len(seeds)} seeds, t {mean / se:+.1f})" if se > 0 else f"{mean:+.4f}"
 
 
 def labels_to_reach(labeled: list[int], accuracy: list[float], target: float) -> float | None:

@@ -14,29 +14,22 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.simulate import aubc
+from benchmarks.simulate import aubc_per_seed, paired_text
 
 
 def per_seed(directory: str, rename: str | None = None) -> dict[str, dict[int, float]]:
-    curves: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
-    for line in (Path(directory) / "rounds.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        name = rename if rename and row["strategy"] == "autoal" else row["strategy"]
-        curves[(name, row["seed"])].append((row["labeled"], row["span_f1"]))
-    out: dict[str, dict[int, float]] = defaultdict(dict)
-    for (name, seed), points in curves.items():
-        points.sort()
-        out[name][seed] = aubc([p[0] for p in points], [p[1] for p in points])
-    return out
-
-
-def paired(a: dict[int, float], b: dict[int, float]) -> str:
-    seeds = sorted(set(a) & set(b))
-    d = [a[s] - b[s] for s in seeds]
-    mean = statistics.mean(d)
-    se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
-    t = f", t {mean / se:+.1f}" if se > 0 else ""
-    return f"{mean:+.4f} ({len(seeds)} seeds{t})"
+    rows = [
+        json.loads(line) for line in (Path(directory) / "rounds.jsonl").read_text().splitlines()
+    ]
+    return aubc_per_seed(
+        (
+            rename if rename and r["strategy"] == "autoal" else r["strategy"],
+            r["seed"],
+            r["labeled"],
+            r["span_f1"],
+        )
+        for r in rows
+    )
 
 
 def main() -> None:
@@ -65,7 +58,7 @@ def main() -> None:
     best = max(singles, key=lambda n: statistics.mean(scores[n][s] for s in first))
     print()
     for other in ("random", "uniform", "autoal", best):
-        print(f"{args.name} - {other}: {paired(judged, scores[other])}")
+        print(f"{args.name} - {other}: {paired_text(judged, scores[other])}")
 
 
 if __name__ == "__main__":
