@@ -9,6 +9,8 @@ graph in memory, the same quantities are computed in blocks here. Neither needs 
 Outside the portfolio: measured against k-means and random order in docs/benchmarks.md.
 """
 
+import math
+
 import torch
 
 from model.pool import PoolState
@@ -28,11 +30,16 @@ MIN_CLUSTER_SIZE = 5
 MAX_CLUSTERS = 500
 TYPICALITY_NEIGHBOURS = 20
 # ProbCover: the share of points whose ball must be pure (alpha), the anchors the radius is
-# estimated on, and the most ball edges kept (the radius shrinks to stay under it).
+# estimated on, the relative amount it stays below the purity limit (float rounding), and the
+# most ball edges kept (20M edges, 320 MB of int64 pairs: the radius shrinks to stay under).
 PURITY = 0.95
 RADIUS_ANCHORS = 2000
+RADIUS_MARGIN = 1e-4
 MAX_EDGES = 20_000_000
+# Rows compared with every row at once: at most ROW_BLOCK, fewer on a large pool so that one
+# [rows, n] distance block stays near BLOCK_ELEMENTS floats (64 MiB), whatever n is.
 ROW_BLOCK = 1024
+BLOCK_ELEMENTS = 1 << 24
 
 
 def pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -42,17 +49,23 @@ def pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ).clamp_min(0.0)
 
 
+def block_rows(n: int) -> int:
+    """Rows per distance block against ``n`` columns (``ROW_BLOCK`` capped by elements)."""
+    return max(1, min(ROW_BLOCK, BLOCK_ELEMENTS // max(1, n)))
+
+
 def knn_mean_distance(x: torch.Tensor, k: int) -> torch.Tensor:
     """[n] each row's mean Euclidean distance to its ``k`` nearest other rows, in row blocks
     (never an n x n matrix at once)."""
     n = x.shape[0]
     k = max(1, min(k, n - 1))
     out = torch.empty(n, dtype=x.dtype, device=x.device)
-    for start in range(0, n, ROW_BLOCK):
-        d2 = pairwise_sq(x[start : start + ROW_BLOCK], x)  # [rows, n]
+    step = block_rows(n)
+    for start in range(0, n, step):
+        d2 = pairwise_sq(x[start : start + step], x)  # [rows, n]
         rows = torch.arange(d2.shape[0], device=x.device)
         d2[rows, rows + start] = float("inf")  # not its own neighbour
-        out[start : start + ROW_BLOCK] = d2.topk(k, dim=1, largest=False).values.sqrt().mean(1)
+        out[start : start + step] = d2.topk(k, dim=1, largest=False).values.sqrt().mean(1)
     return out
 
 
@@ -150,23 +163,30 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 def purity_radius(x: torch.Tensor, classes: int, rng: torch.Generator) -> float:
     """ProbCover's delta: the largest radius at which at least ``PURITY`` of the balls hold
-    one k-means cluster only (k = the number of classes). A ball around x is pure while its
-    radius is below x's distance to the nearest point of another cluster, so the radius is that
-    distance's (1 - PURITY) quantile, estimated on up to ``RADIUS_ANCHORS`` seeded anchors."""
+    one k-means cluster only (k = the number of classes, at least 2: one cluster would make
+    every ball pure and one ball cover the pool). A ball (|x - y| < radius) around x is pure
+    while the radius is at most D(x), x's distance to the nearest point of another cluster; so
+    the radius is the order statistic of D with at most (1 - PURITY) of the values below it,
+    on up to ``RADIUS_ANCHORS`` seeded anchors (all points when there are fewer: then exact).
+    No grid of radii to try: every radius between two values of D has the same purity."""
     n = x.shape[0]
-    k = max(2, min(classes, n))
+    k = min(max(2, classes), n)
     _, assign, _ = kmeans(x, k, rng)
     anchors = torch.randperm(n, generator=rng)[:RADIUS_ANCHORS].to(x.device)
     other = torch.empty(anchors.numel(), dtype=x.dtype, device=x.device)
-    for start in range(0, anchors.numel(), ROW_BLOCK):
-        block = anchors[start : start + ROW_BLOCK]
+    step = block_rows(n)
+    for start in range(0, anchors.numel(), step):
+        block = anchors[start : start + step]
         d2 = pairwise_sq(x[block], x)  # [rows, n]
         d2[assign[block][:, None] == assign[None, :]] = float("inf")
-        other[start : start + ROW_BLOCK] = d2.min(dim=1).values.sqrt()
-    finite = other[torch.isfinite(other)]
-    if finite.numel() == 0:  # one cluster holds everything: every ball is pure
+        other[start : start + step] = d2.min(dim=1).values.sqrt()
+    if not bool(torch.isfinite(other).any()):  # one cluster holds everything: all balls pure
         return float("inf")
-    return float(torch.quantile(finite.double(), 1.0 - PURITY))
+    ordered = torch.sort(other.double()).values  # [anchors]
+    impure_allowed = math.floor(ordered.numel() * (1.0 - PURITY) + 1e-9)
+    # A hair inside D: the ball's other-cluster point at exactly D must stay out of the ball
+    # whatever the rounding of the distances (|a|^2 + |b|^2 - 2ab here, cdist elsewhere).
+    return float(ordered[min(impure_allowed, ordered.numel() - 1)]) * (1.0 - RADIUS_MARGIN)
 
 
 def ball_edges(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,8 +194,9 @@ def ball_edges(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tens
     radius shrinks by a tenth until at most ``MAX_EDGES`` edges remain."""
     while True:
         sources, targets, count = [], [], 0
-        for start in range(0, x.shape[0], ROW_BLOCK):
-            i, j = torch.nonzero(pairwise_sq(x[start : start + ROW_BLOCK], x) < radius**2,
+        step = block_rows(x.shape[0])
+        for start in range(0, x.shape[0], step):
+            i, j = torch.nonzero(pairwise_sq(x[start : start + step], x) < radius**2,
                                  as_tuple=True)  # fmt: skip
             sources.append(i + start)
             targets.append(j)
