@@ -28,8 +28,7 @@ functions of (family, index) and cached one file each.
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +36,10 @@ import torch
 
 from benchmarks.box_data import BoxCorpus, _require_vision_synth, embed_box_corpus, render_scenes
 from benchmarks.box_simulate import BoxSplit, split_boxes, test_map
-from benchmarks.episodes import episode_seed
 from benchmarks.kind_episodes import (
     EpisodeTask,
+    generate_episode,
     generate_main,
-    save_episode,
     unique_batches,
 )
 from benchmarks.kind_episodes import run_episode as run_episode_on
@@ -180,26 +178,14 @@ def replace_boxes(pool: MapPool, boxes: list[torch.Tensor]) -> MapPool:
     return replace(pool, boxes=list(boxes))
 
 
-def episode_path(out: Path, family: str, index: int) -> Path:
-    return out / family / f"{index:04d}.pt"
-
-
 def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> str:
     """Make (or keep) one episode file; returns a one-line report. Runs in a worker process."""
-    torch.set_num_threads(1)
-    path = episode_path(Path(out), family, index)
-    if path.is_file():
-        return f"{path}: cached"
-    seed = episode_seed(REGIME, family, index)
-    started = time.perf_counter()
-    spec = sample_spec(family, np.random.default_rng(seed))
-    split = build_split(spec, Path(cache_dir) if cache_dir else None)
-    episode = run_episode(split, seed)
-    episode |= {"spec": asdict(spec), "family": family, "regime": REGIME, "index": index,
-                "portfolio": list(BOX_PORTFOLIO)}  # fmt: skip
-    save_episode(path, episode)
-    seconds = time.perf_counter() - started
-    return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
+
+    def simulate(seed: int) -> tuple[SceneSpec, dict]:
+        spec = sample_spec(family, np.random.default_rng(seed))
+        return spec, run_episode(build_split(spec, Path(cache_dir) if cache_dir else None), seed)
+
+    return generate_episode(out, family, index, REGIME, tuple(BOX_PORTFOLIO), simulate)
 
 
 def training_rounds(episodes: list[dict], gain: str = "map50_gain") -> list[TrainingRound]:

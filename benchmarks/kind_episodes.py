@@ -19,14 +19,15 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.episodes import parse_counts, weigh_by_group
+from benchmarks.episodes import episode_seed, parse_counts, weigh_by_group
 from model.kinds import get_kind
 from model.pool import PoolState
 from model.ranking import rank_order
@@ -118,11 +119,28 @@ def training_rounds(episodes: list[dict], gain: str, regime: str) -> list[Traini
     return weigh_by_group(rounds)
 
 
-def save_episode(path: Path, episode: dict) -> None:
+def episode_path(out: Path, family: str, index: int) -> Path:
+    return out / family / f"{index:04d}.pt"
+
+
+def generate_episode(out: str, family: str, index: int, regime: str, portfolio: tuple[str, ...],
+                     simulate: Callable[[int], tuple[Any, dict]]) -> str:  # fmt: skip
+    """Make (or keep) one episode file of a kind; returns a one-line report. ``simulate(seed)``
+    draws the task (a dataclass with ``describe()``) and runs its episode. Runs in a worker."""
+    torch.set_num_threads(1)
+    path = episode_path(Path(out), family, index)
+    if path.is_file():
+        return f"{path}: cached"
+    started = time.perf_counter()
+    spec, episode = simulate(episode_seed(regime, family, index))
+    episode |= {"spec": asdict(spec), "family": family, "regime": regime, "index": index,
+                "portfolio": list(portfolio)}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     torch.save(episode, temporary)
     temporary.replace(path)
+    seconds = time.perf_counter() - started
+    return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
 
 
 def build_parser(prog: str, families: tuple[str, ...], out: Path) -> argparse.ArgumentParser:

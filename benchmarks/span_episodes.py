@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import re
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.datasets import package_dir
-from benchmarks.episodes import episode_seed
-from benchmarks.kind_episodes import EpisodeTask, generate_main, save_episode, unique_batches
+from benchmarks.kind_episodes import EpisodeTask, generate_episode, generate_main, unique_batches
 from benchmarks.kind_episodes import run_episode as run_episode_on
 from benchmarks.kind_episodes import training_rounds as kind_training_rounds
 from benchmarks.span_data import (
@@ -225,27 +223,15 @@ def _truth(split: SpanSplit, gold: TokenPool, state: PoolState, model: SpanModel
     }
 
 
-def episode_path(out: Path, family: str, index: int) -> Path:
-    return out / family / f"{index:04d}.pt"
-
-
 def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> str:
     """Make (or keep) one episode file; returns a one-line report. Runs in a worker process."""
-    torch.set_num_threads(1)
-    path = episode_path(Path(out), family, index)
-    if path.is_file():
-        return f"{path}: cached"
-    seed = episode_seed(REGIME, family, index)
-    started = time.perf_counter()
-    data = embed_corpus(family_base(family), "minilm", Path(cache_dir) if cache_dir else None)
-    spec = sample_spec(family, data.corpus, np.random.default_rng(seed))
-    split = split_corpus(task_corpus(spec, data), seed=spec.data_seed)
-    episode = run_episode(split, seed)
-    episode |= {"spec": asdict(spec), "family": family, "regime": REGIME, "index": index,
-                "portfolio": list(SPAN_PORTFOLIO)}  # fmt: skip
-    save_episode(path, episode)
-    seconds = time.perf_counter() - started
-    return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
+
+    def simulate(seed: int) -> tuple[SpanSpec, dict]:
+        data = embed_corpus(family_base(family), "minilm", Path(cache_dir) if cache_dir else None)
+        spec = sample_spec(family, data.corpus, np.random.default_rng(seed))
+        return spec, run_episode(split_corpus(task_corpus(spec, data), seed=spec.data_seed), seed)
+
+    return generate_episode(out, family, index, REGIME, tuple(SPAN_PORTFOLIO), simulate)
 
 
 def training_rounds(episodes: list[dict], gain: str = "span_f1_gain") -> list[TrainingRound]:

@@ -10,6 +10,7 @@ Outside the portfolio: measured against k-means and random order in docs/benchma
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -141,19 +142,25 @@ def typiclust_picks(x: torch.Tensor, labeled: torch.Tensor, budget: int,
 def typiclust_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] raw scores: TypiClust's B picks first, then the rest by typicality in their cluster.
     Clusters are made over the labeled items and the candidates together, as the authors do."""
-    require_candidates(candidates, "typiclust")
+    return _with_labeled_items(state, candidates, "typiclust", lambda x, labeled: typiclust_picks(
+        x, labeled, state.budget, generator(state.seed)))  # fmt: skip
+
+
+def _with_labeled_items(state: PoolState, candidates: torch.Tensor, name: str,
+                        pick: Callable[[torch.Tensor, torch.Tensor], tuple[list[int], torch.Tensor]]) -> torch.Tensor:  # fmt: skip
+    """Raw scores [M] of a strategy that picks among the candidates on rows holding the labeled
+    items (not candidates) first, then the candidates: ``pick(features [n, d], labeled [n])``
+    gives the picks (row indices) and a score per row for the rest."""
+    require_candidates(candidates, name)
     ordered, order = canonical_order(candidates)
     labeled_rows = state.labeled.clone()
     labeled_rows[ordered] = False
     rows = torch.cat((torch.nonzero(labeled_rows).flatten(), ordered))
-    labeled = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
-    labeled[: rows.numel() - ordered.numel()] = True
-    picks, typical = typiclust_picks(
-        state.features[rows], labeled, state.budget, generator(state.seed)
-    )
     offset = rows.numel() - ordered.numel()
-    scores = picks_on_top(typical[offset:], [p - offset for p in picks])
-    return restore_order(scores, order)
+    labeled = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
+    labeled[:offset] = True
+    picks, rest = pick(state.features[rows], labeled)
+    return restore_order(picks_on_top(rest[offset:], [p - offset for p in picks]), order)
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -253,16 +260,5 @@ def probcover_picks(x: torch.Tensor, labeled: torch.Tensor, budget: int, classes
 def probcover_scores(state: PoolState, candidates: torch.Tensor) -> torch.Tensor:
     """[M] raw scores: ProbCover's B picks first, then the rest by the uncovered points their
     ball holds. The graph spans the labeled items and the candidates."""
-    require_candidates(candidates, "probcover")
-    ordered, order = canonical_order(candidates)
-    labeled_rows = state.labeled.clone()
-    labeled_rows[ordered] = False
-    rows = torch.cat((torch.nonzero(labeled_rows).flatten(), ordered))
-    offset = rows.numel() - ordered.numel()
-    labeled = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
-    labeled[:offset] = True
-    picks, degrees = probcover_picks(
-        state.features[rows], labeled, state.budget, state.num_classes, generator(state.seed)
-    )
-    scores = picks_on_top(degrees[offset:], [p - offset for p in picks])
-    return restore_order(scores, order)
+    return _with_labeled_items(state, candidates, "probcover", lambda x, labeled: probcover_picks(
+        x, labeled, state.budget, state.num_classes, generator(state.seed)))  # fmt: skip
