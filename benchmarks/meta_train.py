@@ -35,6 +35,7 @@ from benchmarks.episodes import (
     parse_counts,
     training_rounds,
 )
+from model.selectors.autoal.geometry import GEOMETRY_FEATURES
 from model.selectors.autoal.prior import (
     PriorTrainingConfig,
     TrainingRound,
@@ -42,6 +43,7 @@ from model.selectors.autoal.prior import (
     chosen_gain,
     train_prior,
 )
+from model.selectors.autoal.state import FEATURES
 from model.strategies import PORTFOLIO
 
 DEFAULT_EPISODES = Path.home() / ".cache" / "autoal-backend" / "episodes"
@@ -145,10 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="where to write the prior (JSON)")
     parser.add_argument("--validate", action="store_true", help="leave-one-family-out check")
     for f in fields(PriorTrainingConfig):
+        if f.name == "features":
+            parser.add_argument("--features", type=feature_names, default=(),
+                                help="state features the prior reads, comma-separated; "
+                                "'base' = all but the geometry ones (default: all recorded)")  # fmt: skip
+            continue
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
         )
     return parser
+
+
+def feature_names(text: str) -> tuple[str, ...]:
+    """``--features``: names of ``FEATURES`` (comma-separated), or ``base`` for those before
+    the geometry features."""
+    if text.strip() == "base":
+        return tuple(n for n in FEATURES if n not in GEOMETRY_FEATURES)
+    names = tuple(parse_counts(text))
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown features {unknown}; valid: {', '.join(FEATURES)}"
+        )
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from model.strategies import PORTFOLIO, score_matrix
 from model.task_model import TaskModel, TaskModelConfig
 
 NAMES = ["random", "margin", "kmeans"]
+WIDTH = 12  # the simulated rounds' features: the first 12 of FEATURES (log labels first)
 
 
 def test_top_agreement_known_answers():
@@ -83,7 +84,7 @@ def regime_rounds(count: int = 60, seed: int = 0, noise: float = 0.005):
             if low
             else 400 + 400 * float(torch.rand(1, generator=gen))
         )
-        features = torch.randn(len(FEATURES), generator=gen)
+        features = torch.randn(WIDTH, generator=gen)
         features[0] = torch.log1p(torch.tensor(labeled))
         gains = noise * torch.randn(len(names), generator=gen)
         gains[0] = 0.0
@@ -158,15 +159,36 @@ def test_the_gate_keeps_an_action_only_where_resembling_rounds_consistently_paid
     assert train_prior(noisy, NAMES, PriorTrainingConfig(steps=10)).gate is None
 
 
-def test_a_prior_of_other_features_is_refused(tmp_path):
+def test_a_prior_reads_its_own_features_and_refuses_ones_this_version_lacks(tmp_path):
     prior = train_prior(regime_rounds(count=4), NAMES, PriorTrainingConfig(steps=5))
     data = prior.to_json()
-    data["features"] = data["features"][:-1]
-    path = tmp_path / "old.json"
+    data["features"] = data["features"][:-1] + ["a_feature_from_the_future"]
+    path = tmp_path / "new.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="trained on features"):
+    with pytest.raises(ValueError, match="a_feature_from_the_future"):
         load_prior(str(path))
     assert load_prior("none") is None
+
+
+def test_a_prior_trained_before_features_were_appended_keeps_working():
+    # Rounds recorded when the state had fewer features (episodes from before the geometry
+    # features): the prior reads those columns of today's longer vectors.
+    prior = train_prior(regime_rounds(), NAMES, PriorTrainingConfig(steps=400))
+    assert prior.features == list(FEATURES[:WIDTH]) and len(FEATURES) > WIDTH
+    full = torch.cat((prior.mean, torch.full((len(FEATURES) - WIDTH,), 99.0)))  # ignored
+    full[0] = torch.log1p(torch.tensor(40.0))
+    assert prior.actions[prior.choose(full)] == "only kmeans"
+    # A prior of a chosen subset: only those columns matter.
+    subset = train_prior(
+        regime_rounds(), NAMES, PriorTrainingConfig(steps=400, features=(FEATURES[0], FEATURES[3]))
+    )
+    assert subset.features == [FEATURES[0], FEATURES[3]] and subset.mean.shape == (2,)
+    x = torch.randn(len(FEATURES))
+    y = x.clone()
+    y[5:] = torch.randn(len(FEATURES) - 5)
+    assert torch.equal(subset.probabilities(x), subset.probabilities(y))
+    with pytest.raises(ValueError, match="lack"):
+        subset.probabilities(torch.zeros(2))
 
 
 @pytest.mark.skipif(not PRIOR_FILE.is_file(), reason="no shipped prior yet")
@@ -202,6 +224,6 @@ def test_the_shipped_span_prior_is_autoals_default_for_span_pools_and_carries_it
     assert prior.portfolio == list(SPAN_PORTFOLIO)
     assert prior.meta["data"]["kind"] == "spans" and prior.meta["data"]["excluded"] == []
     assert prior.gate is not None and prior.gate.z == 2.0
-    assert prior.gate.features.shape == (prior.meta["rounds"], len(FEATURES))
+    assert prior.gate.features.shape == (prior.meta["rounds"], len(prior.features))
     # At the mean training state the gated prior keeps the uniform mixture.
     assert prior.actions[prior.choose(prior.mean)] == "uniform"

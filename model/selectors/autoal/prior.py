@@ -124,7 +124,11 @@ class Gate:
 class Prior:
     """A trained prior: its portfolio (the order of the K strategy weights), the feature names
     and standardisation it was trained with, the network over ``action_names(portfolio)``, and
-    how it was made (``meta``)."""
+    how it was made (``meta``).
+
+    ``features`` names columns of ``state.FEATURES``; the prior reads those of any vector in
+    that order that reaches them, so a prior trained before a feature was appended keeps
+    working, and one can be trained on a subset (``PriorTrainingConfig.features``)."""
 
     portfolio: list[str]
     features: list[str]
@@ -138,11 +142,15 @@ class Prior:
     def actions(self) -> list[str]:
         return action_names(self.portfolio)
 
+    def standardised(self, features: torch.Tensor) -> torch.Tensor:
+        """[F] or [n, F] state features in ``FEATURES`` order -> the prior's own columns,
+        standardised as in training."""
+        return (select_features(features.float().cpu(), self.features) - self.mean) / self.std
+
     @torch.no_grad()
     def probabilities(self, features: torch.Tensor) -> torch.Tensor:
         """[F] -> [A] (or [n, F] -> [n, A]) the policy's action probabilities."""
-        x = (features.float().cpu() - self.mean) / self.std
-        return self.net.eval()(x)
+        return self.net.eval()(self.standardised(features))
 
     def choose(self, features: torch.Tensor) -> int:
         """The action for one round's raw state features [F]: the most probable, unless the
@@ -150,8 +158,7 @@ class Prior:
         action = int(self.probabilities(features).argmax())
         if action == 0 or self.gate is None:
             return action
-        x = (features.float().cpu() - self.mean) / self.std
-        return action if self.gate.admits(x, action) else 0
+        return action if self.gate.admits(self.standardised(features), action) else 0
 
     def weights(self, features: torch.Tensor) -> torch.Tensor:
         """[F] -> [K]: the chosen action's strategy weights."""
@@ -178,9 +185,11 @@ class Prior:
                 f"prior format {data.get('format')!r}; this version reads {PRIOR_FORMAT}"
             )
         features = list(data["features"])
-        if features != list(FEATURES):
+        unknown = [name for name in features if name not in FEATURES]
+        if unknown:
             raise ValueError(
-                f"the prior was trained on features {features}, this version computes {list(FEATURES)}"
+                f"the prior reads features {unknown} that this version does not compute "
+                f"(it computes {list(FEATURES)})"
             )
         portfolio = list(data["portfolio"])
         if list(data.get("actions", [])) != action_names(portfolio):
@@ -202,6 +211,16 @@ class Prior:
     def save(self, path: Path | str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+def select_features(features: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
+    """The columns ``names`` of state features [..., F] laid out in ``FEATURES`` order (F may
+    stop short of the last ones: vectors recorded before they were appended)."""
+    columns = [FEATURES.index(name) for name in names]
+    if columns and max(columns) >= features.shape[-1]:
+        missing = [n for n, c in zip(names, columns, strict=True) if c >= features.shape[-1]]
+        raise ValueError(f"state features of width {features.shape[-1]} lack {missing}")
+    return features[..., columns]
 
 
 _LOADED: dict[tuple[str, float], Prior] = {}
@@ -268,6 +287,8 @@ class PriorTrainingConfig:
             accuracy gain, to leave the uniform mixture.
         anchor_mass: the anchor's probability of the uniform mixture.
         seed: initialisation.
+        features: the state features (names of ``FEATURES``) the prior reads; () = all the
+            training rounds recorded.
         gate_z, gate_neighbours: with ``gate_z`` > 0 the prior keeps its training rounds and
             leaves the mixture only where the chosen action's gain in the ``gate_neighbours``
             nearest of them is above ``gate_z`` standard errors (``Gate``); 0: no gate.
@@ -280,6 +301,7 @@ class PriorTrainingConfig:
     pull: float = 0.001
     anchor_mass: float = 0.6
     seed: int = 0
+    features: tuple[str, ...] = ()
     gate_z: float = 0.0
     gate_neighbours: int = 30
 
@@ -319,7 +341,11 @@ def train_prior(
     a = len(action_names(portfolio))
     if any(r.gains.shape != (a,) for r in rounds):
         raise ValueError(f"every round must hold the gains of the {a} actions of the portfolio")
-    features = torch.stack([r.features.float() for r in rounds])  # [R, F]
+    widths = {r.features.numel() for r in rounds}
+    if len(widths) > 1:
+        raise ValueError(f"the rounds' state features differ in width: {sorted(widths)}")
+    names = list(config.features) or list(FEATURES[: widths.pop()])
+    features = select_features(torch.stack([r.features.float() for r in rounds]), names)  # [R, F]
     gains = torch.stack([r.gains.float() for r in rounds])  # [R, A]
     weight = torch.tensor([r.weight for r in rounds], dtype=torch.float32)
     weight = weight / weight.sum()
@@ -340,7 +366,7 @@ def train_prior(
             loss.backward()
             optimiser.step()
     gate = Gate(x, gains, config.gate_neighbours, config.gate_z) if config.gate_z > 0 else None
-    prior = Prior(list(portfolio), list(FEATURES), mean, std, net.eval(), {}, gate)
+    prior = Prior(list(portfolio), names, mean, std, net.eval(), {}, gate)
     chosen = torch.tensor([prior.choose(r.features) for r in rounds])
     counts = torch.bincount(chosen, minlength=a).tolist()
     prior.meta = {

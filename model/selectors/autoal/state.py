@@ -4,7 +4,12 @@ What kind of strategy pays depends on the regime (TypiClust: typical points at l
 uncertain ones later; SelectAL and DCoM switch on such tests): how many labels there are per
 class, how balanced they are, how sure the model is, how much the strategies agree. None of
 these features names a data set, a representation or its dimension, so a prior trained on
-simulated labeling of some tasks can be applied to any other (docs/benchmarks.md).
+simulated labeling of some tasks can be applied to any other (docs/benchmarks.md). The last
+ones (``geometry.py``) say whether the embedding's clusters follow the labels, that is,
+whether diversity can pay on this pool.
+
+Features are only ever appended: a prior names the features it was trained on and reads those
+(``prior.Prior``), so a prior trained before a feature existed keeps working.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 import torch
 
 from model.pool import PoolState, as_distributions
+from model.selectors.autoal.geometry import GEOMETRY_FEATURES, geometry_features
 
 FEATURES: tuple[str, ...] = (
     "log_labeled",  # log(1 + L)
@@ -28,6 +34,7 @@ FEATURES: tuple[str, ...] = (
     "top_agreement",  # mean pairwise Jaccard overlap of the strategies' top-B picks
     "labeled_fraction",  # L / N: the share of the pool already labeled
     "log_batch",  # log B
+    *GEOMETRY_FEATURES,  # whether the embedding's geometry follows the labels (geometry.py)
 )
 
 
@@ -99,5 +106,6 @@ def round_features(
         "top_agreement": top_agreement(scores, names, state.budget),
         "labeled_fraction": num_labeled / max(state.num_items, 1),
         "log_batch": math.log(max(state.budget, 1)),
+        **geometry_features(state, candidates),
     }
     return torch.tensor([values[name] for name in FEATURES], dtype=torch.float32)
