@@ -134,7 +134,7 @@ def build_split(spec: SceneSpec, cache_dir: Path | None = None) -> BoxSplit:
 
 
 def run_episode(split: BoxSplit, seed: int, rounds: int = ROUNDS,
-                truth_rounds: tuple[int, ...] = TRUTH_ROUNDS) -> dict:  # fmt: skip
+                truth_rounds: tuple[int, ...] = TRUTH_ROUNDS, record_truth: bool = True) -> dict:  # fmt: skip
     """Simulate one episode (``benchmarks.kind_episodes.run_episode`` on the box pool)."""
     n = split.pool_features.shape[0]
 
@@ -148,7 +148,7 @@ def run_episode(split: BoxSplit, seed: int, rounds: int = ROUNDS,
 
     task = EpisodeTask("boxes", tuple(BOX_PORTFOLIO), n, make_pool, truth)
     episode = run_episode_on(task, seed, initial=INITIAL, batch=BATCH, rounds=rounds,
-                             truth_rounds=truth_rounds)  # fmt: skip
+                             truth_rounds=truth_rounds, record_truth=record_truth)  # fmt: skip
     return episode | {"classes": split.num_classes}
 
 
@@ -178,14 +178,17 @@ def replace_boxes(pool: MapPool, boxes: list[torch.Tensor]) -> MapPool:
     return replace(pool, boxes=list(boxes))
 
 
-def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> str:
+def generate_one(out: str, family: str, index: int, cache_dir: str | None,
+                 refeature: bool = False) -> str:  # fmt: skip
     """Make (or keep) one episode file; returns a one-line report. Runs in a worker process."""
 
-    def simulate(seed: int) -> tuple[SceneSpec, dict]:
+    def simulate(seed: int, record_truth: bool) -> tuple[SceneSpec, dict]:
         spec = sample_spec(family, np.random.default_rng(seed))
-        return spec, run_episode(build_split(spec, Path(cache_dir) if cache_dir else None), seed)
+        split = build_split(spec, Path(cache_dir) if cache_dir else None)
+        return spec, run_episode(split, seed, record_truth=record_truth)
 
-    return generate_episode(out, family, index, REGIME, tuple(BOX_PORTFOLIO), simulate)
+    return generate_episode(out, family, index, REGIME, tuple(BOX_PORTFOLIO), simulate,
+                            refeature)  # fmt: skip
 
 
 def training_rounds(episodes: list[dict], gain: str = "map50_gain") -> list[TrainingRound]:

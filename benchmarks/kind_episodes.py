@@ -32,7 +32,7 @@ from model.kinds import get_kind
 from model.pool import PoolState
 from model.ranking import rank_order
 from model.selectors.autoal.prior import TrainingRound, action_names, action_weights
-from model.selectors.autoal.state import round_features
+from model.selectors.autoal.state import FEATURES, round_features
 from model.strategies import score_matrix
 from model.task_model import TaskModelConfig
 
@@ -68,8 +68,10 @@ def unique_batches(batches: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
 
 
 def run_episode(task: EpisodeTask, seed: int, *, initial: int, batch: int, rounds: int,
-                truth_rounds: tuple[int, ...]) -> dict:  # fmt: skip
-    """Simulate one episode; returns the recorded rounds and the pool size."""
+                truth_rounds: tuple[int, ...], record_truth: bool = True) -> dict:  # fmt: skip
+    """Simulate one episode; returns the recorded rounds and the pool size. Without
+    ``record_truth`` the same episode (the truth draws no random numbers) records only the
+    state features: how ``refeature_episode`` brings cached episodes to new features."""
     rng = np.random.default_rng(seed)
     kind = get_kind(task.kind)
     names = list(task.portfolio)
@@ -96,7 +98,11 @@ def run_episode(task: EpisodeTask, seed: int, *, initial: int, batch: int, round
             batches = action_batches(scores, task.portfolio, round_seed, batch)  # [A, B]
             choice = int(rng.integers(batches.shape[0]))
             if index in truth_rounds:
-                record = task.truth(state, model, candidates, batches, round_seed)
+                record = (
+                    task.truth(state, model, candidates, batches, round_seed)
+                    if record_truth
+                    else {}
+                )
                 record |= {
                     "round": index,
                     "features": round_features(state, scores, names, candidates),
@@ -106,7 +112,7 @@ def run_episode(task: EpisodeTask, seed: int, *, initial: int, batch: int, round
             picked = candidates[batches[choice]]
         labeled[picked] = True
         labeled_round[picked] = index + 1
-    return {"rounds": records, "pool": n}
+    return {"rounds": records, "pool": n, "feature_names": list(FEATURES)}
 
 
 def training_rounds(episodes: list[dict], gain: str, regime: str) -> list[TrainingRound]:
@@ -123,22 +129,53 @@ def episode_path(out: Path, family: str, index: int) -> Path:
     return out / family / f"{index:04d}.pt"
 
 
-def generate_episode(out: str, family: str, index: int, regime: str, portfolio: tuple[str, ...],
-                     simulate: Callable[[int], tuple[Any, dict]]) -> str:  # fmt: skip
-    """Make (or keep) one episode file of a kind; returns a one-line report. ``simulate(seed)``
-    draws the task (a dataclass with ``describe()``) and runs its episode. Runs in a worker."""
-    torch.set_num_threads(1)
-    path = episode_path(Path(out), family, index)
-    if path.is_file():
-        return f"{path}: cached"
-    started = time.perf_counter()
-    spec, episode = simulate(episode_seed(regime, family, index))
-    episode |= {"spec": asdict(spec), "family": family, "regime": regime, "index": index,
-                "portfolio": list(portfolio)}  # fmt: skip
+def refeature_episode(episode: dict, fresh: dict) -> dict:
+    """``episode`` with the state features of ``fresh`` (the same episode re-run without the
+    truth): checks that the re-run took the same path (the same choices, and the features
+    ``episode`` recorded equal to the first columns of the new ones) before adopting them."""
+    old, new = episode["rounds"], fresh["rounds"]
+    if [r["round"] for r in old] != [r["round"] for r in new]:
+        raise ValueError("the re-run recorded other rounds than the episode")
+    for a, b in zip(old, new, strict=True):
+        width = a["features"].numel()
+        if a["choice"] != b["choice"] or not torch.allclose(a["features"], b["features"][:width],
+                                                            atol=1e-3, rtol=1e-3):  # fmt: skip
+            raise ValueError(f"the re-run of round {a['round']} took another path")
+    rounds = [a | {"features": b["features"]} for a, b in zip(old, new, strict=True)]
+    return episode | {"rounds": rounds, "feature_names": fresh["feature_names"]}
+
+
+def _save(episode: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     torch.save(episode, temporary)
     temporary.replace(path)
+
+
+def generate_episode(out: str, family: str, index: int, regime: str, portfolio: tuple[str, ...],
+                     simulate: Callable[[int, bool], tuple[Any, dict]],
+                     refeature: bool = False) -> str:  # fmt: skip
+    """Make (or keep) one episode file of a kind; returns a one-line report.
+    ``simulate(seed, record_truth)`` draws the task (a dataclass with ``describe()``) and runs
+    its episode. With ``refeature`` a cached episode recorded before the last state feature was
+    appended gets the current features (``refeature_episode``). Runs in a worker."""
+    torch.set_num_threads(1)
+    path = episode_path(Path(out), family, index)
+    seed = episode_seed(regime, family, index)
+    started = time.perf_counter()
+    if path.is_file():
+        if not refeature:
+            return f"{path}: cached"
+        episode = torch.load(path, weights_only=False)
+        if episode.get("feature_names") == list(FEATURES):
+            return f"{path}: features current"
+        episode = refeature_episode(episode, simulate(seed, False)[1])
+        _save(episode, path)
+        return f"{path}: refeatured, {time.perf_counter() - started:.0f} s"
+    spec, episode = simulate(seed, True)
+    episode |= {"spec": asdict(spec), "family": family, "regime": regime, "index": index,
+                "portfolio": list(portfolio)}  # fmt: skip
+    _save(episode, path)
     seconds = time.perf_counter() - started
     return f"{path}: {spec.describe()}, {len(episode['rounds'])} rounds, {seconds:.0f} s"
 
@@ -154,11 +191,15 @@ def build_parser(prog: str, families: tuple[str, ...], out: Path) -> argparse.Ar
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cache-dir", default=None, help="embedding cache directory")
     parser.add_argument("--out", default=str(out))
+    parser.add_argument("--refeature", action="store_true",
+                        help="bring cached episodes to the current state features (re-run "
+                        "without the truth) instead of keeping them as they are")  # fmt: skip
     return parser
 
 
 def generate_main(argv: list[str] | None, prog: str, families: tuple[str, ...], out: Path,
-                  portfolio: tuple[str, ...], generate_one: Callable[[str, str, int, str | None], str]) -> int:  # fmt: skip
+                  portfolio: tuple[str, ...],
+                  generate_one: Callable[[str, str, int, str | None, bool], str]) -> int:  # fmt: skip
     """The generators' command line: episodes of the chosen families, in worker processes,
     each family's first episode before any family's second."""
     args = build_parser(prog, families, out).parse_args(argv)
@@ -171,10 +212,12 @@ def generate_main(argv: list[str] | None, prog: str, families: tuple[str, ...], 
     target = str(Path(args.out).expanduser())
     if args.workers <= 1:
         for f, i in jobs:
-            print(generate_one(target, f, i, args.cache_dir), file=sys.stderr, flush=True)
+            print(generate_one(target, f, i, args.cache_dir, args.refeature), file=sys.stderr,
+                  flush=True)  # fmt: skip
     else:
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(generate_one, target, f, i, args.cache_dir) for f, i in jobs]
+            futures = [pool.submit(generate_one, target, f, i, args.cache_dir, args.refeature)
+                       for f, i in jobs]  # fmt: skip
             for future in futures:
                 print(future.result(), file=sys.stderr, flush=True)
     print(json.dumps({"episodes": len(jobs), "seconds": round(time.perf_counter() - started, 1),

