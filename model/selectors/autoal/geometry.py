@@ -19,8 +19,9 @@ fills in the pool state (``features``, ``targets``, ``probs``):
 - ``uncovered_mass``: the share of the pool in those clusters with no labeled item yet: what
   covering the embedding would still reach.
 
-All are computed on a seeded sample of at most ``SAMPLE`` pool items, so their cost does not
-grow with the pool (a few tens of milliseconds on 2 cores).
+All are computed on seeded samples of at most ``SAMPLE`` labeled and ``SAMPLE`` unlabeled
+items, so their cost and memory do not grow with the pool (a few tens of milliseconds on 2
+cores).
 """
 
 from __future__ import annotations
@@ -117,23 +118,25 @@ def geometry_features(state: PoolState, candidates: torch.Tensor) -> dict[str, f
     """The ``GEOMETRY_FEATURES`` of a trained pool ``state`` whose unlabeled ``candidates`` [M]
     are being ranked (seeded by ``state.seed``)."""
     rng = generator(state.seed + 7919)
-    x = _unit(state.features.float())
     labeled = state.labeled_indices()
-    targets = state.targets[labeled].float()
     probs = state.require_probs()
     # Sorted first, so the sample does not depend on the order the candidates come in.
     ordered = candidates.sort().values
     items = ordered[torch.randperm(ordered.numel(), generator=rng)[:SAMPLE].to(ordered.device)]
     pick = torch.randperm(labeled.numel(), generator=rng)[:SAMPLE].to(labeled.device)
-    labeled_sample = labeled[pick]
+    labeled_sample = labeled[pick].sort().values
     sample = torch.cat((labeled_sample, items[: max(0, SAMPLE - labeled_sample.numel())]))
     is_labeled = torch.zeros(sample.numel(), dtype=torch.bool, device=sample.device)
     is_labeled[: labeled_sample.numel()] = True
-    tightness, uncovered = cluster_geometry(x[sample], is_labeled, rng)
+    x = _unit(state.features[sample].float())  # [m, d] the labeled sample first
+    x_labeled = x[: labeled_sample.numel()]
+    x_items = _unit(state.features[items].float())
+    tightness, uncovered = cluster_geometry(x, is_labeled, rng)
+    votes = state.targets[labeled_sample].float()
     return {
-        "knn_label_lift": knn_label_lift(x[labeled], targets, rng),
+        "knn_label_lift": knn_label_lift(x_labeled, votes, rng),
         "knn_head_agreement": knn_head_agreement(
-            x[labeled], targets, x[items], probs[items].float(), state.multilabel
+            x_labeled, votes, x_items, probs[items].float(), state.multilabel
         ),
         "cluster_tightness": tightness,
         "uncovered_mass": uncovered,
