@@ -159,6 +159,22 @@ def test_the_gate_keeps_an_action_only_where_resembling_rounds_consistently_paid
     assert train_prior(noisy, NAMES, PriorTrainingConfig(steps=10)).gate is None
 
 
+def test_the_gate_falls_back_to_the_mixture_on_a_state_no_training_round_resembles():
+    gated = train_prior(
+        regime_rounds(), NAMES, PriorTrainingConfig(steps=400, gate_z=2.0, gate_neighbours=10)
+    )
+    assert gated.gate is not None and 0 < gated.gate.radius < float("inf")
+    early = gated.mean.clone()
+    early[0] = torch.log1p(torch.tensor(40.0))
+    assert gated.actions[gated.choose(early)] == "only kmeans"
+    # The same early round with a feature far outside anything seen in training: the net
+    # would extrapolate, the gate finds no resembling round and keeps the mixture.
+    strange = early.clone()
+    strange[5] = gated.mean[5] + 30 * gated.std[5]
+    assert gated.actions[int(gated.probabilities(strange).argmax())] != "uniform"
+    assert gated.actions[gated.choose(strange)] == "uniform"
+
+
 def test_a_prior_reads_its_own_features_and_refuses_ones_this_version_lacks(tmp_path):
     prior = train_prior(regime_rounds(count=4), NAMES, PriorTrainingConfig(steps=5))
     data = prior.to_json()

@@ -82,26 +82,41 @@ class Gate:
     mixture in the ``neighbours`` training rounds whose standardised state is nearest this
     round's must be positive beyond ``z`` standard errors, else the mixture is used: where the
     action paid in some resembling rounds and cost in others, the round falls back to the
-    mixture the prior starts from.
+    mixture the prior starts from. A round whose nearest training rounds are farther from it
+    than ``radius`` resembles none of them (a state no episode showed: the prior would be
+    extrapolating), and falls back to the mixture too.
 
     Attributes:
         features: [R, F] the training rounds' standardised state features.
         gains: [R, A] their true gain of each action over the uniform mixture.
+        radius: the largest mean distance to the ``neighbours`` nearest training rounds that
+            still counts as resembling them: the 95th percentile of the training rounds' own
+            (``neighbour_radius``); inf for no such check.
     """
 
     features: torch.Tensor
     gains: torch.Tensor
     neighbours: int
     z: float
+    radius: float = float("inf")
+
+    def _k(self) -> int:
+        return max(2, min(self.neighbours, self.features.shape[0]))
+
+    def nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The ``neighbours`` training rounds nearest ``x`` [F] and their mean distance."""
+        found = torch.cdist(x[None], self.features)[0].topk(self._k(), largest=False)
+        return found.indices, float(found.values.mean())
 
     def evidence(self, x: torch.Tensor, action: int) -> tuple[float, float]:
         """Mean and standard error of ``action``'s gain in the rounds nearest ``x`` [F]."""
-        k = max(2, min(self.neighbours, self.features.shape[0]))
-        nearest = torch.cdist(x[None], self.features)[0].topk(k, largest=False).indices
+        nearest, _ = self.nearest(x)
         gains = self.gains[nearest, action]
-        return float(gains.mean()), float(gains.std() / k**0.5)
+        return float(gains.mean()), float(gains.std() / self._k() ** 0.5)
 
     def admits(self, x: torch.Tensor, action: int) -> bool:
+        if self.nearest(x)[1] > self.radius:
+            return False
         mean, error = self.evidence(x, action)
         return mean > self.z * error
 
@@ -109,15 +124,18 @@ class Gate:
         return {
             "neighbours": self.neighbours,
             "z": self.z,
+            "radius": round(self.radius, 4) if self.radius != float("inf") else None,
             "features": [[round(v, 4) for v in row] for row in self.features.tolist()],
             "gains": [[round(v, 5) for v in row] for row in self.gains.tolist()],
         }
 
     @classmethod
     def from_json(cls, data: dict) -> Gate:
+        radius = data.get("radius")
         return cls(torch.tensor(data["features"], dtype=torch.float32),
                    torch.tensor(data["gains"], dtype=torch.float32),
-                   int(data["neighbours"]), float(data["z"]))  # fmt: skip
+                   int(data["neighbours"]), float(data["z"]),
+                   float("inf") if radius is None else float(radius))  # fmt: skip
 
 
 @dataclass
@@ -291,7 +309,9 @@ class PriorTrainingConfig:
             training rounds recorded.
         gate_z, gate_neighbours: with ``gate_z`` > 0 the prior keeps its training rounds and
             leaves the mixture only where the chosen action's gain in the ``gate_neighbours``
-            nearest of them is above ``gate_z`` standard errors (``Gate``); 0: no gate.
+            nearest of them is above ``gate_z`` standard errors and those rounds resemble this
+            one (within the 95th percentile of the training rounds' own neighbour distance;
+            ``Gate``); 0: no gate.
     """
 
     hidden: int = 16
@@ -319,6 +339,18 @@ def anchor(num_actions: int, mass: float) -> torch.Tensor:
     out = torch.full((num_actions,), rest)
     out[0] = mass
     return out
+
+
+def neighbour_radius(x: torch.Tensor, neighbours: int, quantile: float = 0.95) -> float:
+    """The ``quantile`` of the training rounds' mean distance to their ``neighbours`` nearest
+    others (standardised features ``x`` [R, F]): how far a resembling round may lie."""
+    k = max(2, min(neighbours, x.shape[0] - 1))
+    if x.shape[0] <= k:
+        return float("inf")
+    distances = torch.cdist(x, x)
+    distances.fill_diagonal_(float("inf"))
+    mean = distances.topk(k, dim=1, largest=False).values.mean(dim=1)
+    return float(torch.quantile(mean, quantile))
 
 
 def chosen_gain(prior: Prior, rounds: list[TrainingRound]) -> torch.Tensor:
@@ -365,7 +397,10 @@ def train_prior(
             loss = -(weight * (expected - config.pull * kl)).sum()
             loss.backward()
             optimiser.step()
-    gate = Gate(x, gains, config.gate_neighbours, config.gate_z) if config.gate_z > 0 else None
+    gate = None
+    if config.gate_z > 0:
+        radius = neighbour_radius(x, config.gate_neighbours)
+        gate = Gate(x, gains, config.gate_neighbours, config.gate_z, radius)
     prior = Prior(list(portfolio), names, mean, std, net.eval(), {}, gate)
     chosen = torch.tensor([prior.choose(r.features) for r in rounds])
     counts = torch.bincount(chosen, minlength=a).tolist()
