@@ -31,8 +31,9 @@ from benchmarks.episodes import episode_seed, parse_counts, weigh_by_group
 from model.kinds import get_kind
 from model.pool import PoolState
 from model.ranking import rank_order
+from model.selectors.autoal.geometry import GEOMETRY_FEATURES
 from model.selectors.autoal.prior import TrainingRound, action_names, action_weights
-from model.selectors.autoal.state import FEATURES, round_features
+from model.selectors.autoal.state import FEATURES, FEATURES_VERSION, round_features
 from model.strategies import score_matrix
 from model.task_model import TaskModelConfig
 
@@ -112,7 +113,8 @@ def run_episode(task: EpisodeTask, seed: int, *, initial: int, batch: int, round
             picked = candidates[batches[choice]]
         labeled[picked] = True
         labeled_round[picked] = index + 1
-    return {"rounds": records, "pool": n, "feature_names": list(FEATURES)}
+    return {"rounds": records, "pool": n, "feature_names": list(FEATURES),
+            "features_version": FEATURES_VERSION}  # fmt: skip
 
 
 def training_rounds(episodes: list[dict], gain: str, regime: str) -> list[TrainingRound]:
@@ -131,18 +133,24 @@ def episode_path(out: Path, family: str, index: int) -> Path:
 
 def refeature_episode(episode: dict, fresh: dict) -> dict:
     """``episode`` with the state features of ``fresh`` (the same episode re-run without the
-    truth): checks that the re-run took the same path (the same choices, and the features
-    ``episode`` recorded equal to the first columns of the new ones) before adopting them."""
+    truth): checks that the re-run took the same path (the same pool, the same choices, and the
+    features before the geometry ones equal) before adopting them."""
     old, new = episode["rounds"], fresh["rounds"]
+    if episode.get("pool", fresh["pool"]) != fresh["pool"]:
+        raise ValueError(
+            f"the re-run drew a pool of {fresh['pool']}, the episode {episode['pool']}"
+        )
     if [r["round"] for r in old] != [r["round"] for r in new]:
         raise ValueError("the re-run recorded other rounds than the episode")
+    base = FEATURES.index(GEOMETRY_FEATURES[0])  # computed the same way since they were recorded
     for a, b in zip(old, new, strict=True):
-        width = a["features"].numel()
-        if a["choice"] != b["choice"] or not torch.allclose(a["features"], b["features"][:width],
+        width = min(base, a["features"].numel())
+        if a["choice"] != b["choice"] or not torch.allclose(a["features"][:width], b["features"][:width],
                                                             atol=1e-3, rtol=1e-3):  # fmt: skip
             raise ValueError(f"the re-run of round {a['round']} took another path")
     rounds = [a | {"features": b["features"]} for a, b in zip(old, new, strict=True)]
-    return episode | {"rounds": rounds, "feature_names": fresh["feature_names"]}
+    return episode | {"rounds": rounds, "feature_names": fresh["feature_names"],
+                      "features_version": fresh["features_version"]}  # fmt: skip
 
 
 def _save(episode: dict, path: Path) -> None:
@@ -157,8 +165,8 @@ def generate_episode(out: str, family: str, index: int, regime: str, portfolio: 
                      refeature: bool = False) -> str:  # fmt: skip
     """Make (or keep) one episode file of a kind; returns a one-line report.
     ``simulate(seed, record_truth)`` draws the task (a dataclass with ``describe()``) and runs
-    its episode. With ``refeature`` a cached episode recorded before the last state feature was
-    appended gets the current features (``refeature_episode``). Runs in a worker."""
+    its episode. With ``refeature`` a cached episode recorded with other state features (another
+    ``FEATURES_VERSION``) gets the current ones (``refeature_episode``). Runs in a worker."""
     torch.set_num_threads(1)
     path = episode_path(Path(out), family, index)
     seed = episode_seed(regime, family, index)
@@ -167,7 +175,7 @@ def generate_episode(out: str, family: str, index: int, regime: str, portfolio: 
         if not refeature:
             return f"{path}: cached"
         episode = torch.load(path, weights_only=False)
-        if episode.get("feature_names") == list(FEATURES):
+        if episode.get("features_version") == FEATURES_VERSION:
             return f"{path}: features current"
         episode = refeature_episode(episode, simulate(seed, False)[1])
         _save(episode, path)

@@ -6,7 +6,9 @@
     python -m benchmarks.meta_train --kind boxes --out model/selectors/autoal/prior-boxes.json
 
 ``--exclude FAMILY`` leaves a family out (the leave-one-data-set-out protocol: the prior judged
-on MNIST never saw MNIST or anything derived from it). ``--validate`` measures, for each
+on MNIST never saw MNIST or anything derived from it), with every family that shares its data
+(the span ``mixed`` family is built from ``tweets`` and ``news``: leaving out either leaves it
+out too, and ``--validate`` holds them out together). ``--validate`` measures, for each
 included family in turn, a prior trained on the others: the true gain over the uniform mixture
 of the batches it would pick on the held-out family's recorded rounds (by the recorded truth),
 next to the best single weight vector in hindsight. Deterministic: one thread, seeded, the same
@@ -23,7 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -61,6 +63,17 @@ class KindEpisodes:
     gain: str
     rounds: Callable[[list[dict], str], list[TrainingRound]]
     generator: str  # the command that makes the episodes
+    # family -> the families its texts or images are drawn from (span ``mixed``: tweets and
+    # news); a family and its sources are left out together
+    sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def related(self, a: str, b: str) -> bool:
+        """Whether families ``a`` and ``b`` share data (one is, or is built from, the other)."""
+        return a == b or a in self.sources.get(b, ()) or b in self.sources.get(a, ())
+
+    def left_out_with(self, family: str) -> set[str]:
+        """``family`` and every family that shares data with it."""
+        return {f for f in self.families if self.related(f, family)}
 
 
 def kind_episodes(kind: str) -> KindEpisodes:
@@ -77,7 +90,8 @@ def kind_episodes(kind: str) -> KindEpisodes:
 
         return KindEpisodes(span_episodes.FAMILIES, (), tuple(SPAN_PORTFOLIO),
                             span_episodes.DEFAULT_OUT, "span_f1_gain", span_episodes.training_rounds,
-                            "python -m benchmarks.span_episodes")  # fmt: skip
+                            "python -m benchmarks.span_episodes",
+                            {"mixed": span_episodes.SOURCES})  # fmt: skip
     if kind == "choices":
         return KindEpisodes(FAMILIES, tuple(REGIMES), tuple(PORTFOLIO), DEFAULT_EPISODES,
                             "accuracy_gain", training_rounds,
@@ -102,15 +116,16 @@ def by_group_mean(values: torch.Tensor, rounds: list[TrainingRound]) -> float:
 
 
 def validate(rounds: list[TrainingRound], config: PriorTrainingConfig,
-             portfolio: tuple[str, ...] = PORTFOLIO) -> dict:  # fmt: skip
+             portfolio: tuple[str, ...] = PORTFOLIO,
+             related: Callable[[str, str], bool] = str.__eq__) -> dict:  # fmt: skip
     """Leave each family out in turn: the held-out true gain over uniform of the actions a
-    prior trained on the others chooses, next to the best single action in hindsight (chosen
-    on the held-out rounds themselves)."""
+    prior trained on the others (none ``related`` to it: sharing its data) chooses, next to the
+    best single action in hindsight (chosen on the held-out rounds themselves)."""
     families = sorted({r.group.split("/")[0] for r in rounds})
     names = action_names(list(portfolio))
     report = {}
     for family in families:
-        train = [r for r in rounds if r.group.split("/")[0] != family]
+        train = [r for r in rounds if not related(r.group.split("/")[0], family)]
         test = [r for r in rounds if r.group.split("/")[0] == family]
         if not train or not test:
             continue
@@ -179,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.episodes or kind.root).expanduser()
     gain = args.gain or kind.gain
     families = list(kind.families) if args.families == "all" else parse_counts(args.families)
-    excluded = set(parse_counts(args.exclude))
-    unknown = sorted((set(families) | excluded) - set(kind.families))
+    asked = set(parse_counts(args.exclude))
+    unknown = sorted((set(families) | asked) - set(kind.families))
     if unknown:
         raise SystemExit(f"unknown families {unknown}; valid: {', '.join(kind.families)}")
+    excluded = set().union(*(kind.left_out_with(f) for f in asked)) if asked else set()
     families = [f for f in families if f not in excluded]
     regimes = parse_counts(args.regimes) if args.regimes else list(kind.regimes)
     paths = episode_files(root, families, regimes)
@@ -204,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "regimes": regimes,
     }
     if args.validate:
-        summary["validation"] = validate(rounds, config, tuple(portfolio))
+        summary["validation"] = validate(rounds, config, tuple(portfolio), kind.related)
     if args.out:
         command = "python -m benchmarks.meta_train " + " ".join(
             argv if argv is not None else sys.argv[1:]

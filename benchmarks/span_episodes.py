@@ -22,8 +22,8 @@ A task is drawn from one **family** of texts, each a different kind of span proj
 1,200 to 3,000 texts each, a quarter of them (at most 1,000) the test texts, embedded as the
 backend embeds texts (MiniLM sentence vectors and token states). The family is the unit of the
 leave-one-data-set-out protocol: the harness's ``wnut16`` is ``tweets``, its ``spans-synthetic``
-``templates``, so a prior judged on one of them is trained without its family
-(``benchmarks.meta_train --kind spans --exclude tweets``).
+``templates``, so a prior judged on one of them is trained without its family and the families
+built from it (``benchmarks.meta_train --kind spans --exclude tweets`` leaves out ``mixed`` too).
 
 An episode runs the backend's span round with ground truth (``benchmarks.kind_episodes``): 20
 random texts, then 10 rounds of 20; in the rounds of ``TRUTH_ROUNDS`` it records the state

@@ -86,6 +86,14 @@ def test_a_mixed_task_draws_its_rare_sources_share_and_each_sources_types():
         span_episodes._source_sizes = original
 
 
+def test_leaving_a_family_out_leaves_out_the_families_built_from_it():
+    spans = meta_train.kind_episodes("spans")
+    assert spans.left_out_with("tweets") == {"tweets", "mixed"}
+    assert spans.left_out_with("templates") == {"templates"}
+    assert spans.left_out_with("mixed") == {"mixed", "tweets", "news"}
+    assert not spans.related("templates", "mixed") and spans.related("news", "mixed")
+
+
 @pytest.fixture(scope="module")
 def split() -> SpanSplit:
     pool, tags = toy_span_pool(labeled=0, n=200, seed=2)
@@ -124,6 +132,7 @@ def test_refeaturing_an_episode_re_runs_its_path_without_the_truth(split):
     assert torch.equal(updated["rounds"][0]["features"], recorded["rounds"][0]["features"])
     assert torch.equal(updated["rounds"][0]["span_f1"], recorded["rounds"][0]["span_f1"])
     assert updated["feature_names"] == list(FEATURES)
+    assert updated["features_version"] == fresh["features_version"]
     other = span_episodes.run_episode(split, 4, rounds=2, truth_rounds=(1,), record_truth=False)
     with pytest.raises(ValueError, match="another path"):
         kind_episodes.refeature_episode(old, other)

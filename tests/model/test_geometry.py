@@ -64,17 +64,18 @@ def test_tightness_and_uncovered_mass_of_clumps():
     x, clump = clumps(per=10, k=20)  # as many clumps as clusters
     labeled = torch.zeros(200, dtype=torch.bool)
     labeled[::10] = True  # one item in each clump
-    tight, uncovered = cluster_geometry(x, labeled, generator(0))
+    tight, uncovered = cluster_geometry(x[~labeled], x[labeled], generator(0))
     assert tight > 0.95 and uncovered == 0.0
     labeled[[0, 10]] = False  # two clumps without a label: 20 of the 182 unlabeled uncovered
-    _, uncovered = cluster_geometry(x, labeled, generator(0))
+    _, uncovered = cluster_geometry(x[~labeled], x[labeled], generator(0))
     assert uncovered == pytest.approx(20 / 182, abs=1e-6)
+    assert cluster_geometry(x, x[:0], generator(0))[1] == 1.0  # nothing labeled
     x4, _ = clumps(per=50, k=4)  # 4 clumps cut into 20 clusters: one label per clump leaves
     four = torch.zeros(200, dtype=torch.bool)  # most of each clump's clusters uncovered
     four[[0, 50, 100, 150]] = True
-    assert cluster_geometry(x4, four, generator(0))[1] > 0.5
+    assert cluster_geometry(x4[~four], x4[four], generator(0))[1] > 0.5
     noise = torch.randn(400, 8, generator=torch.Generator().manual_seed(3))
-    loose, _ = cluster_geometry(noise, torch.zeros(400, dtype=torch.bool), generator(0))
+    loose, _ = cluster_geometry(noise, noise[:0], generator(0))
     assert loose < 0.6
 
 

@@ -155,6 +155,7 @@ def test_the_gate_keeps_an_action_only_where_resembling_rounds_consistently_paid
     strict.save(path)
     loaded = load_prior(str(path))
     assert loaded.gate is not None and loaded.gate.neighbours == 10 and loaded.gate.z == 2.0
+    assert loaded.gate.radius == pytest.approx(strict.gate.radius, abs=1e-4)
     assert chosen_at(loaded, 40.0) == "uniform"
     assert train_prior(noisy, NAMES, PriorTrainingConfig(steps=10)).gate is None
 
@@ -205,6 +206,13 @@ def test_a_prior_trained_before_features_were_appended_keeps_working():
     assert torch.equal(subset.probabilities(x), subset.probabilities(y))
     with pytest.raises(ValueError, match="lack"):
         subset.probabilities(torch.zeros(2))
+    # Rounds of both widths (episodes recorded before and after): the common first columns.
+    mixed = regime_rounds(count=20)
+    for r in mixed[::2]:
+        r.features = torch.cat((r.features, torch.zeros(len(FEATURES) - WIDTH)))
+    assert train_prior(mixed, NAMES, PriorTrainingConfig(steps=5)).features == list(
+        FEATURES[:WIDTH]
+    )
 
 
 @pytest.mark.skipif(not PRIOR_FILE.is_file(), reason="no shipped prior yet")

@@ -14,10 +14,10 @@ fills in the pool state (``features``, ``targets``, ``probs``):
 - ``knn_head_agreement``: how often a k-NN vote over the labeled items and the trained head
   predict the same on the unlabeled items: near 1 where the head learned what the geometry
   says, low where it learned something the geometry does not show.
-- ``cluster_tightness``: the share of the pool's spread that 20 k-means clusters explain
-  (1 = the pool is 20 tight clumps, 0 = no structure).
-- ``uncovered_mass``: the share of the pool in those clusters with no labeled item yet: what
-  covering the embedding would still reach.
+- ``cluster_tightness``: the share of the unlabeled pool's spread that 20 k-means clusters
+  explain (1 = the pool is 20 tight clumps, 0 = no structure).
+- ``uncovered_mass``: the share of the unlabeled pool in those clusters that no labeled item
+  is nearest to: what covering the embedding would still reach.
 
 All are computed on seeded samples of at most ``SAMPLE`` labeled and ``SAMPLE`` unlabeled
 items, so their cost and memory do not grow with the pool (a few tens of milliseconds on 2
@@ -30,8 +30,12 @@ import torch
 
 from model.pool import PoolState, as_distributions
 from model.seeding import generator
+from model.strategies.common import nearest_centre, squared_norms
 from model.strategies.diversity import kmeans
 
+# Bumped whenever a feature's computation changes, so cached episodes know they are stale
+# (``benchmarks.kind_episodes.refeature_episode``).
+GEOMETRY_VERSION = 2
 GEOMETRY_FEATURES: tuple[str, ...] = (
     "knn_label_lift",
     "knn_head_agreement",
@@ -95,22 +99,22 @@ def knn_head_agreement(
 
 
 def cluster_geometry(
-    x: torch.Tensor, labeled: torch.Tensor, rng: torch.Generator
+    items: torch.Tensor, labeled: torch.Tensor, rng: torch.Generator
 ) -> tuple[float, float]:
-    """(tightness, uncovered mass) of ``CLUSTERS`` k-means clusters of the sample ``x`` [m, d]
-    whose rows ``labeled`` [m] bool are labeled: the share of the spread the clusters explain,
-    and the share of the sample's unlabeled rows in clusters holding no labeled row."""
-    m = x.shape[0]
+    """(tightness, uncovered mass) of ``CLUSTERS`` k-means clusters of the unlabeled sample
+    ``items`` [m, d]: the share of its spread the clusters explain, and the share of it in
+    clusters that none of the ``labeled`` items [L, d] is nearest to."""
+    m = items.shape[0]
     k = min(CLUSTERS, m)
     if k < 2:
         return 0.0, 0.0
-    _, assign, d2 = kmeans(x, k, rng)
-    total = float(((x - x.mean(dim=0)) ** 2).sum(dim=1).mean())
+    centroids, assign, d2 = kmeans(items, k, rng)
+    total = float(((items - items.mean(dim=0)) ** 2).sum(dim=1).mean())
     tightness = 1.0 - float(d2.mean()) / total if total > 1e-12 else 0.0
-    covered = torch.zeros(k, dtype=torch.bool, device=x.device)
-    covered[assign[labeled]] = True
-    unlabeled = assign[~labeled]
-    uncovered = float((~covered[unlabeled]).float().mean()) if unlabeled.numel() else 0.0
+    covered = torch.zeros(k, dtype=torch.bool, device=items.device)
+    if labeled.shape[0]:
+        covered[nearest_centre(labeled, centroids, squared_norms(labeled))[1]] = True
+    uncovered = float((~covered[assign]).float().mean())
     return max(0.0, min(1.0, tightness)), uncovered
 
 
@@ -125,13 +129,9 @@ def geometry_features(state: PoolState, candidates: torch.Tensor) -> dict[str, f
     items = ordered[torch.randperm(ordered.numel(), generator=rng)[:SAMPLE].to(ordered.device)]
     pick = torch.randperm(labeled.numel(), generator=rng)[:SAMPLE].to(labeled.device)
     labeled_sample = labeled[pick].sort().values
-    sample = torch.cat((labeled_sample, items[: max(0, SAMPLE - labeled_sample.numel())]))
-    is_labeled = torch.zeros(sample.numel(), dtype=torch.bool, device=sample.device)
-    is_labeled[: labeled_sample.numel()] = True
-    x = _unit(state.features[sample].float())  # [m, d] the labeled sample first
-    x_labeled = x[: labeled_sample.numel()]
-    x_items = _unit(state.features[items].float())
-    tightness, uncovered = cluster_geometry(x, is_labeled, rng)
+    x_labeled = _unit(state.features[labeled_sample].float())  # [L', d]
+    x_items = _unit(state.features[items].float())  # [m, d]
+    tightness, uncovered = cluster_geometry(x_items, x_labeled, rng)
     votes = state.targets[labeled_sample].float()
     return {
         "knn_label_lift": knn_label_lift(x_labeled, votes, rng),

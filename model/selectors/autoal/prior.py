@@ -305,8 +305,8 @@ class PriorTrainingConfig:
             accuracy gain, to leave the uniform mixture.
         anchor_mass: the anchor's probability of the uniform mixture.
         seed: initialisation.
-        features: the state features (names of ``FEATURES``) the prior reads; () = all the
-            training rounds recorded.
+        features: the state features (names of ``FEATURES``) the prior reads; () = all that
+            every training round recorded.
         gate_z, gate_neighbours: with ``gate_z`` > 0 the prior keeps its training rounds and
             leaves the mixture only where the chosen action's gain in the ``gate_neighbours``
             nearest of them is above ``gate_z`` standard errors and those rounds resemble this
@@ -344,7 +344,7 @@ def anchor(num_actions: int, mass: float) -> torch.Tensor:
 def neighbour_radius(x: torch.Tensor, neighbours: int, quantile: float = 0.95) -> float:
     """The ``quantile`` of the training rounds' mean distance to their ``neighbours`` nearest
     others (standardised features ``x`` [R, F]): how far a resembling round may lie."""
-    k = max(2, min(neighbours, x.shape[0] - 1))
+    k = max(2, min(neighbours, x.shape[0]))  # as many as ``Gate`` averages over
     if x.shape[0] <= k:
         return float("inf")
     distances = torch.cdist(x, x)
@@ -373,11 +373,9 @@ def train_prior(
     a = len(action_names(portfolio))
     if any(r.gains.shape != (a,) for r in rounds):
         raise ValueError(f"every round must hold the gains of the {a} actions of the portfolio")
-    widths = {r.features.numel() for r in rounds}
-    if len(widths) > 1:
-        raise ValueError(f"the rounds' state features differ in width: {sorted(widths)}")
-    names = list(config.features) or list(FEATURES[: widths.pop()])
-    features = select_features(torch.stack([r.features.float() for r in rounds]), names)  # [R, F]
+    # Features are only ever appended, so every round holds the first min-width of them.
+    names = list(config.features) or list(FEATURES[: min(r.features.numel() for r in rounds)])
+    features = torch.stack([select_features(r.features.float(), names) for r in rounds])  # [R, F]
     gains = torch.stack([r.gains.float() for r in rounds])  # [R, A]
     weight = torch.tensor([r.weight for r in rounds], dtype=torch.float32)
     weight = weight / weight.sum()

@@ -19,7 +19,7 @@ import math
 import torch
 
 from model.pool import PoolState, as_distributions
-from model.selectors.autoal.geometry import GEOMETRY_FEATURES, geometry_features
+from model.selectors.autoal.geometry import GEOMETRY_FEATURES, GEOMETRY_VERSION, geometry_features
 
 FEATURES: tuple[str, ...] = (
     "log_labeled",  # log(1 + L)
@@ -36,6 +36,10 @@ FEATURES: tuple[str, ...] = (
     "log_batch",  # log B
     *GEOMETRY_FEATURES,  # whether the embedding's geometry follows the labels (geometry.py)
 )
+
+
+# What a recorded feature vector means: the names and how they were computed.
+FEATURES_VERSION = f"{len(FEATURES)}.{GEOMETRY_VERSION}"
 
 
 def label_counts(state: PoolState) -> torch.Tensor:
