@@ -135,8 +135,11 @@ def validate(rounds: list[TrainingRound], config: PriorTrainingConfig,
         per_action = (fixed * weights[:, None]).sum(dim=0) / weights.sum()
         best = int(per_action.argmax())
         chosen = [names[prior.choose(r.features)] for r in test]
+        gains = chosen_gain(prior, test)
         report[family] = {
-            "prior_gain_over_uniform": round(by_group_mean(chosen_gain(prior, test), test), 5),
+            "prior_gain_over_uniform": round(by_group_mean(gains, test), 5),
+            # per recorded round (the rounds of one episode are not independent: a lower bound)
+            "standard_error": round(float(gains.std() / len(test) ** 0.5), 5),
             "prior_seen_gain_over_uniform": round(prior.meta["chosen_gain_over_uniform"], 5),
             "best_single_action": names[best],
             "best_single_action_gain_over_uniform": round(float(per_action[best]), 5),
