@@ -270,20 +270,28 @@ def _metrics(model: TaskModel, task: Task) -> tuple[float, float, float]:
     return accuracy, macro_f1(predicted, task.test_labels, task.num_classes), log_likelihood
 
 
-def candidate_weights(k: int, rng: np.random.Generator) -> torch.Tensor:
-    """[J, K]: each strategy alone, the uniform mixture, the uniform mixture without each one
-    strategy (what moving a little away from uniform does), random Dirichlet(1) mixtures."""
+def candidate_weights(k: int, rng: np.random.Generator, extras: int = 0) -> torch.Tensor:
+    """[J, K + E]: each strategy alone, the uniform mixture, the uniform mixture without each
+    one strategy (what moving a little away from uniform does), random Dirichlet(1) mixtures,
+    all over the K portfolio members; then each of the E extras alone (no member of any
+    mixture: ``model.selectors.autoal.prior.action_names``)."""
     without = (1.0 - np.eye(k)) / (k - 1)
-    rows = [
+    rows = np.concatenate([
         np.eye(k),
         np.full((1, k), 1.0 / k),
         without,
         rng.dirichlet(np.ones(k), DIRICHLET_MIXTURES),
-    ]
-    return torch.tensor(np.concatenate(rows), dtype=torch.float32)
+    ])  # fmt: skip
+    rows = np.concatenate([rows, np.zeros((rows.shape[0], extras))], axis=1)
+    alone = np.concatenate([np.zeros((extras, k)), np.eye(extras)], axis=1)
+    return torch.tensor(np.concatenate([rows, alone]), dtype=torch.float32)
 
 
 UNIFORM_ROW = len(PORTFOLIO)  # the uniform mixture's row in candidate_weights
+# Strategies the prior may choose alone that are no member of the uniform mixture: TypiClust
+# (Hacohen et al. 2022) beats k-means at a few labels per class on all eight judged sets, but
+# as a member of the mixture it costs on long-tailed digits (docs/benchmarks.md, issue 24).
+EXTRAS: tuple[str, ...] = ("typiclust",)
 
 
 def run_episode(
@@ -298,7 +306,7 @@ def run_episode(
     first = torch.from_numpy(rng.choice(n, regime.initial, replace=False))
     labels[first] = task.pool_labels[first]
     labeled_round = torch.where(labels >= 0, 0, -1)
-    names = list(PORTFOLIO)
+    names = [*PORTFOLIO, *EXTRAS]
     rounds = []
     for index in range(regime.rounds):
         unlabeled = int((labels < 0).sum())
@@ -315,8 +323,8 @@ def run_episode(
         )
         state.model, state.probs = model, model.predict_proba(state.features)
         candidates = state.unlabeled_indices()
-        scores = score_matrix(state, names, candidates)  # [M, K]
-        weights = candidate_weights(len(names), rng)  # [J, K]
+        scores = score_matrix(state, names, candidates)  # [M, K + E]
+        weights = candidate_weights(len(PORTFOLIO), rng, len(EXTRAS))  # [J, K + E]
         batches = torch.stack(
             [rank_order(scores @ w, round_seed)[: regime.batch] for w in weights]
         )  # [J, B] candidate positions
@@ -350,7 +358,8 @@ def _truth(task, state, model, scores, weights, batches, choice, seed, config) -
     )
     counts = state.targets[labeled].sum(dim=0)
     return {
-        "features": round_features(state, scores, list(PORTFOLIO), candidates),
+        # the state reads the portfolio's scores only, as the selector does
+        "features": round_features(state, scores[:, : len(PORTFOLIO)], list(PORTFOLIO), candidates),
         "scores": scores.half(),
         "probs": state.probs[candidates].half(),
         "counts": counts,
@@ -431,10 +440,13 @@ def load_episodes(paths: list[Path]) -> list[dict]:
 def action_gains(record: dict, gain: str = "accuracy_gain") -> torch.Tensor:
     """[A] a recorded round's true gain of each prior action (``model.selectors.autoal.prior``) over the
     uniform mixture: the candidate rows are each strategy (0..K-1), uniform (K), uniform
-    without each strategy (K+1..2K), then random mixtures (not actions)."""
+    without each strategy (K+1..2K), random mixtures (not actions), then each extra alone (as
+    many as the record holds rows beyond the random mixtures)."""
     k = len(PORTFOLIO)
     values = record[gain].float()
-    order = torch.cat((torch.tensor([k]), torch.arange(k), torch.arange(k + 1, 2 * k + 1)))
+    first_extra = 2 * k + 1 + DIRICHLET_MIXTURES
+    order = torch.cat((torch.tensor([k]), torch.arange(k), torch.arange(k + 1, 2 * k + 1),
+                       torch.arange(first_extra, values.numel())))  # fmt: skip
     return values[order] - values[k]
 
 

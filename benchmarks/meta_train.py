@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.episodes import (
+    EXTRAS,
     FAMILIES,
     REGIMES,
     load_episodes,
@@ -66,6 +67,8 @@ class KindEpisodes:
     # family -> the families its texts or images are drawn from (span ``mixed``: tweets and
     # news); a family and its sources are left out together
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # strategies the episodes also measured alone, outside the mixture (the prior's extras)
+    extras: tuple[str, ...] = ()
 
     def related(self, a: str, b: str) -> bool:
         """Whether families ``a`` and ``b`` share data (one is, or is built from, the other)."""
@@ -95,7 +98,8 @@ def kind_episodes(kind: str) -> KindEpisodes:
     if kind == "choices":
         return KindEpisodes(FAMILIES, tuple(REGIMES), tuple(PORTFOLIO), DEFAULT_EPISODES,
                             "accuracy_gain", training_rounds,
-                            "python -m benchmarks.episodes (see make meta-train)")  # fmt: skip
+                            "python -m benchmarks.episodes (see make meta-train)",
+                            extras=EXTRAS)  # fmt: skip
     raise SystemExit(f"no episodes for kind {kind!r}; valid: choices, boxes, spans")
 
 
@@ -117,19 +121,20 @@ def by_group_mean(values: torch.Tensor, rounds: list[TrainingRound]) -> float:
 
 def validate(rounds: list[TrainingRound], config: PriorTrainingConfig,
              portfolio: tuple[str, ...] = PORTFOLIO,
-             related: Callable[[str, str], bool] = str.__eq__) -> dict:  # fmt: skip
+             related: Callable[[str, str], bool] = str.__eq__,
+             extras: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Leave each family out in turn: the held-out true gain over uniform of the actions a
     prior trained on the others (none ``related`` to it: sharing its data) chooses, next to the
     best single action in hindsight (chosen on the held-out rounds themselves)."""
     families = sorted({r.group.split("/")[0] for r in rounds})
-    names = action_names(list(portfolio))
+    names = action_names(list(portfolio), extras)
     report = {}
     for family in families:
         train = [r for r in rounds if not related(r.group.split("/")[0], family)]
         test = [r for r in rounds if r.group.split("/")[0] == family]
         if not train or not test:
             continue
-        prior = train_prior(train, list(portfolio), config)
+        prior = train_prior(train, list(portfolio), config, extras=extras)
         fixed = torch.stack([r.gains for r in test])  # [R, A]
         weights = torch.tensor([r.weight for r in test])
         per_action = (fixed * weights[:, None]).sum(dim=0) / weights.sum()
@@ -223,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         "regimes": regimes,
     }
     if args.validate:
-        summary["validation"] = validate(rounds, config, tuple(portfolio), kind.related)
+        summary["validation"] = validate(rounds, config, tuple(portfolio), kind.related,
+                                         kind.extras)  # fmt: skip
     if args.out:
         command = "python -m benchmarks.meta_train " + " ".join(
             argv if argv is not None else sys.argv[1:]
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "seed": config.seed,
         }
-        prior = train_prior(rounds, portfolio, config, meta)
+        prior = train_prior(rounds, portfolio, config, meta, kind.extras)
         prior.save(args.out)
         summary["out"] = args.out
         summary["training"] = asdict(config)

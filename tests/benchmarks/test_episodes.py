@@ -46,6 +46,16 @@ def test_candidate_weights_are_the_strategies_uniform_leave_one_out_and_dirichle
     assert torch.allclose(w[5], torch.tensor([0.0, 1 / 3, 1 / 3, 1 / 3]))
 
 
+def test_extras_are_measured_alone_and_weigh_nothing_in_any_mixture():
+    w = candidate_weights(4, np.random.default_rng(0), extras=1)
+    rows = 4 + 1 + 4 + episodes.DIRICHLET_MIXTURES
+    assert w.shape == (rows + 1, 5)
+    assert torch.equal(w[:rows, 4], torch.zeros(rows))  # no mixture holds the extra
+    assert torch.equal(w[rows], torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
+    # the same random mixtures as without extras: the rows before are unchanged
+    assert torch.equal(w[:rows, :4], candidate_weights(4, np.random.default_rng(0)))
+
+
 def test_synthetic_tasks_follow_their_spec(task):
     counts = torch.bincount(build_task(SPEC).pool_labels, minlength=3)
     assert task.num_classes == 3 and task.pool.shape[1] == 8
@@ -57,9 +67,16 @@ def test_an_episode_records_the_true_gain_of_each_candidate_batch(task):
     episode = run_episode(task, TINY, seed=3, config=FAST)
     assert len(episode["rounds"]) == 3
     record = episode["rounds"][1]
-    j = len(PORTFOLIO) * 2 + 1 + episodes.DIRICHLET_MIXTURES
+    j = len(PORTFOLIO) * 2 + 1 + episodes.DIRICHLET_MIXTURES + len(episodes.EXTRAS)
     assert record["batches"].shape == (j, TINY.batch) and record["accuracy_gain"].shape == (j,)
     assert record["features"].shape == (len(FEATURES),)
+    assert record["scores"].shape[1] == len(PORTFOLIO) + len(episodes.EXTRAS)
+    # the gains of the prior's actions: uniform (0 by definition), each alone, each left out,
+    # then each extra alone, which is the last candidate row's batch
+    gains = episodes.action_gains(record)
+    assert gains.shape == (1 + 2 * len(PORTFOLIO) + len(episodes.EXTRAS),) and gains[0] == 0
+    uniform = record["accuracy_gain"][UNIFORM_ROW]
+    assert gains[-1] == pytest.approx(float(record["accuracy_gain"][-1] - uniform))
     assert record["labeled"] == TINY.initial + TINY.batch
     again = run_episode(task, TINY, seed=3, config=FAST)["rounds"][1]
     assert torch.equal(record["accuracy_gain"], again["accuracy_gain"])  # deterministic
@@ -115,6 +132,8 @@ def test_meta_training_on_a_tiny_episode_set_is_deterministic(task, tmp_path, mo
         outputs.append(json.loads(path.read_text()))
     assert outputs[0]["net"] == outputs[1]["net"]
     assert outputs[0]["meta"]["data"]["families"] == list(episodes.FAMILIES)
+    assert outputs[0]["extras"] == list(episodes.EXTRAS)
+    assert outputs[0]["actions"][-1] == f"only {episodes.EXTRAS[-1]}"
     with pytest.raises(SystemExit, match="no episodes"):
         meta_train.main(
             [

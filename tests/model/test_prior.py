@@ -69,6 +69,59 @@ def test_actions_are_uniform_each_strategy_and_uniform_without_each():
     assert torch.allclose(weights[6], torch.tensor([0.5, 0.5, 0.0]))
 
 
+def test_extras_are_chosen_alone_and_weigh_nothing_in_the_mixtures():
+    names = action_names(NAMES, ["typiclust"])
+    assert names == action_names(NAMES) + ["only typiclust"]
+    weights = action_weights(NAMES, ["typiclust"])
+    assert weights.shape == (len(names), 4)
+    assert torch.equal(weights[:-1, :3], action_weights(NAMES))
+    assert torch.equal(weights[:-1, 3], torch.zeros(len(names) - 1))
+    assert torch.equal(weights[-1], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
+
+def extra_rounds(count: int = 40, seed: int = 0) -> list[TrainingRound]:
+    """Rounds in which TypiClust alone, no member of the mixture, always gains 2 points."""
+    gen = torch.Generator().manual_seed(seed)
+    rounds = []
+    for _ in range(count):
+        gains = 0.002 * torch.randn(len(action_names(NAMES, ["typiclust"])), generator=gen)
+        gains[0], gains[-1] = 0.0, 0.02
+        rounds.append(TrainingRound(torch.randn(WIDTH, generator=gen), gains, "family"))
+    return rounds
+
+
+def test_a_prior_with_an_extra_chooses_it_and_autoal_ranks_by_it_alone(tmp_path):
+    from model.selectors.autoal import AutoALSelector
+
+    prior = train_prior(extra_rounds(), NAMES, PriorTrainingConfig(steps=300), extras=["typiclust"])
+    assert prior.extras == ["typiclust"] and prior.actions[-1] == "only typiclust"
+    assert prior.actions[prior.choose(prior.mean)] == "only typiclust"
+    path = tmp_path / "extras.json"
+    prior.save(path)
+    assert json.loads(path.read_text())["extras"] == ["typiclust"]
+    assert load_prior(str(path)).extras == ["typiclust"]
+    with pytest.raises(ValueError, match="gains of the"):
+        train_prior(extra_rounds(), NAMES, PriorTrainingConfig(steps=5))  # extras not named
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=gen)
+    labels = torch.full((200,), -1)
+    labels[:12] = torch.arange(12) % 3
+    state = make_pool(x, labels, 3, budget=10, seed=3)
+    model = TaskModel.fit(x[:12], state.targets[:12], config=TaskModelConfig(steps=50))
+    state.model, state.probs = model, model.predict_proba(x)
+    candidates = state.unlabeled_indices()
+    selection = AutoALSelector(portfolio=NAMES, prior=str(path)).select(state, candidates)
+    assert selection.info["prior_action"] == "only typiclust"
+    assert selection.strategy_names == [*NAMES, "typiclust"]
+    typiclust = score_matrix(state, ["typiclust"], candidates)[:, 0]
+    assert torch.allclose(selection.priority, typiclust)
+    assert selection.top_strategy()[int(typiclust.argmax())] == "typiclust"
+    # The online search mixes the portfolio only: the extra's action starts it from uniform.
+    online = AutoALSelector(portfolio=NAMES, prior=str(path), online=True)
+    assert online.select(state, candidates).strategy_names == NAMES
+
+
 def regime_rounds(count: int = 60, seed: int = 0, noise: float = 0.005):
     """Simulated rounds of a task family with a known answer: below 100 labels the k-means
     batch gains 2 points over the uniform mixture's and margin's loses 1; above 400 labels
@@ -222,7 +275,8 @@ def test_the_shipped_prior_loads_and_covers_the_portfolio():
     for key in ("command", "data", "seed"):
         assert key in prior.meta
     weights = prior.weights(prior.mean)
-    assert weights.shape == (len(PORTFOLIO),) and abs(float(weights.sum()) - 1.0) < 1e-5
+    assert weights.shape == (len(PORTFOLIO) + len(prior.extras),)
+    assert abs(float(weights.sum()) - 1.0) < 1e-5
     # Excluded from its training: nothing (the shipped prior is trained on every family).
     assert prior.meta["data"]["excluded"] == []
 

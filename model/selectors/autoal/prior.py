@@ -45,17 +45,29 @@ PRIOR_FORMAT = 2
 UNIFORM = "uniform"
 
 
-def action_names(portfolio: list[str]) -> list[str]:
+def action_names(portfolio: list[str], extras: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The prior's actions over ``portfolio``: the uniform mixture first (the default), each
-    strategy alone, then the uniform mixture without each strategy."""
-    return [UNIFORM] + [f"only {n}" for n in portfolio] + [f"without {n}" for n in portfolio]
+    strategy alone, the uniform mixture without each strategy, then each of ``extras`` alone:
+    strategies the policy may choose on their own that are no member of the mixture (TypiClust,
+    which pays as the first batches' pick and costs as a member of the mixture)."""
+    return (
+        [UNIFORM]
+        + [f"only {n}" for n in portfolio]
+        + [f"without {n}" for n in portfolio]
+        + [f"only {n}" for n in extras]
+    )
 
 
-def action_weights(portfolio: list[str]) -> torch.Tensor:
-    """[A, K] the weight vector of each action of ``action_names(portfolio)``."""
-    k = len(portfolio)
+def action_weights(portfolio: list[str], extras: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
+    """[A, K + E] the weight vector of each action of ``action_names(portfolio, extras)`` over
+    the K portfolio members then the E extras (which weigh 0 in every portfolio action)."""
+    k, e = len(portfolio), len(extras)
     without = (1.0 - torch.eye(k)) / max(k - 1, 1)
-    return torch.cat((torch.full((1, k), 1.0 / k), torch.eye(k), without))
+    mixtures = torch.cat((torch.full((1, k), 1.0 / k), torch.eye(k), without))  # [1 + 2K, K]
+    if not e:
+        return mixtures
+    alone = torch.cat((torch.zeros(e, k), torch.eye(e)), dim=1)  # [E, K + E]
+    return torch.cat((torch.cat((mixtures, torch.zeros(mixtures.shape[0], e)), dim=1), alone))
 
 
 class PriorNet(nn.Module):
@@ -141,8 +153,9 @@ class Gate:
 @dataclass
 class Prior:
     """A trained prior: its portfolio (the order of the K strategy weights), the feature names
-    and standardisation it was trained with, the network over ``action_names(portfolio)``, and
-    how it was made (``meta``).
+    and standardisation it was trained with, the network over ``action_names(portfolio,
+    extras)``, how it was made (``meta``), its gate if any, and its ``extras``: strategies it
+    may choose alone that are no member of the portfolio's mixture.
 
     ``features`` names columns of ``state.FEATURES``; the prior reads those of any vector in
     that order that reaches them, so a prior trained before a feature was appended keeps
@@ -155,10 +168,11 @@ class Prior:
     net: PriorNet
     meta: dict = field(default_factory=dict)
     gate: Gate | None = None
+    extras: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> list[str]:
-        return action_names(self.portfolio)
+        return action_names(self.portfolio, self.extras)
 
     def standardised(self, features: torch.Tensor) -> torch.Tensor:
         """[F] or [n, F] state features in ``FEATURES`` order -> the prior's own columns,
@@ -179,13 +193,14 @@ class Prior:
         return action if self.gate.admits(self.standardised(features), action) else 0
 
     def weights(self, features: torch.Tensor) -> torch.Tensor:
-        """[F] -> [K]: the chosen action's strategy weights."""
-        return action_weights(self.portfolio)[self.choose(features)]
+        """[F] -> [K + E]: the chosen action's strategy weights (portfolio, then extras)."""
+        return action_weights(self.portfolio, self.extras)[self.choose(features)]
 
     def to_json(self) -> dict:
         return {
             "format": PRIOR_FORMAT,
             "portfolio": list(self.portfolio),
+            **({"extras": list(self.extras)} if self.extras else {}),
             "actions": self.actions,
             "features": list(self.features),
             "hidden": int(self.net.head.in_features),
@@ -210,9 +225,10 @@ class Prior:
                 f"(it computes {list(FEATURES)})"
             )
         portfolio = list(data["portfolio"])
-        if list(data.get("actions", [])) != action_names(portfolio):
+        extras = list(data.get("extras", []))
+        if list(data.get("actions", [])) != action_names(portfolio, extras):
             raise ValueError("the prior's actions are not this version's")
-        net = PriorNet(len(features), len(action_names(portfolio)), int(data["hidden"]))
+        net = PriorNet(len(features), len(action_names(portfolio, extras)), int(data["hidden"]))
         net.load_state_dict(
             {k: torch.tensor(v, dtype=torch.float32) for k, v in data["net"].items()}
         )
@@ -224,6 +240,7 @@ class Prior:
             net=net.eval(),
             meta=dict(data.get("meta") or {}),
             gate=Gate.from_json(data["gate"]) if data.get("gate") else None,
+            extras=extras,
         )
 
     def save(self, path: Path | str) -> None:
@@ -363,14 +380,17 @@ def train_prior(
     portfolio: list[str],
     config: PriorTrainingConfig | None = None,
     meta: dict | None = None,
+    extras: list[str] | tuple[str, ...] = (),
 ) -> Prior:
     """Fit a prior on ``rounds``: maximise the weighted expected true gain over uniform of
     the policy's action minus ``pull`` times KL(policy || anchor). Deterministic for the same
-    rounds, config and thread count."""
+    rounds, config and thread count. ``extras``: strategies the rounds' gains also measured
+    alone (``action_names``)."""
     config = config or PriorTrainingConfig()
     if not rounds:
         raise ValueError("cannot train a prior on 0 rounds")
-    a = len(action_names(portfolio))
+    names_of_actions = action_names(portfolio, extras)
+    a = len(names_of_actions)
     if any(r.gains.shape != (a,) for r in rounds):
         raise ValueError(f"every round must hold the gains of the {a} actions of the portfolio")
     # Features are only ever appended, so every round holds the first min-width of them.
@@ -399,7 +419,7 @@ def train_prior(
     if config.gate_z > 0:
         radius = neighbour_radius(x, config.gate_neighbours)
         gate = Gate(x, gains, config.gate_neighbours, config.gate_z, radius)
-    prior = Prior(list(portfolio), names, mean, std, net.eval(), {}, gate)
+    prior = Prior(list(portfolio), names, mean, std, net.eval(), {}, gate, list(extras))
     chosen = torch.tensor([prior.choose(r.features) for r in rounds])
     counts = torch.bincount(chosen, minlength=a).tolist()
     prior.meta = {
@@ -408,6 +428,6 @@ def train_prior(
         "rounds": len(rounds),
         "groups": sorted({r.group for r in rounds}),
         "chosen_gain_over_uniform": round(float((weight * chosen_gain(prior, rounds)).sum()), 6),
-        "actions_chosen": {n: c for n, c in zip(action_names(portfolio), counts, strict=True) if c},
+        "actions_chosen": {n: c for n, c in zip(names_of_actions, counts, strict=True) if c},
     }
     return prior

@@ -129,19 +129,22 @@ class AutoALSelector:
         seconds["portfolio"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        members = list(self.portfolio)
         base = uniform_weights(len(self.portfolio), device)
         if self.prior is not None:
             features = round_features(state, scores, self.portfolio, candidates)
             probabilities = self.prior.probabilities(features)
             action = self.prior.choose(features)
-            base = action_weights(self.portfolio)[action].to(device)
+            base = action_weights(self.portfolio, self.prior.extras)[action].to(device)
+            if self.prior.extras:
+                base, scores, members = self._with_extras(state, candidates, base, scores, info)
             info["state"] = _named(list(FEATURES), features)
             info["prior_action"] = self.prior.actions[action]
             if action != int(probabilities.argmax()):
                 # The gate found too little evidence for the most probable action.
                 info["prior_gated"] = self.prior.actions[int(probabilities.argmax())]
             info["prior_probabilities"] = _named(self.prior.actions, probabilities)
-            info["prior_weights"] = _named(self.portfolio, base)
+            info["prior_weights"] = _named(members, base)
         seconds["prior"] = time.perf_counter() - start
 
         weights = base.expand(candidates.numel(), -1)  # [M, K]
@@ -151,13 +154,38 @@ class AutoALSelector:
             start_from = 0.9 * base + 0.1 * uniform_weights(len(self.portfolio), device)
             weights = self._search(state, candidates, start_from, info, seconds)
         info["shrinkage"] = self.shrinkage if self.config.online else 0.0
-        contributions = weights * scores  # [M, K]
+        contributions = weights * scores  # [M, K] (K + E with the prior's extras)
         self.rounds += 1
-        info["mean_weights"] = _named(self.portfolio, weights.mean(dim=0), 6)
+        info["mean_weights"] = _named(members, weights.mean(dim=0), 6)
         info["seconds"] = seconds
-        return Selection(
-            candidates, contributions.sum(dim=1), list(self.portfolio), contributions, info
-        )
+        return Selection(candidates, contributions.sum(dim=1), members, contributions, info)
+
+    def _with_extras(
+        self,
+        state: PoolState,
+        candidates: torch.Tensor,
+        base: torch.Tensor,
+        scores: torch.Tensor,
+        info: dict,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The prior's extras (strategies it may choose alone, no member of the mixture):
+        weights [K + E], scores [M, K + E] (an extra is scored only when chosen) and member
+        names. The online search mixes the portfolio only, so there the extras are dropped and
+        an extra's action starts the search from the uniform mixture."""
+        assert self.prior is not None
+        k = len(self.portfolio)
+        if self.config.online:
+            if float(base[:k].sum()) == 0.0:
+                info["prior_extra_dropped"] = True
+                return uniform_weights(k, base.device), scores, list(self.portfolio)
+            return base[:k], scores, list(self.portfolio)
+        columns = [
+            score_matrix(state, [name], candidates)
+            if float(base[k + i]) > 0
+            else torch.zeros(candidates.numel(), 1, device=scores.device)
+            for i, name in enumerate(self.prior.extras)
+        ]
+        return base, torch.cat([scores, *columns], dim=1), [*self.portfolio, *self.prior.extras]
 
     def _search(
         self,
