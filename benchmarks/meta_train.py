@@ -25,7 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=None, help="where to write the prior (JSON)")
     parser.add_argument("--validate", action="store_true", help="leave-one-family-out check")
+    parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="train without the actions of the episodes' extras (strategies measured alone "
+        "outside the mixture: what they add)",
+    )
     for f in fields(PriorTrainingConfig):
         if f.name == "features":
             parser.add_argument("--features", type=feature_names, default=(),
@@ -217,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     episodes = load_episodes(paths)
     rounds = kind.rounds(episodes, gain)
+    extras = () if args.no_extras else kind.extras
+    if args.no_extras and kind.extras:
+        actions = len(action_names(list(kind.portfolio)))
+        rounds = [replace(r, gains=r.gains[:actions]) for r in rounds]
     portfolio = list(kind.portfolio)
     config = PriorTrainingConfig(
         **{f.name: getattr(args, f.name) for f in fields(PriorTrainingConfig)}
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.validate:
         summary["validation"] = validate(rounds, config, tuple(portfolio), kind.related,
-                                         kind.extras)  # fmt: skip
+                                         extras)  # fmt: skip
     if args.out:
         command = "python -m benchmarks.meta_train " + " ".join(
             argv if argv is not None else sys.argv[1:]
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "seed": config.seed,
         }
-        prior = train_prior(rounds, portfolio, config, meta, kind.extras)
+        prior = train_prior(rounds, portfolio, config, meta, extras)
         prior.save(args.out)
         summary["out"] = args.out
         summary["training"] = asdict(config)

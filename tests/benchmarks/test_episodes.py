@@ -134,6 +134,15 @@ def test_meta_training_on_a_tiny_episode_set_is_deterministic(task, tmp_path, mo
     assert outputs[0]["meta"]["data"]["families"] == list(episodes.FAMILIES)
     assert outputs[0]["extras"] == list(episodes.EXTRAS)
     assert outputs[0]["actions"][-1] == f"only {episodes.EXTRAS[-1]}"
+    # --no-extras: the same rounds without the extras' actions (what they add, measured apart)
+    plain = tmp_path / "plain.json"
+    meta_train.main(["--episodes", str(tmp_path), "--regimes", "small", "--steps", "30",
+                     "--no-extras", "--out", str(plain)])  # fmt: skip
+    capsys.readouterr()
+    assert "extras" not in json.loads(plain.read_text())
+    assert (
+        json.loads(plain.read_text())["actions"] == outputs[0]["actions"][: -len(episodes.EXTRAS)]
+    )
     with pytest.raises(SystemExit, match="no episodes"):
         meta_train.main(
             [
