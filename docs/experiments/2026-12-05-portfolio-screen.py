@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+from benchmarks.loo import paired
 from benchmarks.simulate import aubc_per_seed
 
 
@@ -23,6 +24,13 @@ def per_seed(path: Path, metric: str) -> dict[int, float]:
     points = [(r["strategy"], int(r["seed"]), int(r["labeled"]), float(r[metric])) for r in rows]
     (curves,) = aubc_per_seed(points).values()
     return curves
+
+
+def paired_text(a: dict[int, float], b: dict[int, float]) -> str:
+    """a - b over common seeds: mean (paired standard error; wins/seeds; t)."""
+    p = paired(a, b)
+    se = p["std"] / math.sqrt(p["seeds"])
+    return f"{p['mean']:+.4f} ({se:.4f}; {p['wins']}/{p['seeds']}; t {p['t']:+.1f})"
 
 
 def main(root: Path, variants: list[str]) -> None:
@@ -40,14 +48,7 @@ def main(root: Path, variants: list[str]) -> None:
                 cells.append("-")
                 continue
             other = per_seed(path, metric)
-            seeds = sorted(set(first) & set(other))
-            d = [other[s] - first[s] for s in seeds]
-            mean = sum(d) / len(d)
-            sd = math.sqrt(sum((x - mean) ** 2 for x in d) / max(len(d) - 1, 1))
-            se = sd / math.sqrt(len(d))
-            t = mean / se if se > 0 else 0.0
-            wins = sum(x > 0 for x in d)
-            cells.append(f"{mean:+.4f} ({se:.4f}; {wins}/{len(d)}; t {t:+.1f})")
+            cells.append(paired_text(other, first))
         mean_base = sum(first.values()) / len(first)
         print(f"| {name} | {metric} | {mean_base:.4f} | " + " | ".join(cells) + " |")
 
