@@ -6,7 +6,9 @@ One round (``AutoALSelector.select``):
 1. **Scores.** Every portfolio strategy scores the candidates with the round's task model,
    rank-normalised into [0, 1] (AUTOAL.md flaw 4): A [M, K].
 2. **Prior.** The round's state features (``state.py``) go through the trained SearchNet
-   prior (``prior.py``): weights w0 [K] (the uniform mixture when ``prior=none``).
+   prior (``prior.py``): weights w0 [K] (the uniform mixture when ``prior=none``), or one of
+   the prior's extras alone (TypiClust for the choices prior: no member of the mixture, scored
+   only in a round that takes it).
 3. **Online search** (``online``). Cross-fitting scores the labeled items with models that
    did not see them (``signals.cross_fit``); SearchNet, warm-started across rounds, learns
    per-sample weights that raise the label-only signal of its soft top-r selection
