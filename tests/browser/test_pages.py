@@ -17,6 +17,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from autoal_backend.app import create_app
+from model.selectors.autoal.prior import load_prior
+from model.strategies import PORTFOLIO
 from tests.backend.conftest import make_backend, make_settings, text_project
 from tests.backend.fakes import TEXT_CONFIG, FakeEncoder, FakeLabelStudio
 
@@ -128,7 +130,8 @@ def test_the_project_page_shows_the_curve_the_weights_and_why_the_top_tasks_are_
         for g in weights.find_elements(By.CSS_SELECTOR, "g[data-series]")
     ]
     assert sorted(strategies) == sorted(history[-1]["mean_weights"])  # one series per strategy
-    assert len(strategies) == 9
+    # the nine portfolio strategies and the shipped prior's extra (TypiClust, chosen alone)
+    assert len(strategies) == len(PORTFOLIO) + len(load_prior("default").extras) == 10
     assert "share of the priority" in weights.text
     first = driver.find_elements(By.CSS_SELECTOR, "#top tr")[1]
     top = history[-1]["top"][0]
