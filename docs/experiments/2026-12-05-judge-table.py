@@ -6,8 +6,9 @@ mean accuracy curve needs to reach random order's at the end of the budget.
     PYTHONPATH=. python docs/experiments/2026-12-05-judge-table.py results/loo-new/small \
         --extra old=results/loo-old/small:autoal --extra random=results/random/small:random
 
-A run's rows come from ROOT/<set>/rounds.csv; ``--extra NAME=ROOT:STRATEGY`` adds STRATEGY's
-rows of another run as NAME (the same seeds, another prior or a baseline run apart).
+A run's rows come from ROOT/<set>/rounds.csv, pooled over every ROOT given (runs of other
+seeds); ``--extra NAME=ROOT:STRATEGY`` adds STRATEGY's rows of another run as NAME (the same
+seeds, another prior or a baseline run apart).
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ def to_match(data: list[dict]) -> dict[str, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("root", type=Path)
+    parser.add_argument(
+        "roots", type=Path, nargs="+", help="runs whose rows are pooled (other seeds)"
+    )
     parser.add_argument("--extra", action="append", default=[])
     args = parser.parse_args()
-    sets = sorted(p.name for p in args.root.iterdir() if (p / "rounds.csv").is_file())
+    sets = sorted(p.name for p in args.roots[0].iterdir() if (p / "rounds.csv").is_file())
     for name in sets:
-        data = rows(args.root / name / "rounds.csv")
+        data = [r for root in args.roots if (root / name / "rounds.csv").is_file()
+                for r in rows(root / name / "rounds.csv")]  # fmt: skip
         for spec in args.extra:
             label, where = spec.split("=", 1)
             root, strategy = where.rsplit(":", 1)
