@@ -10,20 +10,17 @@ variant minus the first: mean (paired standard error; wins/seeds; t).
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
 
-from benchmarks.loo import paired
-from benchmarks.simulate import aubc_per_seed
+from benchmarks.loo import paired, per_seed_aubc
 
 
-def per_seed(path: Path, metric: str) -> dict[int, float]:
-    rows = list(csv.DictReader(path.open()))
-    points = [(r["strategy"], int(r["seed"]), int(r["labeled"]), float(r[metric])) for r in rows]
-    (curves,) = aubc_per_seed(points).values()
-    return curves
+def only(curves: dict[str, dict[int, float]]) -> dict[int, float]:
+    """The per-seed AUBCs of a run of one selector."""
+    (seeds,) = curves.values()
+    return seeds
 
 
 def paired_text(a: dict[int, float], b: dict[int, float]) -> str:
@@ -40,14 +37,14 @@ def main(root: Path, variants: list[str]) -> None:
     print("|---|---|---|" + "---|" * (len(variants) - 1))
     for name in sets:
         metric = "macro_f1" if "-lt" in name else "accuracy"
-        first = per_seed(root / base / name / "rounds.csv", metric)
+        first = only(per_seed_aubc(root / base / name / "rounds.csv", metric))
         cells = []
         for v in variants[1:]:
             path = root / v / name / "rounds.csv"
             if not path.exists():
                 cells.append("-")
                 continue
-            other = per_seed(path, metric)
+            other = only(per_seed_aubc(path, metric))
             cells.append(paired_text(other, first))
         mean_base = sum(first.values()) / len(first)
         print(f"| {name} | {metric} | {mean_base:.4f} | " + " | ".join(cells) + " |")
