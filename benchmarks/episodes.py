@@ -13,7 +13,8 @@ anisotropy). The family is the unit of the leave-one-data-set-out protocol: a pr
 data set never saw its family (``benchmarks.loo``). No other data source is used.
 
 An episode runs the backend's round protocol with ground truth (20 random initial labels, then
-batches: ``small`` 10 rounds of 20, ``large`` 20 rounds of 50). In every round (every other
+batches: ``small`` 10 rounds of 20, ``mid`` 10 rounds of 50 (the long-tailed sets' judged
+20-520), ``large`` 20 rounds of 50). In every round (every other
 one in ``large``) it records the round's state features (``model.selectors.autoal.state``), the
 portfolio's rank-normalised scores of the candidates, and for 22 candidate weight vectors (each
 strategy alone, the uniform mixture, the uniform mixture without each strategy, three random
@@ -75,6 +76,8 @@ class Regime:
 
 REGIMES = {
     "small": Regime("small", 20, 20, 10, 1, 600),
+    # The judged long-tailed budget (issue 24): batches of 50 up to 520 labels.
+    "mid": Regime("mid", 20, 50, 10, 1, 1000),
     "large": Regime("large", 20, 50, 20, 2, 2000, ("mnist", "rotten", "synthetic")),
 }
 
@@ -149,8 +152,8 @@ def sample_spec(family: str, regime: Regime, rng: np.random.Generator) -> TaskSp
     encoder = str(rng.choice(encoders))
     data_seed = int(rng.integers(0, 4))
     source_classes = {"digits": 10, "mnist": 10, "bbc": 5, "rotten": 2}[family]
-    if regime.name == "large" and family in ("mnist", "rotten") and imbalance > 1:
-        # The large regime needs a big pool: the long tail is drawn from the whole source.
+    if regime.name != "small" and family in ("mnist", "rotten") and imbalance > 1:
+        # Batches of 50 need a big pool: the long tail is drawn from the whole source.
         return TaskSpec(family, encoder, data_seed, imbalance=imbalance, long_tail_at_load=True)
     classes: tuple[int, ...] | None = None
     groups: int | None = None
@@ -489,9 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--families", default="all", help=f"comma-separated of {', '.join(FAMILIES)}, or all"
     )
     parser.add_argument(
-        "--regimes", default="small,large", help="small (20-220 labels), large (20-1,020)"
+        "--regimes",
+        default="small,large",
+        help="small (20-220 labels), mid (20-520), large (20-1,020)",
     )
     parser.add_argument("--episodes", type=int, default=24, help="small-regime episodes per family")
+    parser.add_argument(
+        "--mid-episodes", type=int, default=12, help="mid-regime episodes per family"
+    )
     parser.add_argument(
         "--large-episodes", type=int, default=8, help="large-regime episodes per family"
     )
@@ -516,7 +524,7 @@ def regime_counts(args: argparse.Namespace) -> dict[str, int]:
     unknown = sorted(set(regimes) - set(REGIMES))
     if unknown:
         raise SystemExit(f"unknown regimes {unknown}; valid: {', '.join(REGIMES)}")
-    counts = {"small": args.episodes, "large": args.large_episodes}
+    counts = {"small": args.episodes, "mid": args.mid_episodes, "large": args.large_episodes}
     return {r: counts[r] for r in regimes if counts[r] > 0}
 
 

@@ -154,3 +154,20 @@ def test_meta_training_on_a_tiny_episode_set_is_deterministic(task, tmp_path, mo
                 str(tmp_path / "c.json"),
             ]
         )
+
+
+def test_the_mid_regime_is_the_judged_long_tailed_budget_and_draws_big_long_tails():
+    mid = episodes.REGIMES["mid"]
+    # 20 + 10 x 50: the long-tailed sets' judged 20-520 (issue 24), every family
+    assert (mid.initial, mid.batch, mid.rounds) == (20, 50, 10)
+    assert mid.families == episodes.FAMILIES
+    args = episodes.build_parser().parse_args(["--regimes", "small,mid", "--mid-episodes", "3"])
+    assert episodes.regime_counts(args) == {"small": 24, "mid": 3}
+    rng = np.random.default_rng(0)
+    specs = [episodes.sample_spec("mnist", mid, rng) for _ in range(40)]
+    long_tailed = [s for s in specs if s.imbalance > 1]
+    assert long_tailed and all(s.long_tail_at_load for s in long_tailed)
+    # MobileNetV2's 1,280-d fits at 520 labels are too slow for episodes: small regime only
+    assert all(s.encoder not in episodes.SLOW_ENCODERS for s in specs)
+    small = [episodes.sample_spec("mnist", episodes.REGIMES["small"], rng) for _ in range(40)]
+    assert not any(s.long_tail_at_load for s in small)
