@@ -188,7 +188,9 @@ def test_backend_answers_label_studios_own_predict_call(ls_api, backend, text_pr
     assert sorted(p["task"] for p in created) == outside
     pushed_scores = [t["score"] for t in entry["top"]]
     for prediction in created:
-        assert prediction["model_version"] == entry["model_version"]
+        context = f"{prediction}\nround: {entry}\nbackend log:\n{backend.log_tail()}"
+        assert prediction["model_version"] == entry["model_version"], context
+        assert prediction["result"], f"Label Studio stored an empty guess: {context}"
         # Outside the window = ranked after every pushed task (lower score = sooner).
         assert prediction["score"] > max(pushed_scores)
         choice = prediction["result"][0]["value"]["choices"][0]
