@@ -14,7 +14,8 @@ data set never saw its family (``benchmarks.loo``). No other data source is used
 
 An episode runs the backend's round protocol with ground truth (20 random initial labels, then
 batches: ``small`` 10 rounds of 20, ``mid`` 10 rounds of 50 (the long-tailed sets' judged
-20-520), ``large`` 20 rounds of 50). In every round (every other
+20-520), ``noisy`` as small with an annotator wrong on 10-30% of the items, ``large`` 20
+rounds of 50). In every round (every other
 one in ``large``) it records the round's state features (``model.selectors.autoal.state``), the
 portfolio's rank-normalised scores of the candidates, and for 22 candidate weight vectors (each
 strategy alone, the uniform mixture, the uniform mixture without each strategy, three random
@@ -35,7 +36,7 @@ import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -72,12 +73,19 @@ class Regime:
     truth_every: int  # record the truth in every n-th round (the others only label)
     min_pool: int
     families: tuple[str, ...] = FAMILIES  # large: digits (1,297) and BBC (1,725) are under min_pool
+    noisy: bool = False  # the annotator's labels are wrong for a share of the items (LABEL_NOISE)
 
+
+# How often a noisy regime's annotator answers a wrong class: drawn per task.
+LABEL_NOISE = (0.1, 0.3)
 
 REGIMES = {
     "small": Regime("small", 20, 20, 10, 1, 600),
     # The judged long-tailed budget (issue 24): batches of 50 up to 520 labels.
     "mid": Regime("mid", 20, 50, 10, 1, 1000),
+    # 20-220 labels from an annotator who is wrong on 10-30% of the items (issue 24: pools
+    # whose labels disagree with the embedding's geometry).
+    "noisy": Regime("noisy", 20, 20, 10, 1, 600, noisy=True),
     "large": Regime("large", 20, 50, 20, 2, 2000, ("mnist", "rotten", "synthetic")),
 }
 
@@ -99,6 +107,7 @@ class TaskSpec:
     modes: int = 1
     separation: float = 0.0
     anisotropy: float = 1.0
+    label_noise: float = 0.0  # the share of pool items whose given label is another class
 
     def describe(self) -> str:
         parts = [self.family, self.encoder]
@@ -112,6 +121,8 @@ class TaskSpec:
             parts.append(
                 f"C={self.num_classes},d={self.dim},modes={self.modes},sep={self.separation:.2f}"
             )
+        if self.label_noise > 0:
+            parts.append(f"noise={self.label_noise:.2f}")
         return " ".join(parts)
 
 
@@ -134,7 +145,15 @@ def episode_seed(regime: str, family: str, index: int) -> int:
 
 
 def sample_spec(family: str, regime: Regime, rng: np.random.Generator) -> TaskSpec:
-    """One random derivation of ``family`` that the regime can run."""
+    """One random derivation of ``family`` that the regime can run (with its annotator's
+    error rate in a noisy regime; drawn last, so the other regimes' draws are unchanged)."""
+    spec = _derivation(family, regime, rng)
+    if regime.noisy:
+        spec = replace(spec, label_noise=float(rng.uniform(*LABEL_NOISE)))
+    return spec
+
+
+def _derivation(family: str, regime: Regime, rng: np.random.Generator) -> TaskSpec:
     imbalance = float(rng.choice([1.0, 1.0, 10.0, 100.0]))
     if family == "synthetic":
         return TaskSpec(
@@ -247,10 +266,21 @@ def build_task(spec: TaskSpec, cache_dir: Path | None = None, pool_cap: int = 30
     if pool.shape[0] > pool_cap:
         kept = torch.from_numpy(np.sort(rng.permutation(pool.shape[0])[:pool_cap]))
         pool, pool_labels = pool[kept], pool_labels[kept]
+    if spec.label_noise > 0:
+        pool_labels = noisy_labels(pool_labels, num_classes, spec.label_noise, spec.data_seed)
     mean, std = pool.mean(dim=0, keepdim=True), pool.std(dim=0, keepdim=True).clamp_min(1e-6)
     return Task(
         spec, (pool - mean) / std, pool_labels, (test - mean) / std, test_labels, num_classes
     )
+
+
+def noisy_labels(labels: torch.Tensor, num_classes: int, rate: float, seed: int) -> torch.Tensor:
+    """What an annotator who is wrong on a share ``rate`` of the items answers: each such item
+    another class, uniformly (the test labels stay true)."""
+    rng = np.random.default_rng(seed + 41)
+    wrong = torch.from_numpy(rng.random(labels.numel()) < rate)
+    offset = torch.from_numpy(rng.integers(1, num_classes, size=labels.numel()))
+    return torch.where(wrong, (labels + offset) % num_classes, labels)
 
 
 def macro_f1(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
@@ -494,11 +524,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--regimes",
         default="small,large",
-        help="small (20-220 labels), mid (20-520), large (20-1,020)",
+        help="small (20-220 labels), mid (20-520), noisy (20-220, wrong labels), large (20-1,020)",
     )
     parser.add_argument("--episodes", type=int, default=24, help="small-regime episodes per family")
     parser.add_argument(
         "--mid-episodes", type=int, default=12, help="mid-regime episodes per family"
+    )
+    parser.add_argument(
+        "--noisy-episodes", type=int, default=12, help="noisy-regime episodes per family"
     )
     parser.add_argument(
         "--large-episodes", type=int, default=8, help="large-regime episodes per family"
@@ -524,7 +557,12 @@ def regime_counts(args: argparse.Namespace) -> dict[str, int]:
     unknown = sorted(set(regimes) - set(REGIMES))
     if unknown:
         raise SystemExit(f"unknown regimes {unknown}; valid: {', '.join(REGIMES)}")
-    counts = {"small": args.episodes, "mid": args.mid_episodes, "large": args.large_episodes}
+    counts = {
+        "small": args.episodes,
+        "mid": args.mid_episodes,
+        "noisy": args.noisy_episodes,
+        "large": args.large_episodes,
+    }
     return {r: counts[r] for r in regimes if counts[r] > 0}
 
 

@@ -171,3 +171,25 @@ def test_the_mid_regime_is_the_judged_long_tailed_budget_and_draws_big_long_tail
     assert all(s.encoder not in episodes.SLOW_ENCODERS for s in specs)
     small = [episodes.sample_spec("mnist", episodes.REGIMES["small"], rng) for _ in range(40)]
     assert not any(s.long_tail_at_load for s in small)
+
+
+def test_a_noisy_annotator_is_wrong_on_its_share_of_the_pool_and_only_there():
+    labels = torch.arange(3000) % 4
+    given = episodes.noisy_labels(labels, 4, 0.2, seed=3)
+    wrong = given != labels
+    assert abs(float(wrong.float().mean()) - 0.2) < 0.03
+    assert int(given.min()) >= 0 and int(given.max()) <= 3
+    assert torch.equal(episodes.noisy_labels(labels, 4, 0.2, seed=3), given)  # deterministic
+    noisy = episodes.REGIMES["noisy"]
+    spec = episodes.sample_spec("synthetic", noisy, np.random.default_rng(1))
+    assert episodes.LABEL_NOISE[0] <= spec.label_noise <= episodes.LABEL_NOISE[1]
+    task = build_task(spec)
+    clean = build_task(episodes.TaskSpec(**{**spec.__dict__, "label_noise": 0.0}))
+    assert torch.equal(task.test_labels, clean.test_labels)  # the truth stays true
+    share = float((task.pool_labels != clean.pool_labels).float().mean())
+    assert abs(share - spec.label_noise) < 0.05
+    # the other regimes draw what they drew before the noisy regime existed: no noise
+    small = episodes.sample_spec("synthetic", episodes.REGIMES["small"], np.random.default_rng(1))
+    assert small.label_noise == 0.0 and small == episodes.TaskSpec(
+        **{**spec.__dict__, "label_noise": 0.0}
+    )
