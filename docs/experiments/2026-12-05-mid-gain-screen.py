@@ -14,9 +14,9 @@ from collections import defaultdict
 
 import torch
 
-from benchmarks.episodes import EXTRAS, FAMILIES, action_gains, load_episodes, weigh_by_group
+from benchmarks.episodes import EXTRAS, FAMILIES, action_gains, load_episodes, training_rounds
 from benchmarks.meta_train import DEFAULT_EPISODES, episode_files, feature_names
-from model.selectors.autoal.prior import PriorTrainingConfig, TrainingRound, train_prior
+from model.selectors.autoal.prior import PriorTrainingConfig, train_prior
 from model.strategies import PORTFOLIO
 
 
@@ -33,10 +33,7 @@ def main() -> None:
         for family in FAMILIES:
             train = [e for e in episodes if e["family"] != family]
             test = [e for e in episodes if e["family"] == family]
-            rounds = weigh_by_group([
-                TrainingRound(r["features"], action_gains(r, objective), f"{e['family']}/{e['regime']}")
-                for e in train for r in e["rounds"]
-            ])  # fmt: skip
+            rounds = training_rounds(train, objective)
             prior = train_prior(rounds, list(PORTFOLIO), config, extras=EXTRAS)
             for e in test:
                 tail = "LT" if e["spec"]["imbalance"] > 1 else "balanced"

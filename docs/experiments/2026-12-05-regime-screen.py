@@ -13,9 +13,9 @@ from collections import defaultdict
 
 import torch
 
-from benchmarks.episodes import EXTRAS, FAMILIES, action_gains, load_episodes, weigh_by_group
+from benchmarks.episodes import EXTRAS, FAMILIES, action_gains, load_episodes, training_rounds
 from benchmarks.meta_train import DEFAULT_EPISODES, episode_files, feature_names
-from model.selectors.autoal.prior import PriorTrainingConfig, TrainingRound, train_prior
+from model.selectors.autoal.prior import PriorTrainingConfig, train_prior
 from model.strategies import PORTFOLIO
 
 TESTED = ("small", "noisy", "mid")
@@ -31,10 +31,7 @@ def main(trainings: list[str]) -> None:
         chosen: dict[str, int] = defaultdict(int)
         for family in FAMILIES:
             train = [e for e in episodes if e["family"] != family and e["regime"] in regimes]
-            rounds = weigh_by_group([
-                TrainingRound(r["features"], action_gains(r), f"{e['family']}/{e['regime']}")
-                for e in train for r in e["rounds"]
-            ])  # fmt: skip
+            rounds = training_rounds(train)
             prior = train_prior(rounds, list(PORTFOLIO), config, extras=EXTRAS)
             for e in episodes:
                 if e["family"] != family:
