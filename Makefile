@@ -58,7 +58,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-## make demo: a local Label Studio + the backend + a demo project with the loop connected.
+## make demo: a local Label Studio + the backend + a demo project with the loop connected
+## (DEMO_ARGS="--kind boxes" or "--kind spans" for a box or an entity project).
 demo: install label-studio
 	$(PY) -m scripts.demo $(DEMO_ARGS)
 

@@ -1,5 +1,9 @@
-"""``make demo``: a local Label Studio and the AutoAL backend, with a BBC News project whose
+"""``make demo``: a local Label Studio and the AutoAL backend, with a demo project whose
 annotators' queue the backend reorders after every round.
+
+``--kind`` picks the project: ``choices`` (BBC News articles by topic, the default), ``boxes``
+(generated scenes of shapes to box, ``benchmarks.box_data``) or ``spans`` (entities in WNUT-16
+tweets, ``benchmarks.span_data``), each from data installed with the packages.
 
 Everything lives under ``.demo/`` in the repository (Label Studio's SQLite database, the
 backend's model directory, the login), so a rerun reuses the same user, token and project.
@@ -9,14 +13,17 @@ Ctrl-C stops both servers. ``--check`` exits as soon as the project is ready (sm
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import importlib.util
+import io
 import json
 import random
 import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +48,23 @@ TEXT_LABEL_CONFIG = """<View>
   <Choices name="topic" toName="text" choice="single" showInLine="true">
 {choices}
   </Choices>
+</View>"""
+
+
+BOX_CLASSES = ("square", "rectangle", "triangle", "circle")
+BOX_LABEL_CONFIG = """<View>
+  <Header value="Draw a box around every shape, with its label"/>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="shape" toName="image">
+{labels}
+  </RectangleLabels>
+</View>"""
+SPAN_LABEL_CONFIG = """<View>
+  <Header value="Mark every named entity in the tweet"/>
+  <Labels name="entity" toName="text">
+{labels}
+  </Labels>
+  <Text name="text" value="$text"/>
 </View>"""
 
 
@@ -99,6 +123,101 @@ def text_label_config(labels: tuple[str, ...] = BBC_TOPICS) -> str:
     return TEXT_LABEL_CONFIG.format(choices=choices)
 
 
+def box_label_config() -> str:
+    labels = "\n".join(f'    <Label value="{label}"/>' for label in BOX_CLASSES)
+    return BOX_LABEL_CONFIG.format(labels=labels)
+
+
+def span_label_config(types: tuple[str, ...]) -> str:
+    labels = "\n".join(f'    <Label value="{label}"/>' for label in types)
+    return SPAN_LABEL_CONFIG.format(labels=labels)
+
+
+def png_data_uri(image) -> str:
+    """A PIL image as a ``data:`` URI: the task carries its image, no file server needed."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def choices_tasks(count: int, seed: int) -> list[dict]:
+    # Only the text: a topic column in the Data Manager would give the answers away.
+    per_topic = max(1, count // len(BBC_TOPICS))
+    return [{"text": t.text} for t in load_bbc_news(per_topic=per_topic, seed=seed)]
+
+
+def box_tasks(count: int, seed: int) -> list[dict]:
+    from benchmarks.box_data import generated_scenes
+
+    corpus = generated_scenes("boxes-shapes", count=count, seed=seed)
+    if corpus.classes != BOX_CLASSES:
+        raise RuntimeError(f"the generated scenes' classes changed: {corpus.classes}")
+    return [{"image": png_data_uri(image)} for image in corpus.images]
+
+
+def span_tasks(count: int, seed: int) -> list[dict]:
+    """``count`` WNUT-16 tweets, three in four of them holding an entity: in the whole set most
+    hold none, and a demo whose first tweets are empty shows little."""
+    from benchmarks.span_data import load_wnut16
+
+    corpus = load_wnut16()
+    rng = random.Random(seed)
+    with_entity = [t for t, spans in zip(corpus.texts, corpus.spans, strict=True) if spans]
+    without = [t for t, spans in zip(corpus.texts, corpus.spans, strict=True) if not spans]
+    some = min(len(with_entity), count - count // 4)
+    texts = rng.sample(with_entity, some) + rng.sample(without, min(len(without), count - some))
+    rng.shuffle(texts)
+    return [{"text": t} for t in texts]
+
+
+def _wnut16_types() -> tuple[str, ...]:
+    from benchmarks.span_data import load_wnut16
+
+    return load_wnut16().types
+
+
+@dataclass(frozen=True)
+class DemoKind:
+    """One kind of demo project: its title, label config, tasks and what the annotator does."""
+
+    title: str
+    label_config: Callable[[], str]
+    tasks: Callable[[int, int], list[dict]]  # (count, seed) -> task data
+    count: int  # tasks made by default
+    noun: str  # what a task is, in the instructions
+    what: str  # what one annotation is
+
+
+KINDS: dict[str, DemoKind] = {
+    "choices": DemoKind(
+        title=PROJECT_TITLE,
+        label_config=text_label_config,
+        tasks=choices_tasks,
+        count=300,
+        noun="articles",
+        what="pick each one's topic",
+    ),
+    "boxes": DemoKind(
+        title="AutoAL demo: shapes to box",
+        label_config=box_label_config,
+        tasks=box_tasks,
+        count=150,
+        noun="images",
+        what="draw a box around every shape, with its label; from the 11th on, the model's\n"
+        "boxes are there to correct",
+    ),
+    "spans": DemoKind(
+        title="AutoAL demo: entities in tweets",
+        label_config=lambda: span_label_config(_wnut16_types()),
+        tasks=span_tasks,
+        count=400,  # of them, 300 with an entity
+        noun="tweets",
+        what="mark every named entity, or submit none; from the 11th on, the model's\n"
+        "entities are there to correct",
+    ),
+}
+
+
 def _headers(server: LabelStudioServer) -> dict[str, str]:
     return server.headers
 
@@ -116,28 +235,31 @@ def find_project(server: LabelStudioServer, title: str) -> dict | None:
     return next((p for p in projects if p.get("title") == title), None)
 
 
+IMPORT_CHUNK = 50  # tasks per import request: box tasks carry their images
+
+
 def ensure_project(
     server: LabelStudioServer,
     backend_url: str,
     *,
-    title: str = PROJECT_TITLE,
-    per_topic: int = 60,
+    kind: DemoKind = KINDS["choices"],
+    count: int | None = None,
     seed: int = 0,
 ) -> tuple[int, bool]:
-    """The demo project, created once: its id and whether it was created now.
+    """The demo project of ``kind``, created once: its id and whether it was created now.
 
     Reused on a rerun; its ML backend connection is pointed at ``backend_url`` (the port may
     have changed) and its queue set to uncertainty sampling (lowest prediction score first).
     """
     client = server.client()
-    existing = find_project(server, title)
+    existing = find_project(server, kind.title)
     created = existing is None
     if existing is None:
-        project = client.projects.create(title=title, label_config=text_label_config())
+        project = client.projects.create(title=kind.title, label_config=kind.label_config())
         project_id = int(project.id)
-        texts = load_bbc_news(per_topic=per_topic, seed=seed)
-        # Only the text: a topic column in the Data Manager would give the answers away.
-        client.projects.import_tasks(id=project_id, request=[{"text": t.text} for t in texts])
+        tasks = kind.tasks(count or kind.count, seed)
+        for start in range(0, len(tasks), IMPORT_CHUNK):
+            client.projects.import_tasks(id=project_id, request=tasks[start : start + IMPORT_CHUNK])
     else:
         project_id = int(existing["id"])
 
@@ -191,7 +313,9 @@ def check_ready(server: LabelStudioServer, backend: BackendServer, project_id: i
         )
 
 
-def print_instructions(server: LabelStudioServer, backend: BackendServer, project_id: int) -> None:
+def print_instructions(
+    server: LabelStudioServer, backend: BackendServer, project_id: int, kind: DemoKind
+) -> None:
     print(
         f"""
 AutoAL demo is running.
@@ -201,10 +325,10 @@ AutoAL demo is running.
   backend      : {backend.url} (history: {backend.url}/projects/{project_id}/history)
   logs         : {server.log_path} and {backend.log_path}
 
-What to do: click "Label All Tasks" and label 20 articles. After every annotation the backend
-retrains in the background, scores every unlabeled article and reorders the queue: the next
-task served is the one it ranks first. In the Data Manager, show the "Prediction score"
-column and sort by it (lowest = labeled next) to watch the order change.
+What to do: click "Label All Tasks" and label 20 {kind.noun}:
+{kind.what}. After every annotation the backend retrains in the background, scores every
+unlabeled task and reorders the queue: the next task served is the one it ranks first. In the Data Manager, show the
+"Prediction score" column and sort by it (lowest = labeled next) to watch the order change.
 Ctrl-C stops Label Studio and the backend."""
     )
 
@@ -218,12 +342,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".demo")
     parser.add_argument("--port", type=int, default=8080, help="Label Studio's port")
     parser.add_argument("--backend-port", type=int, default=9090)
-    parser.add_argument("--per-topic", type=int, default=60, help="articles per topic (5 topics)")
+    parser.add_argument(
+        "--kind",
+        choices=sorted(KINDS),
+        default="choices",
+        help="the demo project: choices (BBC News topics), boxes (shapes in generated scenes) "
+        "or spans (entities in tweets); each kind is a project of its own",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=None,
+        help="tasks in a new project (default: 300 articles, 150 images, 400 tweets)",
+    )
     parser.add_argument("--strategy", default=None, help="AUTOAL_STRATEGY (default: autoal)")
     parser.add_argument(
         "--check", action="store_true", help="exit 0 once the project is ready (smoke test)"
     )
     args = parser.parse_args(argv)
+    if args.tasks is not None and args.tasks < 1:
+        parser.error(f"--tasks must be 1 or more, got {args.tasks}")
     # Progress must show at once even when stdout is a file or a pipe (CI logs, nohup).
     sys.stdout.reconfigure(line_buffering=True)
     # Both servers run in their own process groups: a plain `kill` of the demo must stop them
@@ -259,10 +397,11 @@ def run(args: argparse.Namespace) -> int:
             extra_env=backend_env,
         ) as backend:
             print(f"Backend ready at {backend.url} in {backend.startup_seconds:.1f} s")
-            project_id, created = ensure_project(server, backend.url, per_topic=args.per_topic)
-            print(f"Project {project_id} {'created' if created else 'reused'}: {PROJECT_TITLE}")
+            kind = KINDS[args.kind]
+            project_id, created = ensure_project(server, backend.url, kind=kind, count=args.tasks)
+            print(f"Project {project_id} {'created' if created else 'reused'}: {kind.title}")
             check_ready(server, backend, project_id)
-            print_instructions(server, backend, project_id)
+            print_instructions(server, backend, project_id, kind)
             if args.check:
                 return 0
             with contextlib.suppress(KeyboardInterrupt):

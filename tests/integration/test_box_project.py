@@ -13,13 +13,11 @@ labeling editor.
 
 from __future__ import annotations
 
-import base64
-import io
-
 import pytest
 
 from benchmarks.box_data import generated_scenes
 from model.export import ExportedBoxModel, load
+from scripts.demo import png_data_uri
 from tests.integration.conftest import BackendProcess, LabelStudioAPI, wait_for
 from tests.integration.test_label_studio_loop import create_project, expected_next, wait_for_round
 
@@ -33,12 +31,6 @@ LABELED = 16
 IMAGES = 60
 
 
-def data_uri(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 @pytest.fixture(scope="module")
 def box_project(ls_api: LabelStudioAPI, backend: BackendProcess) -> dict:
     corpus = generated_scenes("boxes-shapes", count=IMAGES, seed=5)
@@ -46,7 +38,7 @@ def box_project(ls_api: LabelStudioAPI, backend: BackendProcess) -> dict:
     for i, (image, boxes) in enumerate(zip(corpus.images, corpus.boxes, strict=True)):
         if i % 3 == 0:  # a non-square image: the boxes' fractions stay the same
             image = image.resize((480, 320))
-        uri = data_uri(image)
+        uri = png_data_uri(image)
         images.append({"photo": uri})
         truth_by_uri[uri] = ([tuple(float(v) for v in b[:4]) + (corpus.classes[int(b[4])],) for b in boxes],
                              image.size)  # fmt: skip

@@ -1,5 +1,6 @@
 """Smoke test of ``make demo``: the script starts Label Studio and the backend, makes the demo
-project once and reuses it on a rerun (``--check`` exits as soon as the project is ready)."""
+project once and reuses it on a rerun (``--check`` exits as soon as the project is ready, with
+its tasks imported and the backend connected, which Label Studio checks through ``/setup``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import sys
 from scripts.label_studio import REPO_ROOT, free_port
 
 
-def run_demo(data_dir, port: int, backend_port: int) -> str:
+def run_demo(data_dir, port: int, backend_port: int, *options: str) -> str:
     completed = subprocess.run(
         [
             sys.executable, "-m", "scripts.demo", "--check",
             "--data-dir", str(data_dir), "--port", str(port),
-            "--backend-port", str(backend_port), "--per-topic", "10",
+            "--backend-port", str(backend_port), *(options or ("--tasks", "50")),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -41,3 +42,17 @@ def test_demo_creates_its_project_once_and_reuses_it(tmp_path):
     second = run_demo(tmp_path, port, free_port())
     assert re.search(rf"Project {created.group(1)} reused", second), second
     assert json.loads((tmp_path / "credentials.json").read_text()) == creds
+
+
+def test_demo_makes_a_box_project_and_a_span_project(tmp_path):
+    port = free_port()
+    boxes = run_demo(tmp_path, port, free_port(), "--kind", "boxes", "--tasks", "12")
+    box_project = re.search(r"Project (\d+) created: AutoAL demo: shapes to box", boxes)
+    assert box_project, boxes
+    assert "label 20 images:\ndraw a box around every shape" in boxes
+
+    spans = run_demo(tmp_path, port, free_port(), "--kind", "spans", "--tasks", "20")
+    span_project = re.search(r"Project (\d+) created: AutoAL demo: entities in tweets", spans)
+    assert span_project, spans
+    assert span_project.group(1) != box_project.group(1)
+    assert "label 20 tweets:\nmark every named entity" in spans
