@@ -326,10 +326,11 @@ AutoAL demo is running.
   logs         : {server.log_path} and {backend.log_path}
 
 What to do: click "Label All Tasks" and label 20 {kind.noun}:
-{kind.what}. After every annotation the backend retrains in the background, scores every
-unlabeled task and reorders the queue: the next task served is the one it ranks first. In the Data Manager, show the
-"Prediction score" column and sort by it (lowest = labeled next) to watch the order change.
-Ctrl-C stops Label Studio and the backend."""
+{kind.what}.
+After every annotation the backend retrains in the background, scores every unlabeled task
+and reorders the queue: the next task served is the one it ranks first. In the Data Manager,
+show the "Prediction score" column and sort by it (lowest = labeled next) to watch the order
+change. Ctrl-C stops Label Studio and the backend."""
     )
 
 
