@@ -75,6 +75,13 @@ class Regime:
     families: tuple[str, ...] = FAMILIES  # large: digits (1,297) and BBC (1,725) are under min_pool
     noisy: bool = False  # the annotator's labels are wrong for a share of the items (LABEL_NOISE)
 
+    @property
+    def big(self) -> bool:
+        """Batches of 50 (mid, large): pools of 1,000 and more and fits at up to 1,020 labels,
+        so long tails are drawn from the whole source and the slow encoders are left out. The
+        other regimes (small, noisy) draw the same tasks."""
+        return self.batch > 20
+
 
 # How often a noisy regime's annotator answers a wrong class: drawn per task.
 LABEL_NOISE = (0.1, 0.3)
@@ -167,12 +174,12 @@ def _derivation(family: str, regime: Regime, rng: np.random.Generator) -> TaskSp
             separation=float(rng.uniform(0.75, 3.0)),
             anisotropy=float(rng.choice([1.0, 3.0, 10.0])),
         )
-    encoders = [e for e in ENCODERS[family] if regime.name == "small" or e not in SLOW_ENCODERS]
+    encoders = [e for e in ENCODERS[family] if not regime.big or e not in SLOW_ENCODERS]
     encoder = str(rng.choice(encoders))
     data_seed = int(rng.integers(0, 4))
     source_classes = {"digits": 10, "mnist": 10, "bbc": 5, "rotten": 2}[family]
-    if regime.name != "small" and family in ("mnist", "rotten") and imbalance > 1:
-        # Batches of 50 need a big pool: the long tail is drawn from the whole source.
+    if regime.big and family in ("mnist", "rotten") and imbalance > 1:
+        # A big pool: the long tail is drawn from the whole source.
         return TaskSpec(family, encoder, data_seed, imbalance=imbalance, long_tail_at_load=True)
     classes: tuple[int, ...] | None = None
     groups: int | None = None

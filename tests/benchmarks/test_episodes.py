@@ -188,8 +188,13 @@ def test_a_noisy_annotator_is_wrong_on_its_share_of_the_pool_and_only_there():
     assert torch.equal(task.test_labels, clean.test_labels)  # the truth stays true
     share = float((task.pool_labels != clean.pool_labels).float().mean())
     assert abs(share - spec.label_noise) < 0.05
-    # the other regimes draw what they drew before the noisy regime existed: no noise
-    small = episodes.sample_spec("synthetic", episodes.REGIMES["small"], np.random.default_rng(1))
-    assert small.label_noise == 0.0 and small == episodes.TaskSpec(
-        **{**spec.__dict__, "label_noise": 0.0}
-    )
+    # the other regimes draw what they drew before the noisy regime existed: no noise; and the
+    # noisy regime's tasks are the small regime's, long tails included, with its noise added
+    for family in ("synthetic", "mnist", "rotten", "bbc"):
+        for seed in range(12):
+            small = episodes.sample_spec(
+                family, episodes.REGIMES["small"], np.random.default_rng(seed)
+            )
+            with_noise = episodes.sample_spec(family, noisy, np.random.default_rng(seed))
+            assert small.label_noise == 0.0 and with_noise.label_noise > 0
+            assert small == episodes.TaskSpec(**{**with_noise.__dict__, "label_noise": 0.0})
