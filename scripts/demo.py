@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import importlib.util
 import io
 import json
@@ -51,7 +52,6 @@ TEXT_LABEL_CONFIG = """<View>
 </View>"""
 
 
-BOX_CLASSES = ("square", "rectangle", "triangle", "circle")
 BOX_LABEL_CONFIG = """<View>
   <Header value="Draw a box around every shape, with its label"/>
   <Image name="image" value="$image"/>
@@ -123,14 +123,31 @@ def text_label_config(labels: tuple[str, ...] = BBC_TOPICS) -> str:
     return TEXT_LABEL_CONFIG.format(choices=choices)
 
 
+def _label_tags(values: tuple[str, ...]) -> str:
+    return "\n".join(f'    <Label value="{value}"/>' for value in values)
+
+
+def _shape_scenes(count: int, seed: int = 0):
+    """The generated shape scenes (``benchmarks.box_data``; imported here: it loads torch)."""
+    from benchmarks.box_data import generated_scenes
+
+    return generated_scenes("boxes-shapes", count=count, seed=seed)
+
+
+@functools.cache
+def _wnut16():
+    """The WNUT-16 tweets (``benchmarks.span_data``), read once."""
+    from benchmarks.span_data import load_wnut16
+
+    return load_wnut16()
+
+
 def box_label_config() -> str:
-    labels = "\n".join(f'    <Label value="{label}"/>' for label in BOX_CLASSES)
-    return BOX_LABEL_CONFIG.format(labels=labels)
+    return BOX_LABEL_CONFIG.format(labels=_label_tags(_shape_scenes(0).classes))
 
 
-def span_label_config(types: tuple[str, ...]) -> str:
-    labels = "\n".join(f'    <Label value="{label}"/>' for label in types)
-    return SPAN_LABEL_CONFIG.format(labels=labels)
+def span_label_config() -> str:
+    return SPAN_LABEL_CONFIG.format(labels=_label_tags(_wnut16().types))
 
 
 def png_data_uri(image) -> str:
@@ -147,20 +164,13 @@ def choices_tasks(count: int, seed: int) -> list[dict]:
 
 
 def box_tasks(count: int, seed: int) -> list[dict]:
-    from benchmarks.box_data import generated_scenes
-
-    corpus = generated_scenes("boxes-shapes", count=count, seed=seed)
-    if corpus.classes != BOX_CLASSES:
-        raise RuntimeError(f"the generated scenes' classes changed: {corpus.classes}")
-    return [{"image": png_data_uri(image)} for image in corpus.images]
+    return [{"image": png_data_uri(image)} for image in _shape_scenes(count, seed).images]
 
 
 def span_tasks(count: int, seed: int) -> list[dict]:
     """``count`` WNUT-16 tweets, three in four of them holding an entity: in the whole set most
     hold none, and a demo whose first tweets are empty shows little."""
-    from benchmarks.span_data import load_wnut16
-
-    corpus = load_wnut16()
+    corpus = _wnut16()
     rng = random.Random(seed)
     with_entity = [t for t, spans in zip(corpus.texts, corpus.spans, strict=True) if spans]
     without = [t for t, spans in zip(corpus.texts, corpus.spans, strict=True) if not spans]
@@ -168,12 +178,6 @@ def span_tasks(count: int, seed: int) -> list[dict]:
     texts = rng.sample(with_entity, some) + rng.sample(without, min(len(without), count - some))
     rng.shuffle(texts)
     return [{"text": t} for t in texts]
-
-
-def _wnut16_types() -> tuple[str, ...]:
-    from benchmarks.span_data import load_wnut16
-
-    return load_wnut16().types
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ KINDS: dict[str, DemoKind] = {
     ),
     "spans": DemoKind(
         title="AutoAL demo: entities in tweets",
-        label_config=lambda: span_label_config(_wnut16_types()),
+        label_config=span_label_config,
         tasks=span_tasks,
         count=400,  # of them, 300 with an entity
         noun="tweets",

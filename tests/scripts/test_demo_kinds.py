@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from autoal_backend.kinds import parse_label_config
+from benchmarks.box_data import generated_scenes
 from benchmarks.span_data import load_wnut16
-from scripts.demo import BOX_CLASSES, KINDS
+from scripts.demo import KINDS
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,9 @@ def test_each_demo_kind_is_a_project_the_backend_serves_as_that_kind(name, kind,
 
 def test_the_box_demo_images_are_png_data_uris_of_the_scene_classes():
     demo = KINDS["boxes"]
-    assert parse_label_config(demo.label_config()).labels == BOX_CLASSES
+    classes = ("square", "rectangle", "triangle", "circle")
+    assert generated_scenes("boxes-shapes", count=0).classes == classes
+    assert parse_label_config(demo.label_config()).labels == classes
     uri = demo.tasks(2, 3)[0]["image"]
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
